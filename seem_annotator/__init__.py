@@ -1,0 +1,3 @@
+"""seem-annotator: label image datasets with SEEM."""
+
+__version__ = "0.1.0"
