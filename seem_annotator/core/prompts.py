@@ -10,7 +10,7 @@ replay them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 Point2D = tuple[float, float]
 
@@ -89,7 +89,7 @@ class ReferringPrompt:
     kind = "referring"
 
 
-Prompt = Union[PointPrompt, BoxPrompt, PolygonPrompt, StrokePrompt, TextPrompt, VoicePrompt, ReferringPrompt]
+Prompt = PointPrompt | BoxPrompt | PolygonPrompt | StrokePrompt | TextPrompt | VoicePrompt | ReferringPrompt
 
 SPATIAL_KINDS = frozenset({"point", "box", "polygon", "stroke"})
 LANGUAGE_KINDS = frozenset({"text", "voice"})
