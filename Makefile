@@ -1,0 +1,24 @@
+# Two commands matter (README quick start): `make app` and `make test`.
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup app test test-fast fixtures lint bench
+
+setup:
+	@bash packaging/bootstrap.sh
+
+# Start the desktop app on the bundled sample photographs.
+app: setup
+	$(PY) main.py resources/samples
+
+# The whole test suite (headless), then the linter.
+test: setup
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q --timeout=600
+	$(VENV)/bin/ruff check seem_annotator plugins tests main.py
+
+# Only the numerical-equivalence tests against the official SEEM fixtures.
+fixtures: setup
+	$(PY) -m pytest -q -k fixture
+
+lint: setup
+	$(VENV)/bin/ruff check seem_annotator plugins tests main.py
