@@ -1,0 +1,104 @@
+"""The images table: scanning the images root, records with derived status.
+
+Status: a status the user set (e.g. "done") wins; otherwise an image with annotations or an object
+in progress is "in_progress", else "untouched".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from seem_annotator.core import images as imgio
+from seem_annotator.core.records import ImageRecord
+from seem_annotator.core.store import Store, dumps
+from seem_annotator.errors import UserError
+
+STATUSES = ("untouched", "in_progress", "done")
+
+_SELECT = """
+SELECT i.*, CASE
+    WHEN i.status IS NOT NULL THEN i.status
+    WHEN EXISTS (SELECT 1 FROM annotations a WHERE a.image_id = i.id) THEN 'in_progress'
+    WHEN EXISTS (SELECT 1 FROM sessions s JOIN rounds r ON r.session_id = s.id
+                 WHERE s.image_id = i.id AND s.state = 'open') THEN 'in_progress'
+    ELSE 'untouched' END AS derived_status
+FROM images i
+"""
+
+
+def record_from_row(row: Any) -> ImageRecord:
+    return ImageRecord(id=int(row["id"]), file_name=str(row["file_name"]), width=int(row["width"]),
+                       height=int(row["height"]), sha256=row["sha256"], status=str(row["derived_status"]),
+                       readable=bool(row["readable"]), error=row["error"], extra=json.loads(row["extra"]))
+
+
+class Catalog:
+    """Image rows of one store, relative to the images root."""
+
+    def __init__(self, store: Store, root: Path) -> None:
+        self.store = store
+        self.root = root
+
+    def images(self) -> list[ImageRecord]:
+        return [record_from_row(r) for r in self.store.query(_SELECT + " ORDER BY i.file_name")]
+
+    def image(self, image_id: int) -> ImageRecord:
+        row = self.store.one(_SELECT + " WHERE i.id = ?", (int(image_id),))
+        if row is None:
+            raise UserError(f"Image {image_id} is not part of this project.")
+        return record_from_row(row)
+
+    def image_by_name(self, file_name: str) -> ImageRecord | None:
+        row = self.store.one(_SELECT + " WHERE i.file_name = ?", (Path(file_name).as_posix(),))
+        return None if row is None else record_from_row(row)
+
+    def insert(self, file_name: str, width: int, height: int, sha256: str | None, readable: bool,
+               error: str | None, extra: dict | None = None) -> int:
+        """Add an image row (inside the caller's transaction); returns its id."""
+        cur = self.store.execute(
+            "INSERT INTO images (file_name, width, height, sha256, readable, error, extra) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (file_name, int(width), int(height), sha256, int(readable), error, dumps(extra or {})))
+        return int(cur.lastrowid)
+
+    def rescan(self, progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
+        known = {r["file_name"]: r for r in self.store.query("SELECT id, file_name, readable FROM images")}
+        on_disk = list(imgio.iter_image_files(self.root)) if self.root.is_dir() else []
+        # Probe outside the transaction (slow, touches every new file); write all at once.
+        todo = [n for n in on_disk if n not in known or not known[n]["readable"]]
+        probed = []
+        for i, name in enumerate(todo):
+            probed.append(imgio.probe(self.root, name))
+            if progress:
+                progress(i + 1, len(todo))
+        present = set(on_disk)
+        summary = {"added": 0, "recovered": 0, "missing": 0, "unreadable": 0}
+        with self.store.transaction():
+            for scan in probed:
+                if scan.file_name not in known:
+                    self.insert(scan.file_name, scan.width, scan.height, scan.sha256, scan.readable, scan.error)
+                    summary["added"] += 1
+                else:
+                    self.store.execute(
+                        "UPDATE images SET width = ?, height = ?, sha256 = ?, readable = ?, error = ? "
+                        "WHERE file_name = ?", (scan.width, scan.height, scan.sha256, int(scan.readable),
+                                                scan.error, scan.file_name))
+                    summary["recovered"] += int(scan.readable)
+                summary["unreadable"] += int(not scan.readable)
+            for name, row in known.items():
+                if name not in present and row["readable"]:
+                    self.store.execute("UPDATE images SET readable = 0, error = ? WHERE id = ?",
+                                       (f"{name} is missing from {self.root}.", row["id"]))
+                    summary["missing"] += 1
+        return summary
+
+    def set_status(self, image_id: int, status: str | None) -> ImageRecord:
+        if status is not None and status not in STATUSES:
+            raise UserError(f"Unknown image status {status!r}; use one of {', '.join(STATUSES)}.")
+        with self.store.transaction():
+            self.image(image_id)
+            self.store.execute("UPDATE images SET status = ? WHERE id = ?", (status, int(image_id)))
+        return self.image(image_id)

@@ -1,0 +1,354 @@
+"""The Project facade: the one API the GUI, CLI, engine workers and voice commands use.
+
+A project is a folder of images (the images root) plus a store file, by default
+`<images_root>/.seem-annotator/project.sqlite`; a store elsewhere is allowed (read-only image
+folders). Every mutating method is one transaction, committed before it returns, and every user
+action on an image's objects goes into that image's linear undo history (`undo`/`redo`).
+
+    with Project.open_or_create("photos/") as project:
+        image = project.images()[0]
+        session = project.start_session(image.id)
+        project.add_round(session.id, (PointPrompt(10, 20),), "seem-focalt", rle, [("dog", 0.9)])
+        dog = project.label_by_name("dog") or project.add_label("dog")
+        project.accept_session(session.id, dog.id)
+        project.undo(image.id)   # the object is back in progress, its last round current
+
+Ids handed out (images, labels, sessions, rounds, annotations) are stable and never reused.
+After `undo`/`redo` re-read what is shown (`current_session`, `annotations`): a session whose
+first round was undone no longer exists.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from seem_annotator.core import annotations as ann_ops
+from seem_annotator.core import history, sessions
+from seem_annotator.core import images as imgio
+from seem_annotator.core import labels as label_ops
+from seem_annotator.core.catalog import Catalog
+from seem_annotator.core.prompts import Prompt
+from seem_annotator.core.records import AnnotationRecord, Dataset, ImageRecord, LabelRecord
+from seem_annotator.core.rounds import OPEN, ObjectSession, Round
+from seem_annotator.core.store import DEFAULT_DIRNAME, DEFAULT_FILENAME, Store, now
+from seem_annotator.core.transfer import import_dataset as _import_dataset
+from seem_annotator.errors import StoreError
+
+Progress = Callable[[int, int], None]
+
+
+def default_store_path(images_root: str | os.PathLike) -> Path:
+    """`<images_root>/.seem-annotator/project.sqlite`."""
+    return Path(images_root) / DEFAULT_DIRNAME / DEFAULT_FILENAME
+
+
+class Project:
+    """An open project. Build with `create`, `open` or `open_or_create`; use as a context manager
+    or call `close()`."""
+
+    def __init__(self, store: Store, root: Path) -> None:
+        self._store = store
+        self._root = root
+        self._catalog = Catalog(store, root)
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, images_root: str | os.PathLike, store_path: str | os.PathLike | None = None,
+               progress: Progress | None = None) -> Project:
+        """A new project over the images under `images_root` (scanned now; unreadable files are
+        listed with `readable=False`). Refused when a store already exists at `store_path`."""
+        root = Path(images_root).resolve()
+        if not root.is_dir():
+            raise StoreError(f"The images folder {root} does not exist or is not a folder.")
+        path = Path(store_path).resolve() if store_path is not None else default_store_path(root)
+        try:
+            store = Store(path, create=True)
+        except StoreError:
+            raise
+        except OSError as exc:
+            raise StoreError(f"Cannot create the project store at {path} ({exc.strerror or exc}); "
+                             "pass a store path in a writable folder.") from exc
+        try:
+            with store.transaction():
+                try:
+                    rel = os.path.relpath(root, path.parent)
+                except ValueError:  # different drives on Windows
+                    rel = str(root)
+                inside = path.parent == root / DEFAULT_DIRNAME
+                store.execute("INSERT INTO meta(key, value) VALUES ('images_root', ?)", (rel if inside else str(root),))
+                store.execute("INSERT INTO meta(key, value) VALUES ('created_at', ?)", (repr(now()),))
+            project = cls(store, root)
+            project.rescan(progress)
+        except BaseException:
+            store.close()
+            raise
+        return project
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, read_only: bool = False) -> Project:
+        """Open an existing project: `path` is the images folder (default store inside it) or the
+        store file itself. `read_only` takes no writer lock and refuses changes."""
+        path = Path(path)
+        store_path = default_store_path(path) if path.is_dir() else path
+        if path.is_dir() and not store_path.is_file():
+            raise StoreError(f"{path} has no seem-annotator project yet; create one first.")
+        store = Store(store_path, read_only=read_only)
+        try:
+            raw = store.get_meta("images_root")
+            if raw is None:
+                raise StoreError(f"The project store {store_path} has no images folder recorded.")
+            root = Path(raw)
+            if not root.is_absolute():
+                root = (store_path.resolve().parent / root).resolve()
+        except BaseException:
+            store.close()
+            raise
+        return cls(store, root)
+
+    @classmethod
+    def open_or_create(cls, folder: str | os.PathLike, progress: Progress | None = None) -> Project:
+        """Open the project in `folder`, creating it (and scanning the images) when there is none."""
+        if default_store_path(folder).is_file():
+            return cls.open(folder)
+        return cls.create(folder, progress=progress)
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def root(self) -> Path:
+        """The images root: `ImageRecord.file_name` is relative to it."""
+        return self._root
+
+    @property
+    def store_path(self) -> Path:
+        return self._store.path
+
+    @property
+    def read_only(self) -> bool:
+        return self._store.read_only
+
+    # -- images ----------------------------------------------------------------------------------
+
+    def images(self) -> list[ImageRecord]:
+        """Every image, sorted by file name."""
+        return self._catalog.images()
+
+    def image(self, image_id: int) -> ImageRecord:
+        return self._catalog.image(image_id)
+
+    def image_by_name(self, file_name: str) -> ImageRecord | None:
+        return self._catalog.image_by_name(file_name)
+
+    def image_path(self, image_id: int) -> Path:
+        return self._root / self.image(image_id).file_name
+
+    def rescan(self, progress: Progress | None = None) -> dict[str, int]:
+        """Add image files that appeared under the root, re-check unreadable ones, mark vanished
+        ones unreadable. Returns counts: added, missing, recovered, unreadable."""
+        return self._catalog.rescan(progress)
+
+    def set_image_status(self, image_id: int, status: str | None) -> ImageRecord:
+        """Mark an image "done" (or "in_progress"/"untouched"); None goes back to the derived
+        status (in_progress when it has annotations or an object in progress, else untouched)."""
+        return self._catalog.set_status(image_id, status)
+
+    def load_image(self, image_id: int) -> Any:
+        """Full-resolution (H, W, 3) uint8 RGB, EXIF-oriented (see core.images.load_image)."""
+        return imgio.load_image(self.image_path(image_id))
+
+    def load_for_model(self, image_id: int, max_side: int = 1024) -> imgio.ProxyImage:
+        """A bounded proxy plus the full (H, W) (see core.images.load_for_model)."""
+        return imgio.load_for_model(self.image_path(image_id), max_side)
+
+    # -- labels ----------------------------------------------------------------------------------
+
+    def labels(self) -> list[LabelRecord]:
+        return label_ops.list_labels(self._store)
+
+    def label(self, label_id: int) -> LabelRecord:
+        return label_ops.get_label(self._store, label_id)
+
+    def label_by_name(self, name: str) -> LabelRecord | None:
+        """Case-insensitive lookup (whitespace-normalised)."""
+        return label_ops.find_by_name(self._store, name)
+
+    def add_label(self, name: str, color: str | Sequence[int] | None = None,
+                  shortcut: int | None = None) -> LabelRecord:
+        """New label; colour defaults to a distinct one; a shortcut digit moves from any other label."""
+        return label_ops.add_label(self._store, name, color, shortcut)
+
+    def rename_label(self, label_id: int, new_name: str) -> LabelRecord:
+        return label_ops.rename_label(self._store, label_id, new_name)
+
+    def set_label_color(self, label_id: int, color: str | Sequence[int]) -> LabelRecord:
+        return label_ops.set_label_color(self._store, label_id, color)
+
+    def set_label_shortcut(self, label_id: int, shortcut: int | None) -> LabelRecord:
+        return label_ops.set_label_shortcut(self._store, label_id, shortcut)
+
+    def merge_labels(self, src_id: int, dst_id: int) -> LabelRecord:
+        """Move every annotation of `src_id` to `dst_id` and delete `src_id`."""
+        return label_ops.merge_labels(self._store, src_id, dst_id)
+
+    def delete_label(self, label_id: int, reassign_to: int | None = None) -> None:
+        """Delete a label; refused (LabelError) while used unless `reassign_to` is given."""
+        label_ops.delete_label(self._store, label_id, reassign_to)
+
+    def label_counts(self) -> dict[int, int]:
+        """label id -> annotation count (every label, zeros included)."""
+        return label_ops.label_counts(self._store)
+
+    # -- object sessions -------------------------------------------------------------------------
+
+    def start_session(self, image_id: int) -> ObjectSession:
+        """A new empty object session on the image (an existing empty one is reused; SessionError
+        when another object with rounds is in progress)."""
+        return sessions.start(self._store, image_id)
+
+    def current_session(self, image_id: int) -> ObjectSession | None:
+        """The image's in-progress object (persisted; survives a restart), or None."""
+        return sessions.current(self._store, image_id)
+
+    def session(self, session_id: int) -> ObjectSession:
+        return sessions.load(self._store, session_id)
+
+    def add_round(self, session_id: int, prompts: tuple[Prompt, ...], backend: str, mask_rle: dict | None,
+                  label_proposals: list[tuple[str, float]], score: float | None = None) -> Round:
+        """Record one round: the prompts added in it, the backend/model name, the candidate mask
+        (RLE at the image's full oriented size, or None) and label proposals (name, probability)."""
+        return sessions.add_round(self._store, session_id, prompts, backend, mask_rle, label_proposals, score)
+
+    def discard_session(self, session_id: int) -> None:
+        sessions.discard(self._store, session_id)
+
+    def accept_session(self, session_id: int, label_id: int, mask_rle: dict | None = None,
+                       score: float | None = None) -> AnnotationRecord:
+        """Turn the object into an annotation; `mask_rle` (an edited mask) overrides the last round's."""
+        return sessions.accept(self._store, session_id, label_id, mask_rle, score)
+
+    # -- annotations -----------------------------------------------------------------------------
+
+    def annotations(self, image_id: int | None = None) -> list[AnnotationRecord]:
+        """Annotations of one image (or all), bottom-to-top z-order."""
+        return ann_ops.list_for(self._store, image_id)
+
+    def annotation(self, ann_id: int) -> AnnotationRecord:
+        return ann_ops.get(self._store, ann_id)
+
+    def relabel(self, ann_id: int, label_id: int) -> AnnotationRecord:
+        return ann_ops.relabel(self._store, ann_id, label_id)
+
+    def set_mask(self, ann_id: int, rle: dict) -> AnnotationRecord:
+        """Replace the mask (brush/eraser edit)."""
+        return ann_ops.set_mask(self._store, ann_id, rle)
+
+    def merge(self, ann_ids: Sequence[int]) -> AnnotationRecord:
+        """One new annotation from the union of same-image annotations (which are removed)."""
+        return ann_ops.merge(self._store, list(ann_ids))
+
+    def subtract(self, ann_id: int, other_id: int) -> AnnotationRecord:
+        """Cut `other_id`'s pixels out of `ann_id` (a hole when inside); `other_id` stays."""
+        return ann_ops.subtract(self._store, ann_id, other_id)
+
+    def split(self, ann_id: int) -> list[AnnotationRecord]:
+        """Disconnected parts become separate annotations (the first keeps `ann_id`)."""
+        return ann_ops.split(self._store, ann_id)
+
+    def delete(self, ann_id: int) -> None:
+        ann_ops.delete(self._store, ann_id)
+
+    def reorder(self, ann_id: int, new_order: int) -> list[AnnotationRecord]:
+        """Move to stack position `new_order` (0 = bottom); returns the image's stack bottom-up."""
+        return ann_ops.reorder(self._store, ann_id, new_order)
+
+    def raise_(self, ann_id: int) -> list[AnnotationRecord]:
+        """One step towards the top."""
+        pos, _ = ann_ops.position(self._store, ann_id)
+        return self.reorder(ann_id, pos + 1)
+
+    def lower(self, ann_id: int) -> list[AnnotationRecord]:
+        """One step towards the bottom."""
+        pos, _ = ann_ops.position(self._store, ann_id)
+        return self.reorder(ann_id, max(0, pos - 1))
+
+    # -- undo / redo -----------------------------------------------------------------------------
+
+    def undo(self, image_id: int) -> str | None:
+        """Revert the image's latest action (the name of the action, or None when none is left)."""
+        with self._store.transaction():
+            action = history.undo(self._store, image_id)
+            self._drop_stale_empty_sessions(image_id)
+            return action
+
+    def redo(self, image_id: int) -> str | None:
+        """Re-apply the latest undone action (its name, or None)."""
+        with self._store.transaction():
+            action = history.redo(self._store, image_id)
+            self._drop_stale_empty_sessions(image_id)
+            return action
+
+    def can_undo(self, image_id: int) -> bool:
+        return history.can_undo(self._store, image_id)
+
+    def can_redo(self, image_id: int) -> bool:
+        return history.can_redo(self._store, image_id)
+
+    def history(self, image_id: int) -> list[tuple[str, bool]]:
+        """(action, undone) pairs of the image's history, oldest first."""
+        return history.entries(self._store, image_id)
+
+    def _drop_stale_empty_sessions(self, image_id: int) -> None:
+        # An empty open session (never in the history) next to one that regained rounds is noise.
+        self._store.execute(
+            "DELETE FROM sessions WHERE image_id = ? AND state = ? AND id NOT IN (SELECT session_id FROM rounds) "
+            "AND EXISTS (SELECT 1 FROM sessions s JOIN rounds r ON r.session_id = s.id "
+            "WHERE s.image_id = ? AND s.state = ?) "
+            "AND id NOT IN (SELECT json_extract(value, '$.id') FROM history, json_each(history.changes) "
+            "WHERE history.image_id = ? AND json_extract(value, '$.table') = 'sessions')",
+            (image_id, OPEN, image_id, OPEN, image_id))
+
+    # -- whole project ---------------------------------------------------------------------------
+
+    def snapshot(self) -> Dataset:
+        """Every image, label and annotation as a self-contained Dataset (root = images root)."""
+        return Dataset(images=self.images(), labels=self.labels(), annotations=self.annotations(),
+                       root=str(self._root))
+
+    def import_dataset(self, dataset: Dataset, progress: Progress | None = None) -> dict[str, int]:
+        """Add a Dataset in one transaction (all or nothing). Images match by file_name, labels by
+        name (case-insensitive); annotations are added on top. Returns counts: images_added,
+        images_matched, labels_added, labels_matched, annotations_added."""
+        return _import_dataset(self._store, self._catalog, dataset, progress)
+
+    def info(self) -> dict[str, Any]:
+        """Counts for `seem-annotator info`: images, annotations, labels (name -> count),
+        in_progress (open objects with rounds), unreadable, done, plus root and store paths."""
+        counts = self.label_counts()
+        labels = {label.name: counts.get(label.id, 0) for label in self.labels()}
+        images = self.images()
+        in_progress = self._store.one(
+            "SELECT COUNT(DISTINCT s.id) AS n FROM sessions s JOIN rounds r ON r.session_id = s.id "
+            "WHERE s.state = ?", (OPEN,))["n"]
+        return {
+            "root": str(self._root),
+            "store": str(self._store.path),
+            "images": len(images),
+            "annotations": sum(counts.values()),
+            "labels": labels,
+            "in_progress": int(in_progress),
+            "unreadable": sum(1 for i in images if not i.readable),
+            "done": sum(1 for i in images if i.status == "done"),
+        }

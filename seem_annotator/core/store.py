@@ -1,0 +1,352 @@
+"""The project store: one SQLite file (stdlib `sqlite3`) in WAL mode.
+
+Why SQLite: every user action is one transaction that is durable when the call returns, so the
+app can be SIGKILLed at any instant and reopen with every committed action. `synchronous=FULL`
+makes each commit survive a power cut too (user actions are rare enough that the fsync is free).
+
+Schema version lives in `PRAGMA user_version`; `MIGRATIONS[i]` upgrades version i to i+1 and is
+applied in order inside one transaction. A file written by a newer release (higher version) is
+refused with `StoreError` rather than guessed at. `PRAGMA application_id` marks our files so an
+unrelated SQLite database is never mistaken for (or turned into) a project.
+
+One writer per project: `Store(..., read_only=False)` takes an exclusive advisory lock on a
+sidecar `<store>.lock` file (released by the OS when the process dies, even on SIGKILL). A second
+writer gets a clear `StoreError` instead of interleaving its writes with the first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from seem_annotator.errors import StoreError
+
+APPLICATION_ID = 0x5EE3A770  # "seem annotator", fits in a signed 32-bit int
+
+_SCHEMA_V1 = """
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE images (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    file_name TEXT NOT NULL UNIQUE,
+    width INTEGER NOT NULL DEFAULT 0,
+    height INTEGER NOT NULL DEFAULT 0,
+    sha256 TEXT,
+    status TEXT,                      -- NULL = derived; 'done' (or another status) = set by the user
+    readable INTEGER NOT NULL DEFAULT 1,
+    error TEXT,
+    extra TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE labels (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    color TEXT NOT NULL,              -- JSON [r, g, b]
+    shortcut INTEGER,
+    extra TEXT NOT NULL DEFAULT '{}',
+    deleted INTEGER NOT NULL DEFAULT 0 -- soft delete: undo may bring back an annotation using it
+);
+CREATE TABLE sessions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    state TEXT NOT NULL,              -- 'open' | 'accepted' | 'discarded'
+    annotation_id INTEGER,            -- the annotation an accepted session became
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX sessions_image ON sessions(image_id, state);
+CREATE TABLE rounds (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id INTEGER NOT NULL REFERENCES sessions(id),
+    idx INTEGER NOT NULL,
+    prompts TEXT NOT NULL,            -- JSON list of prompt_to_dict
+    backend TEXT NOT NULL,
+    mask_rle TEXT,                    -- JSON RLE or NULL
+    label_proposals TEXT NOT NULL,    -- JSON [[name, score], ...]
+    score REAL,
+    created_at REAL NOT NULL,
+    UNIQUE (session_id, idx)
+);
+CREATE TABLE annotations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    label_id INTEGER NOT NULL REFERENCES labels(id),
+    rle TEXT NOT NULL,
+    score REAL,
+    iscrowd INTEGER NOT NULL DEFAULT 0,
+    z INTEGER NOT NULL DEFAULT 0,
+    source TEXT NOT NULL DEFAULT '{}',
+    extra TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX annotations_image ON annotations(image_id, z);
+CREATE TABLE history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    action TEXT NOT NULL,
+    changes TEXT NOT NULL,            -- JSON list of {table, id, before, after}
+    undone INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE INDEX history_image ON history(image_id, undone, id);
+"""
+
+# MIGRATIONS[i] takes a connection at schema version i and brings it to i + 1.
+def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
+    _exec_script(conn, _SCHEMA_V1)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+DEFAULT_DIRNAME = ".seem-annotator"
+DEFAULT_FILENAME = "project.sqlite"
+
+
+def _exec_script(conn: sqlite3.Connection, script: str) -> None:
+    # executescript() would COMMIT first; run statement by statement to stay inside the migration's
+    # transaction so a failed migration leaves the file at its old version.
+    code = "\n".join(line.split("--", 1)[0] for line in script.splitlines())
+    for statement in code.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def dumps(value: Any) -> str:
+    """Compact, deterministic JSON for store columns."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class _Lock:
+    """Exclusive advisory lock on a sidecar file (fcntl on POSIX, msvcrt on Windows)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except ImportError:  # Windows
+                import msvcrt
+
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError as exc:
+            os.close(fd)
+            holder = ""
+            try:
+                holder = self.path.read_text().strip()
+            except OSError:
+                pass
+            who = f" (process {holder})" if holder else ""
+            raise StoreError(
+                f"The project {self.path.with_suffix('')} is already open for writing in another "
+                f"window or process{who}; close it there first."
+            ) from exc
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the lock
+            self._fd = None
+
+
+class Store:
+    """An open project database. Use `transaction()` for every write.
+
+    `path`: the SQLite file. `create=True` makes a new file (refused if one exists). `read_only`
+    opens without the writer lock and refuses writes.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, create: bool = False, read_only: bool = False) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        self._lock: _Lock | None = None
+        self._tx_depth = 0
+        # One connection shared by the GUI thread and workers: a re-entrant lock keeps a
+        # transaction's statements together.
+        self._mutex = threading.RLock()
+        if create:
+            if self.path.exists():
+                raise StoreError(f"A project store already exists at {self.path}; open it instead.")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"Cannot create the project folder {self.path.parent}: {exc}.") from exc
+        elif not self.path.is_file():
+            raise StoreError(f"No project store found at {self.path}.")
+        elif self.path.stat().st_size > 0 and not _looks_like_sqlite(self.path):
+            raise StoreError(f"{self.path} is not a seem-annotator project (not an SQLite file); "
+                             "it was left untouched.")
+        if not read_only:
+            self._lock = _Lock(self.path.with_name(self.path.name + ".lock"))
+            self._lock.acquire()
+        try:
+            self.conn = self._connect()
+            self._prepare(create)
+        except BaseException:
+            if self._lock:
+                self._lock.release()
+            raise
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            if self.read_only:
+                uri = self.path.resolve().as_uri() + "?mode=ro"
+                conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            else:
+                conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute("PRAGMA foreign_keys = ON")
+            if not self.read_only:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise StoreError(f"Cannot enable write-ahead logging on {self.path} (got {mode}).")
+                conn.execute("PRAGMA synchronous = FULL")
+            conn.row_factory = sqlite3.Row
+            return conn
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"The project store {self.path} is unreadable or corrupt ({exc}); "
+                             "it was left untouched.") from exc
+
+    def _prepare(self, create: bool) -> None:
+        try:
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
+            if not create:
+                if app_id != APPLICATION_ID:
+                    raise StoreError(f"{self.path} is an SQLite file but not a seem-annotator project; "
+                                     "it was left untouched.")
+                problem = self.conn.execute("PRAGMA quick_check").fetchone()[0]
+                if problem != "ok":
+                    raise StoreError(f"The project store {self.path} is corrupt ({problem}); "
+                                     "it was left untouched.")
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"The project {self.path} was written by a newer seem-annotator "
+                                 f"(schema {version} > {SCHEMA_VERSION}); upgrade to open it.")
+            if version < SCHEMA_VERSION:
+                if self.read_only:
+                    raise StoreError(f"The project {self.path} needs an upgrade (schema {version}); "
+                                     "open it once for writing.")
+                self._migrate(version)
+        except sqlite3.DatabaseError as exc:
+            self.conn.close()
+            raise StoreError(f"The project store {self.path} is unreadable or corrupt ({exc}); "
+                             "it was left untouched.") from exc
+        except StoreError:
+            self.conn.close()
+            raise
+
+    def _migrate(self, version: int) -> None:
+        with self.transaction():
+            for step in range(version, SCHEMA_VERSION):
+                MIGRATIONS[step](self.conn)
+            self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # -- use -------------------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic, durable unit of work; nests (inner blocks join the outer transaction)."""
+        if self.read_only:
+            raise StoreError(f"The project {self.path} is open read-only.")
+        with self._mutex:
+            yield from self._transaction()
+
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        if self._tx_depth:
+            self._tx_depth += 1
+            try:
+                yield self.conn
+            finally:
+                self._tx_depth -= 1
+            return
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"The project {self.path} is busy in another process ({exc}).") from exc
+        self._tx_depth = 1
+        try:
+            yield self.conn
+        except BaseException:
+            self._tx_depth = 0
+            self.conn.execute("ROLLBACK")
+            raise
+        self._tx_depth = 0
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            self.conn.execute("ROLLBACK")
+            raise StoreError(f"Could not save to {self.path} ({exc}); the last action was not saved.") from exc
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        if self.conn is None:
+            raise StoreError(f"The project {self.path} is closed.")
+        with self._mutex:
+            return self.conn.execute(sql, params)
+
+    def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        with self._mutex:
+            return self.execute(sql, params).fetchall()
+
+    def one(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
+        with self._mutex:
+            return self.execute(sql, params).fetchone()
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.one("SELECT value FROM meta WHERE key = ?", (key,))
+        return default if row is None else row["value"]
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction():
+            self.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def close(self) -> None:
+        """Close the connection (checkpointing the WAL) and drop the writer lock."""
+        conn = getattr(self, "conn", None)
+        if conn is not None:
+            try:
+                if not self.read_only:
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.DatabaseError:
+                pass  # a checkpoint is an optimisation; the WAL stays valid
+            conn.close()
+            self.conn = None  # type: ignore[assignment]
+        if self._lock:
+            self._lock.release()
+            self._lock = None
+
+
+def _looks_like_sqlite(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
+
+
+def now() -> float:
+    """UNIX seconds, the timestamp unit of every record."""
+    return time.time()
