@@ -1,0 +1,125 @@
+"""Transformer building blocks of the SEEM decoder.
+
+All layers are post-norm and sequence-first: tensors are ``(L, B, C)`` (tokens, batch, channels),
+the layout the official decoder uses, so that attention masks are ``(B * heads, L, S)``.
+Parameter names match the released checkpoints (``self_attn.in_proj_weight``, ``norm.weight``, ...).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with ``nn.MultiheadAttention``'s parameter layout.
+
+    Masked positions get zero weight; a query whose keys are all masked gets a zero output
+    (softmax NaNs are replaced by 0, as the official self-attention does) instead of NaN.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int) -> None:
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * embed_dim, embed_dim))
+        self.in_proj_bias = nn.Parameter(torch.empty(3 * embed_dim))
+        self.out_proj = nn.Linear(embed_dim, embed_dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.in_proj_bias)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+        """query (L, B, C), key/value (S, B, C), attn_mask bool (B*heads, L, S), True = blocked.
+
+        Returns (L, B, C).
+        """
+        L, B, C = query.shape
+        S = key.shape[0]
+        h, d = self.num_heads, C // self.num_heads
+        w_q, w_k, w_v = self.in_proj_weight.chunk(3)
+        b_q, b_k, b_v = self.in_proj_bias.chunk(3)
+        q = F.linear(query, w_q, b_q).reshape(L, B * h, d).transpose(0, 1)
+        k = F.linear(key, w_k, b_k).reshape(S, B * h, d).transpose(0, 1)
+        v = F.linear(value, w_v, b_v).reshape(S, B * h, d).transpose(0, 1)
+        weights = torch.bmm(q * (1.0 / math.sqrt(d)), k.transpose(1, 2))
+        if attn_mask is not None:
+            weights = weights.masked_fill(attn_mask, float("-inf"))
+        # Fully blocked rows give NaN after softmax; the reference maps them to zero attention.
+        weights = torch.softmax(weights, dim=-1).nan_to_num()
+        out = torch.bmm(weights, v).transpose(0, 1).reshape(L, B, C)
+        return self.out_proj(out)
+
+
+class SelfAttentionLayer(nn.Module):
+    """``tgt = norm(tgt + attn(q=k=tgt+pos, v=tgt))``."""
+
+    def __init__(self, d_model: int, nhead: int) -> None:
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, nhead)
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, tgt: Tensor, tgt_mask: Tensor | None = None, query_pos: Tensor | None = None) -> Tensor:
+        """tgt/query_pos (L, B, C); tgt_mask bool (B*heads, L, L). Returns (L, B, C)."""
+        q = tgt if query_pos is None else tgt + query_pos
+        return self.norm(tgt + self.self_attn(q, q, tgt, attn_mask=tgt_mask))
+
+
+class CrossAttentionLayer(nn.Module):
+    """``tgt = norm(tgt + attn(q=tgt+query_pos, k=memory+pos, v=memory))``."""
+
+    def __init__(self, d_model: int, nhead: int) -> None:
+        super().__init__()
+        self.multihead_attn = MultiHeadAttention(d_model, nhead)
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(
+        self,
+        tgt: Tensor,
+        memory: Tensor,
+        memory_mask: Tensor | None = None,
+        pos: Tensor | None = None,
+        query_pos: Tensor | None = None,
+    ) -> Tensor:
+        """tgt (L, B, C), memory (S, B, C), memory_mask bool (B*heads, L, S). Returns (L, B, C)."""
+        q = tgt if query_pos is None else tgt + query_pos
+        k = memory if pos is None else memory + pos
+        return self.norm(tgt + self.multihead_attn(q, k, memory, attn_mask=memory_mask))
+
+
+class FFNLayer(nn.Module):
+    """``tgt = norm(tgt + linear2(relu(linear1(tgt))))``."""
+
+    def __init__(self, d_model: int, dim_feedforward: int) -> None:
+        super().__init__()
+        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, tgt: Tensor) -> Tensor:
+        return self.norm(tgt + self.linear2(F.relu(self.linear1(tgt))))
+
+
+class MLP(nn.Module):
+    """``num_layers`` linear layers with ReLU between them (keys ``layers.{i}.weight``)."""
+
+    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int) -> None:
+        super().__init__()
+        dims_in = [input_dim] + [hidden_dim] * (num_layers - 1)
+        dims_out = [hidden_dim] * (num_layers - 1) + [output_dim]
+        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims_in, dims_out))
+
+    def forward(self, x: Tensor) -> Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = F.relu(x)
+        return x

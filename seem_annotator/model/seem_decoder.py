@@ -1,0 +1,318 @@
+"""The SEEM decoder (``sem_seg_head.predictor``): object, grounding and spatial queries.
+
+A masked-attention transformer (Mask2Former style) whose queries cross-attend to the three
+decoder levels of the pixel decoder in turn (1/32, 1/16, 1/8), then self-attend within the
+groups that ``ATTENTION_ARCH`` allows, then go through an FFN; after every layer the prediction
+heads give each query a mask (dot product with ``mask_features``), a caption embedding (for
+class / text matching) and the attention mask for the next layer.
+
+Work split for interactive use:
+
+* :meth:`SEEMDecoder.prepare` turns the pixel-decoder output into :class:`DecoderInputs`
+  (per image, cacheable);
+* :meth:`SEEMDecoder.encode_spatial` turns prompt masks into a
+  :class:`~.spatial_prompts.SpatialPrompt` (per round, or once per reference region);
+* :meth:`SEEMDecoder.decode` runs the transformer. With ``object_queries=False`` the 101 object
+  queries are left out: spatial and grounding queries never attend to them (their
+  self-attention mask blocks them, cross-attention is per query), so the spatial and grounding
+  answers are the same as in the full pass, at a fraction of the cost.
+
+Attention masks are computed from ``mask_features`` already resized to each level (bilinear
+resizing is linear, so this equals resizing the full-resolution mask logits); full-resolution
+masks are only computed for the final prediction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .attention_layout import AttentionLayout, Group, GroupState
+from .layers import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
+from .position_encoding import PositionEmbeddingSine
+from .sampler import Sampler, TorchSampler
+from .spatial_prompts import SpatialPrompt, encode_spatial_prompt
+
+# Output names of the prediction heads per query group (reference naming).
+MASK_KEYS = {"queries_object": "pred_masks", "queries_grounding": "pred_gmasks", "queries_spatial": "pred_smasks"}
+CAPTION_KEYS = {"queries_object": "pred_captions", "queries_grounding": "pred_gtexts",
+                "queries_spatial": "pred_stexts"}
+QUERY_GROUPS = ("queries_object", "queries_grounding", "queries_spatial")
+
+
+@dataclass
+class DecoderInputs:
+    """Per-image decoder inputs derived from the pixel decoder (cache these per image).
+
+    src: per level (h_i*w_i, B, C), input projection + level embedding; level order 1/32, 1/16, 1/8.
+    pos: per level (h_i*w_i, B, C) sine positional embedding.
+    sizes: per level (h_i, w_i).
+    mask_features: (B, C_mask, H/4, W/4).
+    mask_levels: ``mask_features`` bilinearly resized to each level size (for attention masks).
+    """
+
+    src: list[Tensor]
+    pos: list[Tensor]
+    sizes: list[tuple[int, int]]
+    mask_features: Tensor
+    mask_levels: list[Tensor]
+
+    @property
+    def batch(self) -> int:
+        return int(self.mask_features.shape[0])
+
+    def level_map(self, i: int) -> Tensor:
+        """Level ``i`` input as a map (B, C, h_i, w_i)."""
+        h, w = self.sizes[i]
+        return self.src[i].permute(1, 2, 0).reshape(self.batch, -1, h, w)
+
+    def repeat(self, n: int) -> DecoderInputs:
+        """The same inputs repeated ``n`` times along the batch (v0: one object per element)."""
+        return DecoderInputs(
+            [s.repeat(1, n, 1) for s in self.src], [p.repeat(1, n, 1) for p in self.pos], list(self.sizes),
+            self.mask_features.repeat(n, 1, 1, 1), [m.repeat(n, 1, 1, 1) for m in self.mask_levels])
+
+
+class SEEMDecoder(nn.Module):
+    """SEEM decoder (v0 or v1 layout) with the parameter names of the released checkpoints.
+
+    ``lang_encoder`` must provide ``compute_similarity(v (B, Q, D)) -> (B, Q, n_classes)``
+    against its current class embeddings; it is registered as a submodule (its keys live under
+    ``sem_seg_head.predictor.lang_encoder.``).
+    """
+
+    def __init__(
+        self,
+        *,
+        lang_encoder: nn.Module,
+        in_channels: int,
+        hidden_dim: int,
+        dim_proj: int,
+        num_queries: int,
+        nheads: int,
+        dim_feedforward: int,
+        dec_layers: int,
+        mask_dim: int,
+        max_spatial_len: Sequence[int],
+        attn_arch: Mapping[str, Any],
+        version: str = "v1",
+        enforce_input_project: bool = False,
+        spatial: bool = True,
+        num_feature_levels: int = 3,
+    ) -> None:
+        super().__init__()
+        self.version = version
+        self.layout = AttentionLayout(attn_arch, version)
+        self.hidden_dim = hidden_dim
+        self.num_heads = nheads
+        self.num_layers = dec_layers
+        self.num_queries = num_queries
+        self.num_feature_levels = num_feature_levels
+        self.max_spatial_len = list(max_spatial_len)
+        self.pe_layer = PositionEmbeddingSine(hidden_dim // 2, normalize=True)
+        self.transformer_self_attention_layers = nn.ModuleList(
+            SelfAttentionLayer(hidden_dim, nheads) for _ in range(dec_layers))
+        self.transformer_cross_attention_layers = nn.ModuleList(
+            CrossAttentionLayer(hidden_dim, nheads) for _ in range(dec_layers))
+        self.transformer_ffn_layers = nn.ModuleList(FFNLayer(hidden_dim, dim_feedforward) for _ in range(dec_layers))
+        self.decoder_norm = nn.LayerNorm(hidden_dim)
+        self.query_feat = nn.Embedding(num_queries, hidden_dim)
+        self.query_embed = nn.Embedding(num_queries, hidden_dim)
+        self.level_embed = nn.Embedding(num_feature_levels, hidden_dim)
+        self.input_proj = nn.ModuleList(
+            nn.Conv2d(in_channels, hidden_dim, 1) if (in_channels != hidden_dim or enforce_input_project)
+            else nn.Sequential()
+            for _ in range(num_feature_levels))
+        self.lang_encoder = lang_encoder
+        self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
+        self.class_embed = nn.Parameter(torch.empty(hidden_dim, dim_proj))
+        nn.init.trunc_normal_(self.class_embed, std=0.02)
+        self.spatial = spatial
+        if spatial:
+            self.mask_sptial_embed = nn.ParameterList(
+                nn.Parameter(nn.init.trunc_normal_(torch.empty(hidden_dim, hidden_dim), std=0.02))
+                for _ in range(num_feature_levels))
+            self.spatial_embed = nn.Embedding(self.layout.num_memories, hidden_dim)
+            self.spatial_featured = nn.Embedding(self.layout.num_memories, hidden_dim)
+            self.pn_indicator = nn.Embedding(2, hidden_dim)
+
+    # -- per image -------------------------------------------------------------------------
+    def prepare(self, multi_scale_features: Sequence[Tensor], mask_features: Tensor) -> DecoderInputs:
+        """multi_scale_features: ``num_feature_levels`` maps (B, C_in, h_i, w_i), low -> high res;
+        mask_features (B, C_mask, H/4, W/4). Returns :class:`DecoderInputs`."""
+        src, pos, sizes, levels = [], [], [], []
+        for i in range(self.num_feature_levels):
+            x = multi_scale_features[i]
+            sizes.append((int(x.shape[-2]), int(x.shape[-1])))
+            pos.append(self.pe_layer(x).flatten(2).permute(2, 0, 1).to(x.dtype))
+            s = self.input_proj[i](x).flatten(2) + self.level_embed.weight[i][None, :, None]
+            src.append(s.permute(2, 0, 1))
+            levels.append(F.interpolate(mask_features, size=sizes[-1], mode="bilinear", align_corners=False))
+        return DecoderInputs(src, pos, sizes, mask_features, levels)
+
+    # -- per prompt ------------------------------------------------------------------------
+    def encode_spatial(self, inputs: DecoderInputs, pos_masks: list[Tensor], neg_masks: list[Tensor],
+                       sampler: Sampler) -> SpatialPrompt:
+        """Prompt masks -> :class:`SpatialPrompt` (see :func:`encode_spatial_prompt`)."""
+        if not self.spatial:
+            raise RuntimeError("this SEEM model was built without spatial prompts (DECODER.SPATIAL.ENABLED)")
+        return encode_spatial_prompt(
+            pos_masks, neg_masks, inputs.mask_features,
+            [inputs.level_map(i) for i in range(self.num_feature_levels)],
+            list(self.mask_sptial_embed), self.pn_indicator.weight, self.max_spatial_len, sampler, self.version)
+
+    def decode(
+        self,
+        inputs: DecoderInputs,
+        *,
+        spatial: SpatialPrompt | None = None,
+        prev_mask: Tensor | None = None,
+        grounding_tokens: Tensor | None = None,
+        grounding_padding: Tensor | None = None,
+        object_queries: bool = True,
+        sampler: Sampler | None = None,
+        aux: bool = True,
+    ) -> dict[str, Any]:
+        """Run the decoder.
+
+        spatial: encoded spatial prompt (n_obj objects). prev_mask: (B, n_obj, H/4, W/4) mask
+        logits of the previous round (switches on the memories; needs ``spatial``).
+        grounding_tokens: (T, B, C) text token embeddings, grounding_padding (B, T) True = pad.
+        object_queries: False leaves out the object queries (no ``pred_logits``/``pred_masks``).
+
+        Returns the final predictions: ``pred_logits`` (B, Q, K) and ``pred_masks`` (B, Q, H/4, W/4)
+        and ``pred_captions`` (B, Q, D) for object queries; ``pred_gmasks``/``pred_gtexts`` for
+        grounding queries; ``pred_smasks``/``pred_stexts``/``pred_smaskembs``/``pred_slogits``,
+        ``pred_pspatials``/``pred_nspatials`` (B, n_obj, C) and the selected ``prev_mask``
+        (B, n_obj, H/4, W/4) for spatial prompts; ``aux_outputs``: the same small tensors (no
+        masks) for the earlier prediction rounds.
+        """
+        sampler = sampler or TorchSampler()
+        bs = inputs.batch
+        state = GroupState(self.layout)
+        obj_out = self.query_feat.weight.unsqueeze(1).repeat(1, bs, 1)
+        obj_pos = self.query_embed.weight.unsqueeze(1).repeat(1, bs, 1)
+        if object_queries:
+            state.groups["queries_object"] = Group(obj_out, obj_pos)
+        if spatial is not None:
+            if not self.spatial:
+                raise RuntimeError("this SEEM model was built without spatial prompts")
+            n_obj = spatial.num_objects
+            state.num_objects = n_obj
+            if self.version == "v1":
+                # v1: QUERY_NUMBER randomly chosen object queries per object become its spatial queries.
+                pick = sampler.randint(self.num_queries, self.layout.query_number * n_obj).to(obj_out.device)
+                state.groups["queries_spatial"] = Group(obj_out[pick].clone(), obj_pos[pick].clone())
+            else:
+                state.groups["queries_spatial"] = Group(obj_out.clone(), obj_pos.clone())
+            state.groups["memories_spatial"] = Group(
+                self.spatial_featured.weight.unsqueeze(1).repeat(1, bs, 1),
+                self.spatial_embed.weight.unsqueeze(1).repeat(1, bs, 1))
+            state.memories_on = prev_mask is not None
+        elif prev_mask is not None:
+            raise ValueError("prev_mask needs a spatial prompt")
+        if grounding_tokens is not None:
+            if grounding_padding is None:
+                grounding_padding = torch.zeros(bs, grounding_tokens.shape[0], dtype=torch.bool,
+                                                device=grounding_tokens.device)
+            state.groups["tokens_grounding"] = Group(grounding_tokens, grounding_tokens.detach().clone(),
+                                                     padding=grounding_padding)
+            state.groups["queries_grounding"] = Group(obj_out.clone(), obj_pos.clone())
+        if not any(n in state.groups for n in QUERY_GROUPS):
+            raise ValueError("nothing to decode: no object queries and no prompt")
+
+        history: list[dict[str, Tensor]] = []
+        names = state.cross_names()
+        output, query_pos, index = state.concat(names)
+        history.append(self._heads(state, output, index, inputs, 0, final=self.num_layers == 0))
+        for i in range(self.num_layers):
+            level = i % self.num_feature_levels
+            memory_mask = state.cross_attn_mask(names, inputs.sizes[level], self.num_heads, prev_mask, sampler)
+            output = self.transformer_cross_attention_layers[i](
+                output, inputs.src[level], memory_mask=memory_mask, pos=inputs.pos[level], query_pos=query_pos)
+            state.split(output, index)
+            if spatial is not None:
+                state.groups["tokens_spatial"] = Group(spatial.tokens[level], spatial.tokens[level].detach().clone(),
+                                                       padding=spatial.token_padding[level])
+                state.token_objects = None if spatial.token_objects is None else spatial.token_objects[level]
+            self_names = state.self_names()
+            output, query_pos, self_index = state.concat(self_names)
+            attn_mask = state.self_attn_mask(self_names, self_index, bs, self.num_heads, output.device)
+            output = self.transformer_self_attention_layers[i](output, tgt_mask=attn_mask, query_pos=query_pos)
+            output = self.transformer_ffn_layers[i](output)
+            state.split(output, self_index)
+            output, query_pos, index = state.concat(names)
+            next_level = (i + 1) % self.num_feature_levels
+            history.append(self._heads(state, output, index, inputs, next_level, final=i == self.num_layers - 1))
+        result = history[-1]
+        if spatial is not None:
+            for h in history:
+                h["pred_pspatials"] = spatial.query_pos.transpose(0, 1)
+                h["pred_nspatials"] = spatial.query_neg.transpose(0, 1)
+            result["prev_mask"] = self.select_spatial(result)
+        if aux:
+            result["aux_outputs"] = [{k: v for k, v in h.items() if k not in ("pred_masks", "pred_gmasks",
+                                                                              "pred_smasks")}
+                                     for h in history[:-1]]
+        return result
+
+    def _heads(self, state: GroupState, output: Tensor, index: Mapping[str, tuple[int, int]],
+               inputs: DecoderInputs, level: int, final: bool) -> dict[str, Tensor]:
+        """Prediction heads on the query groups; stores each group's next attention mask."""
+        names = [n for n in QUERY_GROUPS if n in index]
+        start, end = index[names[0]][0], index[names[-1]][1]  # query groups are contiguous, first
+        d = self.decoder_norm(output[start:end]).transpose(0, 1)  # (B, Q, C)
+        caption = d @ self.class_embed
+        mask_emb = self.mask_embed(d)
+        small = torch.einsum("bqc,bchw->bqhw", mask_emb, inputs.mask_levels[level])
+        blocked = (small.sigmoid().flatten(2) < 0.5).repeat_interleave(self.num_heads, dim=0)
+        out: dict[str, Tensor] = {}
+        if final:
+            full = torch.einsum("bqc,bchw->bqhw", mask_emb, inputs.mask_features)
+        for n in names:
+            a, b = index[n][0] - start, index[n][1] - start
+            state.groups[n].attn_mask = blocked[:, a:b]
+            out[CAPTION_KEYS[n]] = caption[:, a:b]
+            if final:
+                out[MASK_KEYS[n]] = full[:, a:b]
+            if n == "queries_object":
+                out["pred_logits"] = self.lang_encoder.compute_similarity(caption[:, a:b])
+            elif n == "queries_spatial":
+                out["pred_smaskembs"] = mask_emb[:, a:b]
+                out["pred_slogits"] = self.lang_encoder.compute_similarity(caption[:, a:b])
+        return out
+
+    def select_spatial(self, result: Mapping[str, Tensor]) -> Tensor:
+        """Pick each object's answer among the spatial queries -> (B, n_obj, H/4, W/4) logits.
+
+        Score = mask embedding · positive prompt vector; v1 restricts each object to its own
+        QUERY_NUMBER queries, v0 takes the best of all queries for the (single) object.
+        """
+        emb, prompt, masks = result["pred_smaskembs"], result["pred_pspatials"], result["pred_smasks"]
+        scores = emb @ prompt.transpose(1, 2)  # (B, Ns, n_obj)
+        if self.version == "v0":
+            idx = scores[:, :, 0].argmax(dim=1)
+            return masks[torch.arange(len(idx)), idx][:, None]
+        n_obj = prompt.shape[1]
+        owner = torch.arange(n_obj, device=emb.device).repeat_interleave(self.layout.query_number)
+        scores = scores.masked_fill(owner[None, :, None] != torch.arange(n_obj, device=emb.device)[None, None],
+                                    float("-inf"))
+        idx = scores.argmax(dim=1)  # (B, n_obj)
+        return torch.gather(masks, 1, idx[:, :, None, None].expand(-1, -1, *masks.shape[-2:]))
+
+    def selected_index(self, result: Mapping[str, Tensor]) -> Tensor:
+        """(B, n_obj) index of the chosen spatial query per object (same rule as select_spatial)."""
+        emb, prompt = result["pred_smaskembs"], result["pred_pspatials"]
+        scores = emb @ prompt.transpose(1, 2)
+        if self.version == "v0":
+            return scores[:, :, 0].argmax(dim=1)[:, None]
+        n_obj = prompt.shape[1]
+        owner = torch.arange(n_obj, device=emb.device).repeat_interleave(self.layout.query_number)
+        scores = scores.masked_fill(owner[None, :, None] != torch.arange(n_obj, device=emb.device)[None, None],
+                                    float("-inf"))
+        return scores.argmax(dim=1)
