@@ -30,7 +30,7 @@ from seem_annotator.errors import ImageReadError
 
 SUPPORTED_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 MAX_PIXELS = 1_500_000_000          # refuse headers claiming more (e.g. 40000 x 40000)
-MAX_FULL_DECODE_PIXELS = 320_000_000  # full-res RGB array at most ~1 GB
+MAX_FULL_DECODE_PIXELS = 200_000_000  # full-res RGB array at most 600 MB
 _ORIENTATION_TAG = 0x0112
 _open_lock = threading.Lock()
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never grey padding

@@ -1,0 +1,197 @@
+"""Image reading edge cases, all generated in tmp_path: EXIF orientation, pixel formats, damaged files,
+a 20000 x 15000 JPEG read as a proxy, and a folder scan with one bad file."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from seem_annotator.core import images as imgio
+from seem_annotator.core.project import Project
+from seem_annotator.errors import ImageReadError
+
+
+def gradient(h: int = 30, w: int = 20) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1), (x + y) % 256], -1).astype(np.uint8)
+
+
+def exif_jpeg(path, orientation: int, arr: np.ndarray) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(arr).save(path, quality=95, exif=exif.tobytes())
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_matches_pillow(tmp_path, orientation):
+    path = tmp_path / f"o{orientation}.jpg"
+    exif_jpeg(path, orientation, gradient())
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+    size = imgio.image_size(path)
+    assert (size.height, size.width) == expected.shape[:2]
+    if orientation in (5, 6, 7, 8):
+        assert (size.width, size.height) == (30, 20)  # width and height swap
+    np.testing.assert_array_equal(imgio.load_image(path), expected)
+    proxy = imgio.load_for_model(path, max_side=15)
+    assert proxy.full_size == expected.shape[:2] and max(proxy.pixels.shape[:2]) == 15
+
+
+def test_orientation_sizes_in_project(tmp_path):
+    for o in (6, 8):
+        exif_jpeg(tmp_path / f"o{o}.jpg", o, gradient(30, 20))
+    with Project.create(tmp_path) as project:
+        assert [(i.width, i.height) for i in project.images()] == [(30, 20), (30, 20)]
+
+
+@pytest.mark.parametrize("kind", ["L", "LA", "RGBA", "P", "1", "CMYK-jpeg", "I16-png", "I16-tiff",
+                                  "rgb16-png", "rgb16-tiff"])
+def test_pixel_formats_give_rgb8(tmp_path, kind):
+    base = gradient(24, 32)
+    gray16 = (np.arange(24 * 32, dtype=np.uint16).reshape(24, 32) * 85)
+    if kind == "CMYK-jpeg":
+        path = tmp_path / "c.jpg"
+        Image.fromarray(base).convert("CMYK").save(path, quality=95)
+    elif kind == "I16-png":
+        path = tmp_path / "g16.png"
+        Image.fromarray(gray16).save(path)
+    elif kind == "I16-tiff":
+        path = tmp_path / "g16.tif"
+        Image.fromarray(gray16).save(path)
+    elif kind in ("rgb16-png", "rgb16-tiff"):
+        path = tmp_path / ("c16.png" if kind == "rgb16-png" else "c16.tif")
+        rgb16 = base.astype(np.uint16) * 257
+        assert cv2.imwrite(str(path), rgb16[:, :, ::-1].copy())
+    else:
+        path = tmp_path / f"{kind}.png"
+        Image.fromarray(base).convert(kind).save(path)
+    arr = imgio.load_image(path)
+    assert arr.shape == (24, 32, 3) and arr.dtype == np.uint8
+    if kind.startswith("I16"):
+        # 16-bit values scale to 8 bits (not clipped to white).
+        np.testing.assert_allclose(arr[..., 0], gray16 / 257.0, atol=1)
+        assert (arr[..., 0] == arr[..., 1]).all()
+    elif kind.startswith("rgb16"):
+        np.testing.assert_allclose(arr.astype(int), base.astype(int), atol=1)
+    elif kind in ("RGBA",):
+        np.testing.assert_array_equal(arr, base)  # alpha dropped, colour kept
+    elif kind == "CMYK-jpeg":
+        assert np.abs(arr.astype(int) - base.astype(int)).mean() < 8
+    assert imgio.image_size(path) == (32, 24)
+
+
+def test_damaged_files_raise_clear_errors(tmp_path):
+    good = tmp_path / "good.jpg"
+    Image.fromarray(gradient(200, 200)).save(good, quality=90)
+    data = good.read_bytes()
+    cases = {
+        "empty.jpg": (b"", "empty"),
+        "text.jpg": (b"this is not an image\n" * 10, "not an image"),
+        "trunc.jpg": (data[: len(data) // 2], "truncated|damaged|decoded"),
+        "missing.jpg": (None, "does not exist"),
+    }
+    png = tmp_path / "good.png"
+    Image.fromarray(gradient(200, 200)).save(png)
+    cases["trunc.png"] = (png.read_bytes()[: png.stat().st_size // 2], "truncated|damaged|decoded")
+    for name, (payload, message) in cases.items():
+        path = tmp_path / name
+        if payload is not None:
+            path.write_bytes(payload)
+        with pytest.raises(ImageReadError, match=message):
+            imgio.load_image(path)
+        scan = imgio.probe(tmp_path, name)
+        assert not scan.readable and scan.error
+
+
+def test_sha256_streamed(tmp_path):
+    path = tmp_path / "x.bin"
+    payload = bytes(range(256)) * 9000
+    path.write_bytes(payload)
+    assert imgio.file_sha256(path, chunk_size=1000) == hashlib.sha256(payload).hexdigest()
+
+
+def test_folder_with_bad_file_still_loads(tmp_path):
+    Image.fromarray(gradient()).save(tmp_path / "ok1.png")
+    (tmp_path / "sub").mkdir()
+    Image.fromarray(gradient()).save(tmp_path / "sub" / "ok2.jpg")
+    (tmp_path / "broken.jpg").write_bytes(b"garbage")
+    (tmp_path / "notes.txt").write_text("ignored")
+    with Project.create(tmp_path) as project:
+        images = project.images()
+        assert [i.file_name for i in images] == ["broken.jpg", "ok1.png", "sub/ok2.jpg"]
+        assert [i.readable for i in images] == [False, True, True]
+        assert "not an image" in images[0].error
+        assert project.info()["unreadable"] == 1
+        assert project.load_image(images[1].id).shape == (30, 20, 3)
+        # Fix the file: a rescan recovers it, a new file is added.
+        Image.fromarray(gradient()).save(tmp_path / "broken.jpg")
+        Image.fromarray(gradient()).save(tmp_path / "new.png")
+        summary = project.rescan()
+        assert summary["added"] == 1 and summary["recovered"] == 1
+        assert all(i.readable for i in project.images())
+
+
+def _huge_gray_jpeg(path, width: int, height: int, orientation: int = 1) -> None:
+    """A valid baseline JPEG of uniform mid-grey, written without ever holding the pixels: with
+    one-symbol Huffman tables each 8x8 block is 2 zero bits (DC difference 0, end of block)."""
+    def segment(marker: int, payload: bytes) -> bytes:
+        return struct.pack(">HH", marker, len(payload) + 2) + payload
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    blocks = ((width + 7) // 8) * ((height + 7) // 8)
+    one_symbol = bytes([1] + [0] * 15) + b"\x00"
+    with open(path, "wb") as fh:
+        fh.write(b"\xff\xd8")
+        fh.write(segment(0xFFE1, exif.tobytes()))
+        fh.write(segment(0xFFDB, b"\x00" + bytes([1] * 64)))
+        fh.write(segment(0xFFC0, struct.pack(">BHHB", 8, height, width, 1) + b"\x01\x11\x00"))
+        fh.write(segment(0xFFC4, b"\x00" + one_symbol))
+        fh.write(segment(0xFFC4, b"\x10" + one_symbol))
+        fh.write(segment(0xFFDA, b"\x01\x01\x00\x00\x3f\x00"))
+        fh.write(bytes((blocks * 2 + 7) // 8))
+        fh.write(b"\xff\xd9")
+
+
+def test_huge_jpeg_loads_as_bounded_proxy(tmp_path):
+    path = tmp_path / "huge.jpg"
+    _huge_gray_jpeg(path, 20000, 15000, orientation=6)
+    assert imgio.image_size(path) == (15000, 20000)  # header only; oriented
+    proxy = imgio.load_for_model(path, max_side=1024)
+    assert proxy.full_size == (20000, 15000)
+    assert proxy.pixels.shape == (1024, 768, 3) and proxy.pixels.dtype == np.uint8
+    assert abs(int(proxy.pixels.mean()) - 128) <= 2
+    with pytest.raises(ImageReadError, match="too large to load at full resolution"):
+        imgio.load_image(path)
+    scan = imgio.probe(tmp_path, "huge.jpg")
+    assert scan.readable and (scan.width, scan.height) == (15000, 20000)
+
+
+def test_huge_jpeg_proxy_memory_is_bounded(tmp_path):
+    # In a fresh process so the peak RSS is this load's alone (a full decode would need 900 MB).
+    path = tmp_path / "huge.jpg"
+    _huge_gray_jpeg(path, 20000, 15000)
+    code = (
+        "import resource, sys\n"
+        "from seem_annotator.core.images import load_for_model\n"
+        "p = load_for_model(sys.argv[1], 1024)\n"
+        "print(p.pixels.shape, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                         timeout=120, check=True, cwd=Path(__file__).resolve().parents[1]).stdout.split()
+    assert out[:3] == ["(768,", "1024,", "3)"]
+    assert int(out[3]) < 400, f"peak RSS {out[3]} MB"
+
+
+def test_non_jpeg_proxy_downscales(tmp_path):
+    path = tmp_path / "wide.png"
+    Image.fromarray(np.tile(gradient(50, 400), (1, 1, 1))).save(path)
+    proxy = imgio.load_for_model(path, max_side=100)
+    assert proxy.pixels.shape == (12, 100, 3) or proxy.pixels.shape == (13, 100, 3)
+    assert proxy.full_size == (50, 400) and proxy.scale == pytest.approx(proxy.pixels.shape[0] / 50)
