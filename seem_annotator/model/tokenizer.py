@@ -83,6 +83,15 @@ _WHITESPACE = re.compile(r"\s+")
 
 def basic_fix_text(text: str) -> str:
     """The text repairs of ``ftfy.fix_text`` that typed labels and phrases meet, without ftfy."""
+    for _ in range(8):  # ftfy repeats its fixes until the text stops changing
+        fixed = _fix_once(text)
+        if fixed == text:
+            break
+        text = fixed
+    return text
+
+
+def _fix_once(text: str) -> str:
     if "<" not in text:  # ftfy leaves entities alone in text that looks like HTML
         text = html.unescape(text)
     text = _TERMINAL_ESCAPE.sub("", text)
