@@ -1,0 +1,503 @@
+"""The object workflow behind the window: prompts -> rounds on the worker -> candidate -> accept.
+
+Every prompt a tool produces is queued as *pending* and a `DecodeRequest` with all the session's
+prompts (persisted rounds + pending) and the previous round's memory goes to the worker. When the
+newest answer arrives the pending prompts and the answer are stored as one round (one undoable,
+committed action); older answers for the same object are stale and dropped. Enter accepts the
+candidate with a label, Esc discards it. Undo/redo go through the project's persisted per-image
+history, after which the view is reloaded from the store - the store is the only truth.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from seem_annotator.core import masks
+from seem_annotator.core.prompts import Prompt, ReferringPrompt, TextPrompt
+from seem_annotator.core.records import AnnotationRecord, ImageRecord, LabelRecord
+from seem_annotator.engine.types import Candidate, DecodeRequest, ImageInput
+from seem_annotator.errors import UserError
+from seem_annotator.gui import overlays
+
+DISPLAY_MAX_SIDE = 6144  # bigger images are shown through a proxy; masks stay full resolution
+MODEL_MAX_SIDE = 1536  # the model never needs more; backends resize further themselves
+UNKNOWN = "unknown"
+
+
+class LoadedImage:
+    """An image ready for the canvas and the model."""
+
+    def __init__(self, record: ImageRecord, path: Path) -> None:
+        from seem_annotator.core.images import file_sha256, load_for_model
+
+        proxy = load_for_model(path, max_side=DISPLAY_MAX_SIDE)
+        self.record = record
+        self.display = proxy.pixels
+        self.full_size = proxy.full_size
+        pixels = proxy.pixels
+        if max(pixels.shape[:2]) > MODEL_MAX_SIDE:
+            s = MODEL_MAX_SIDE / max(pixels.shape[:2])
+            pixels = cv2.resize(pixels, (max(1, round(pixels.shape[1] * s)), max(1, round(pixels.shape[0] * s))),
+                                interpolation=cv2.INTER_AREA)
+        key = record.sha256 or file_sha256(path)
+        self.model_input = ImageInput(key=key, pixels=np.ascontiguousarray(pixels), full_size=self.full_size)
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        return self.display.shape[0], self.display.shape[1]
+
+
+class AnnotationController(QObject):
+    """Holds the current image, object session and selection; implements the tool host."""
+
+    image_changed = Signal()
+    annotations_changed = Signal()
+    candidate_changed = Signal()
+    labels_changed = Signal()
+    image_status_changed = Signal(object)  # ImageRecord
+    busy_changed = Signal(bool)
+    decoded = Signal(float)  # milliseconds of the last round
+    message = Signal(str)
+    error = Signal(str)
+    needs_label = Signal()  # accept with no label to use: the window asks the user
+
+    def __init__(self, project: Any, bridge: Any, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.project = project
+        self.bridge = bridge
+        self.backend_name = "classical"
+        self.image: LoadedImage | None = None
+        self.session: Any = None  # core.rounds.ObjectSession (open) or None
+        self.pending: list[Prompt] = []
+        self.candidate: Candidate | None = None
+        self.candidate_mask: np.ndarray | None = None  # bool, full size
+        self.alternatives: list[np.ndarray] = []
+        self.alt_index = 0
+        self._memory: dict[int, Any] = {}  # round id -> backend memory of that round
+        self._latest: DecodeRequest | None = None
+        self.selected: list[int] = []
+        self.positive = True
+        self.stroke_width = 8.0
+        self.brush_width = 12.0
+        self.pending_label: str | None = None
+        self.last_label: str | None = None
+        self.keep_last_label = False
+        self.reference: ReferringPrompt | None = None
+        self.annotations: list[AnnotationRecord] = []
+        bridge.result.connect(self._on_result)
+        bridge.failed.connect(self._on_failed)
+
+    # ------------------------------------------------------------------ images
+    def labels(self) -> list[LabelRecord]:
+        return list(self.project.labels())
+
+    def label_names(self) -> tuple[str, ...]:
+        return tuple(label.name for label in self.labels())
+
+    def label_by_name(self, name: str) -> LabelRecord | None:
+        return self.project.label_by_name(name)
+
+    def color_of(self, label_id: int) -> tuple[int, int, int]:
+        label = next((lab for lab in self.labels() if lab.id == label_id), None)
+        return tuple(label.color) if label else (255, 255, 255)
+
+    def open_image(self, image_id: int) -> None:
+        """Switch to an image: load it, restore its in-progress object and annotations."""
+        record = self.project.image(image_id)
+        self._drop_transient()
+        self.image = None
+        if record.readable:
+            try:
+                self.image = LoadedImage(record, self.project.image_path(image_id))
+            except UserError as exc:
+                self.error.emit(str(exc))
+        self._current_record = record
+        self.reload()
+        self.image_changed.emit()
+        if self.image is not None:
+            self.bridge.prefetch([self.image.model_input])
+
+    @property
+    def image_id(self) -> int | None:
+        record = getattr(self, "_current_record", None)
+        return None if record is None else record.id
+
+    def _drop_transient(self) -> None:
+        self.pending = []
+        self._latest = None
+        self.selected = []
+        self.pending_label = None
+        self.alternatives = []
+        self.alt_index = 0
+        self.busy_changed.emit(False)
+
+    def reload(self) -> None:
+        """Re-read annotations and the open session of the current image from the store."""
+        image_id = self.image_id
+        if image_id is None:
+            return
+        self.annotations = list(self.project.annotations(image_id))
+        ids = {a.id for a in self.annotations}
+        self.selected = [i for i in self.selected if i in ids]
+        self.session = self.project.current_session(image_id)
+        self._restore_candidate()
+        self.annotations_changed.emit()
+        self.candidate_changed.emit()
+        self.image_status_changed.emit(self.project.image(image_id))
+
+    def _restore_candidate(self) -> None:
+        rle = None if self.session is None else self.session.mask_rle
+        self.candidate_mask = None if rle is None else masks.decode(rle)
+        last = None if self.session is None else self.session.last_round
+        self.candidate = None
+        if last is not None and rle is not None:
+            self.candidate = Candidate(mask=self.candidate_mask, score=last.score if last.score is not None else 1.0,
+                                       labels=list(last.label_proposals), memory=self._memory.get(last.id),
+                                       backend=last.backend)
+        self.alternatives = []
+        self.alt_index = 0
+
+    def session_prompts(self) -> tuple[Prompt, ...]:
+        stored = () if self.session is None else self.session.all_prompts()
+        return tuple(stored) + tuple(self.pending)
+
+    # ------------------------------------------------------------------ prompts and rounds
+    def add_prompt(self, prompt: Prompt) -> None:
+        if self.image is None:
+            return
+        self.selected = []
+        self.pending.append(prompt)
+        self.candidate_changed.emit()  # markers appear at once
+        self._submit()
+
+    def text_prompt(self, text: str) -> None:
+        text = text.strip()
+        if text:
+            self.add_prompt(TextPrompt(text))
+
+    def _submit(self) -> None:
+        if self.session is None:
+            self.session = self.project.start_session(self.image_id)
+        last = self.session.last_round
+        memory = None if last is None else self._memory.get(last.id)
+        request = DecodeRequest(
+            image=self.image.model_input,
+            object_id=f"{self.image_id}:{self.session.id}",
+            round_index=len(self.session.rounds),
+            prompts=self.session_prompts(),
+            memory=memory,
+            previous_mask=self.candidate_mask if memory is None else None,
+            labels=self.label_names(),
+            references=self._references(),
+        )
+        self._latest = request
+        self._sent_at = time.perf_counter()
+        self.busy_changed.emit(True)
+        self.bridge.submit(request)
+
+    def _references(self) -> dict[int, ImageInput]:
+        refs: dict[int, ImageInput] = {}
+        for prompt in self.session_prompts():
+            if isinstance(prompt, ReferringPrompt) and prompt.image_id not in refs:
+                record = self.project.image(prompt.image_id)
+                refs[prompt.image_id] = LoadedImage(record, self.project.image_path(record.id)).model_input
+        return refs
+
+    def _on_result(self, request: DecodeRequest, candidate: Candidate) -> None:
+        if request is not self._latest:
+            return  # superseded by a newer prompt or another image: never shown
+        self._latest = None
+        self.busy_changed.emit(False)
+        prompts = tuple(self.pending)
+        self.pending = []
+        rle = masks.encode(candidate.mask) if candidate.mask.any() else None
+        try:
+            round_ = self.project.add_round(self.session.id, prompts, candidate.backend or self.backend_name, rle,
+                                            list(candidate.labels), float(candidate.score))
+        except UserError as exc:
+            self.error.emit(str(exc))
+            self.reload()
+            return
+        self._memory[round_.id] = candidate.memory
+        self.session = self.project.current_session(self.image_id)
+        self.candidate = candidate
+        self.candidate_mask = candidate.mask if rle is not None else None
+        self.alternatives = [candidate.mask] + [alt.mask for alt in candidate.alternatives]
+        self.alt_index = 0
+        total = candidate.timings.get("total") or (time.perf_counter() - self._sent_at) * 1000
+        self.decoded.emit(float(total))
+        if rle is None:
+            self.message.emit("The model found nothing there; try another prompt.")
+        self.candidate_changed.emit()
+        self.image_status_changed.emit(self.project.image(self.image_id))
+
+    def _on_failed(self, request: DecodeRequest, exc: BaseException) -> None:
+        if request is not self._latest:
+            return
+        self._latest = None
+        self.busy_changed.emit(False)
+        # The prompts that could not be answered are dropped, so the object stays consistent.
+        self.pending = []
+        self.candidate_changed.emit()
+        self.error.emit(str(exc) if isinstance(exc, UserError) else f"Segmentation failed: {exc!r}")
+
+    def next_alternative(self) -> None:
+        if len(self.alternatives) < 2:
+            return
+        self.alt_index = (self.alt_index + 1) % len(self.alternatives)
+        self._store_edit(self.alternatives[self.alt_index], "alternative")
+
+    # ------------------------------------------------------------------ candidate edits (rounds without prompts)
+    def _store_edit(self, mask: np.ndarray, kind: str) -> None:
+        """An edited candidate becomes a prompt-less round, so it is undoable and survives a crash."""
+        if self.session is None:
+            self.session = self.project.start_session(self.image_id)
+        proposals = list(self.candidate.labels) if self.candidate else []
+        rle = masks.encode(mask) if mask.any() else None
+        self.project.add_round(self.session.id, (), f"edit:{kind}", rle, proposals, None)
+        alternatives, alt_index = self.alternatives, self.alt_index
+        self.reload()
+        if kind == "alternative":
+            self.alternatives, self.alt_index = alternatives, alt_index
+
+    def manual_polygon(self, points: list[tuple[float, float]]) -> None:
+        if self.image is None:
+            return
+        mask = overlays.rasterize_polygons([np.array(points)], [], self.image.full_size)
+        if self.candidate_mask is not None and self.session is not None and self.session.rounds:
+            mask = mask | self.candidate_mask  # drawing more adds to the object in progress
+        self._store_edit(mask, "manual")
+
+    def brush_edit(self, points: list[tuple[float, float]], width: float, erase: bool) -> None:
+        if self.image is None:
+            return
+        stroke = overlays.paint_stroke(self.image.full_size, points, width)
+        if len(self.selected) == 1 and self.candidate_mask is None:
+            ann = self._annotation(self.selected[0])
+            base = masks.decode(ann.rle)
+            new = base & ~stroke if erase else base | stroke
+            self._edit_annotation(lambda: self.project.set_mask(ann.id, masks.encode(new)))
+            return
+        base = self.candidate_mask if self.candidate_mask is not None else np.zeros(self.image.full_size, bool)
+        if erase and self.candidate_mask is None:
+            self.message.emit("Select an annotation or start an object before erasing.")
+            return
+        self._store_edit(base & ~stroke if erase else base | stroke, "eraser" if erase else "brush")
+
+    def vertex_edit_target(self) -> np.ndarray | None:
+        if self.candidate_mask is not None:
+            return self.candidate_mask
+        if len(self.selected) == 1:
+            return masks.decode(self._annotation(self.selected[0]).rle)
+        return None
+
+    def vertex_edit(self, mask: np.ndarray) -> None:
+        if self.candidate_mask is not None:
+            self._store_edit(mask, "vertices")
+        elif len(self.selected) == 1:
+            self._edit_annotation(lambda: self.project.set_mask(self.selected[0], masks.encode(mask)))
+
+    # ------------------------------------------------------------------ referring
+    def set_reference_region(self, mask: np.ndarray) -> None:
+        self.reference = ReferringPrompt(self.image_id, masks.encode(mask))
+        self.message.emit("Reference region marked; open another image and press Ctrl+R to segment "
+                          "things like it.")
+
+    def use_reference(self) -> None:
+        if self.reference is None:
+            self.message.emit("Mark a reference region first (Shift+R, then lasso it on an image).")
+            return
+        if self.reference.image_id == self.image_id:
+            self.message.emit("The reference region is on this image; open another image to use it.")
+            return
+        self.add_prompt(self.reference)
+
+    # ------------------------------------------------------------------ accept / cancel
+    def resolve_label(self, explicit: str | None = None) -> str | None:
+        """Label for accepting: typed/spoken > chosen for this object > last used (when kept) >
+        the model's top proposal > last used."""
+        if explicit:
+            return explicit
+        if self.pending_label:
+            return self.pending_label
+        if self.keep_last_label and self.last_label:
+            return self.last_label
+        proposals = self.candidate.labels if self.candidate else []
+        if proposals and proposals[0][0] != UNKNOWN:
+            return proposals[0][0]
+        return self.last_label
+
+    def accept(self, label: str | None = None) -> bool:
+        if self.session is None or self.candidate_mask is None or self._latest is not None:
+            if self._latest is not None:
+                self.message.emit("Still segmenting - accept again when the mask appears.")
+            return False
+        name = self.resolve_label(label)
+        if not name:
+            self.needs_label.emit()
+            return False
+        try:
+            label_rec = self.ensure_label(name)
+            self.project.accept_session(self.session.id, label_rec.id)
+        except UserError as exc:
+            self.error.emit(str(exc))
+            return False
+        self.last_label = label_rec.name
+        self.pending_label = None
+        self.labels_changed.emit()
+        self.reload()
+        return True
+
+    def accept_many(self, chosen: list[tuple[dict, str, float]], backend: str = "everything") -> int:
+        """Store reviewed segment-everything candidates as annotations, one undoable object each.
+        Unlabelled ones ("unknown") get the chosen / last used label, else "object"."""
+        if self.image_id is None:
+            return 0
+        if self.session is not None and self.session.rounds:
+            self.error.emit("Accept or discard the object in progress first.")
+            return 0
+        fallback = self.pending_label or self.last_label or "object"
+        done = 0
+        for rle, name, score in chosen:
+            name = fallback if not name or name == UNKNOWN else name
+            try:
+                label = self.ensure_label(name)
+                session = self.project.start_session(self.image_id)
+                self.project.add_round(session.id, (), f"{backend}:{self.backend_name}", rle, [(name, score)], score)
+                self.project.accept_session(session.id, label.id)
+                done += 1
+            except UserError as exc:
+                self.error.emit(str(exc))
+                break
+        self.labels_changed.emit()
+        self.reload()
+        self.message.emit(f"Accepted {done} object{'s' if done != 1 else ''}.")
+        return done
+
+    def ensure_label(self, name: str) -> LabelRecord:
+        existing = self.label_by_name(name)
+        if existing is not None:
+            return existing
+        label = self.project.add_label(name.strip())
+        self.labels_changed.emit()
+        return label
+
+    def cancel(self) -> None:
+        """Esc: drop pending prompts, then the object in progress (undoable), then the selection."""
+        if self.pending or self._latest is not None:
+            self.pending = []
+            self._latest = None
+            self.busy_changed.emit(False)
+            self.candidate_changed.emit()
+            return
+        if self.session is not None and self.session.rounds:
+            self.project.discard_session(self.session.id)
+            self.pending_label = None
+            self.reload()
+            return
+        if self.selected:
+            self.selected = []
+            self.annotations_changed.emit()
+
+    def set_label(self, name: str) -> None:
+        """Digit key / voice "label it as X": relabel the selection, or label the object in progress."""
+        name = name.strip()
+        if not name:
+            return
+        if self.selected and self.candidate_mask is None:
+            label = self.ensure_label(name)
+            for ann_id in list(self.selected):
+                self._edit_annotation(lambda a=ann_id: self.project.relabel(a, label.id))
+            self.last_label = label.name
+            return
+        self.pending_label = self.ensure_label(name).name
+        self.candidate_changed.emit()
+
+    # ------------------------------------------------------------------ undo / redo
+    def undo(self) -> None:
+        if self.pending or self._latest is not None:
+            self.cancel()  # an unanswered prompt is undone by forgetting it
+            return
+        if self.image_id is not None and self.project.undo(self.image_id) is None:
+            self.message.emit("Nothing to undo on this image.")
+        self.reload()
+
+    def redo(self) -> None:
+        if self.image_id is not None and self.project.redo(self.image_id) is None:
+            self.message.emit("Nothing to redo on this image.")
+        self.reload()
+
+    # ------------------------------------------------------------------ annotation edits
+    def _annotation(self, ann_id: int) -> AnnotationRecord:
+        return next(a for a in self.annotations if a.id == ann_id)
+
+    def _edit_annotation(self, action) -> None:
+        try:
+            action()
+        except UserError as exc:
+            self.error.emit(str(exc))
+        self.labels_changed.emit()
+        self.reload()
+
+    def select_annotation(self, ann_id: int | None, add: bool = False) -> None:
+        if ann_id is None:
+            self.selected = [] if not add else self.selected
+        elif add:
+            self.selected = [i for i in self.selected if i != ann_id] if ann_id in self.selected \
+                else [*self.selected, ann_id]
+        else:
+            self.selected = [ann_id]
+        self.annotations_changed.emit()
+
+    def delete_selected(self, hovered: int | None = None) -> None:
+        targets = list(self.selected) or ([hovered] if hovered is not None else [])
+        if not targets:
+            self.message.emit("Select an annotation first (Q, then click it).")
+            return
+        for ann_id in targets:
+            self._edit_annotation(lambda a=ann_id: self.project.delete(a))
+        self.selected = []
+
+    def merge_selected(self) -> None:
+        if len(self.selected) < 2:
+            self.message.emit("Select two or more annotations (Shift+click) to merge.")
+            return
+        self._edit_annotation(lambda: self.project.merge(list(self.selected)))
+
+    def subtract_selected(self) -> None:
+        if len(self.selected) < 2:
+            self.message.emit("Select the annotation to cut, then Shift+click the ones to subtract.")
+            return
+        first, *others = self.selected
+        for other in others:
+            self._edit_annotation(lambda o=other: self.project.subtract(first, o))
+
+    def split_selected(self) -> None:
+        if len(self.selected) != 1:
+            self.message.emit("Select one annotation to split into its connected parts.")
+            return
+        self._edit_annotation(lambda: self.project.split(self.selected[0]))
+
+    def move_selected(self, step: int) -> None:
+        if len(self.selected) != 1:
+            return
+        ann_id = self.selected[0]
+        self._edit_annotation(lambda: self.project.raise_(ann_id) if step > 0 else self.project.lower(ann_id))
+
+    def toggle_done(self) -> None:
+        if self.image_id is None:
+            return
+        record = self.project.image(self.image_id)
+        self.project.set_image_status(self.image_id, None if record.status == "done" else "done")
+        self.image_status_changed.emit(self.project.image(self.image_id))
+
+    def counts(self) -> dict[str, int]:
+        """label name -> number of annotations in the project."""
+        by_id = self.project.label_counts()
+        return {label.name: by_id.get(label.id, 0) for label in self.labels()}

@@ -1,0 +1,198 @@
+"""Export (Ctrl+E): every registered exporter (COCO, LabelMe, plugin formats), its yes/no options,
+an output path, and a progress dialog while the export runs on a background thread."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QSettings, Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QProgressDialog,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from seem_annotator.core.records import Dataset
+from seem_annotator.errors import UserError
+
+
+def exporter_flags(exporter: Any) -> list[argparse.Action]:
+    """The exporter's on/off options (store_true flags), discovered from its own CLI arguments."""
+    parser = argparse.ArgumentParser(add_help=False)
+    exporter.add_arguments(parser)
+    return [a for a in parser._actions if isinstance(a, argparse._StoreTrueAction)]
+
+
+def default_output(exporter: Any, project_root: Path) -> Path:
+    base = project_root / "exports"
+    return base / f"{exporter.name}.json" if exporter.output == "file" else base / exporter.name
+
+
+class ExportRunner(QObject):
+    """Runs one export off the GUI thread; `progress(done, total, text)`, `finished(result)`,
+    `failed(message)` arrive on the GUI thread."""
+
+    progress = Signal(int, int, str)
+    finished = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, exporter: Any, dataset: Dataset, out: Path, options: dict[str, Any]) -> None:
+        super().__init__()
+        self.exporter, self.dataset, self.out, self.options = exporter, dataset, out, options
+        self.thread: threading.Thread | None = None
+
+    def _progress(self, items: Iterable, total: int | None = None, desc: str = "") -> Iterator:
+        total = int(total or 0)
+        for done, item in enumerate(items):
+            self.progress.emit(done, total, desc)
+            yield item
+        self.progress.emit(total, total, desc)
+
+    def start(self) -> None:
+        def run() -> None:
+            try:
+                result = self.exporter.export(self.dataset, self.out, self.options, self._progress)
+            except UserError as exc:
+                self.failed.emit(str(exc))
+                return
+            except Exception as exc:  # a plugin bug must not take the app (and the user's work) down
+                self.failed.emit(f"The {self.exporter.name} export failed: {type(exc).__name__}: {exc}")
+                return
+            self.finished.emit(result)
+
+        self.thread = threading.Thread(target=run, name=f"export-{self.exporter.name}", daemon=True)
+        self.thread.start()
+
+
+class ExportDialog(QDialog):
+    """Choose a format, its options and where to write; then `run_export` does the work."""
+
+    def __init__(self, exporters: dict[str, Any], project_root: Path, parent: QWidget | None = None,
+                 settings: QSettings | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export annotations")
+        self.exporters = exporters
+        self.project_root = project_root
+        self.settings = settings or QSettings()
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.format = QComboBox(self)
+        for name in sorted(exporters, key=lambda n: (n not in ("coco", "labelme"), n)):
+            desc = exporters[name].description
+            self.format.addItem(f"{name} - {desc}" if desc else name, name)
+        form.addRow("Format", self.format)
+        row = QHBoxLayout()
+        self.path = QLineEdit(self)
+        browse = QPushButton("Browse…", self)
+        browse.clicked.connect(self._browse)
+        row.addWidget(self.path, 1)
+        row.addWidget(browse)
+        form.addRow("Output", row)
+        layout.addLayout(form)
+        self.options_box = QVBoxLayout()
+        layout.addLayout(self.options_box)
+        self.note = QLabel("", self)
+        self.note.setWordWrap(True)
+        layout.addWidget(self.note)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Export")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+        self._checks: dict[str, QCheckBox] = {}
+        self.format.currentIndexChanged.connect(self._format_changed)
+        last = self.settings.value("export/format", "coco")
+        index = self.format.findData(last)
+        self.format.setCurrentIndex(max(0, index))
+        self._format_changed()
+
+    @property
+    def exporter(self) -> Any:
+        return self.exporters[self.format.currentData()]
+
+    def _format_changed(self) -> None:
+        exporter = self.exporter
+        for check in self._checks.values():
+            check.setParent(None)
+        self._checks = {}
+        for action in exporter_flags(exporter):
+            check = QCheckBox(action.help or action.option_strings[0], self)
+            self.options_box.addWidget(check)
+            self._checks[action.dest] = check
+        saved = self.settings.value(f"export/path/{exporter.name}")
+        self.path.setText(str(saved) if saved else str(default_output(exporter, self.project_root)))
+        self.note.setText("Writes one file." if exporter.output == "file" else "Writes into a folder.")
+
+    def _browse(self) -> None:
+        exporter = self.exporter
+        if exporter.output == "file":
+            path, _ = QFileDialog.getSaveFileName(self, "Export to", self.path.text())
+        else:
+            path = QFileDialog.getExistingDirectory(self, "Export into folder", self.path.text())
+        if path:
+            self.path.setText(path)
+
+    def options(self) -> dict[str, Any]:
+        return {dest: check.isChecked() for dest, check in self._checks.items()}
+
+    def output_path(self) -> Path:
+        return Path(self.path.text()).expanduser()
+
+    def remember(self) -> None:
+        self.settings.setValue("export/format", self.exporter.name)
+        self.settings.setValue(f"export/path/{self.exporter.name}", str(self.output_path()))
+
+
+def run_export(parent: QWidget, exporter: Any, dataset: Dataset, out: Path, options: dict[str, Any],
+               on_done=None) -> ExportRunner:
+    """Start an export with a progress dialog; reports the outcome in a message box (or `on_done(result,
+    error)` when given, used by tests and the status bar)."""
+    dialog = QProgressDialog(f"Exporting {exporter.name}…", "Hide", 0, 0, parent)
+    dialog.setWindowTitle("Export")
+    dialog.setWindowModality(Qt.WindowModality.WindowModal)
+    dialog.setMinimumDuration(300)  # quick exports finish before any dialog flashes up
+    runner = ExportRunner(exporter, dataset, out, options)
+
+    def progress(done: int, total: int, text: str) -> None:
+        dialog.setMaximum(max(total, 0))
+        dialog.setValue(min(done, total) if total else 0)
+        if text:
+            dialog.setLabelText(f"Exporting {exporter.name}: {text}")
+
+    def finished(result: Any) -> None:
+        dialog.reset()
+        if on_done is not None:
+            on_done(result, None)
+            return
+        text = f"Exported {exporter.name} to {out}."
+        if getattr(result, "warnings", None):
+            text += "\n\n" + "\n".join(result.warnings[:10])
+        QMessageBox.information(parent, "Export finished", text)
+
+    def failed(message: str) -> None:
+        dialog.reset()
+        if on_done is not None:
+            on_done(None, message)
+            return
+        QMessageBox.warning(parent, "Export failed", message)
+
+    runner.progress.connect(progress)
+    runner.finished.connect(finished)
+    runner.failed.connect(failed)
+    runner.start()
+    return runner

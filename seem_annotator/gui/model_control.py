@@ -1,0 +1,185 @@
+"""The model side of the window: the engine worker and its bridge, the backend/device switcher, the
+no-checkpoint banner, neighbour pre-encoding and segment-everything."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtWidgets import QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QLabel
+
+from seem_annotator.engine import backends
+from seem_annotator.errors import UserError
+from seem_annotator.gui.everything_review import EverythingReview
+from seem_annotator.gui.worker_bridge import WorkerBridge
+
+if TYPE_CHECKING:
+    from seem_annotator.gui.main_window import MainWindow
+
+
+def make_worker(backend: Any) -> Any:
+    from seem_annotator.engine.worker import Worker
+
+    return Worker(backend)
+
+
+class ModelControl:
+    def __init__(self, window: MainWindow, backend: Any = None, backend_name: str | None = None,
+                 device: str | None = None) -> None:
+        self.window = window
+        self.device_choice = device or str(window.settings.value("model/device", "auto"))
+        wanted = backend_name or str(window.settings.value("model/backend", "")) or backends.default_backend_name()
+        # The classical backend starts instantly; a SEEM model loads in the background and replaces it.
+        initial = backend if backend is not None else backends.create_backend("classical")
+        self.bridge = WorkerBridge(make_worker(initial), window)
+        self.backend = initial
+        self.bridge.backend_changed.connect(self._backend_changed)
+        self.bridge.backend_failed.connect(self._backend_failed)
+        self.bridge.everything_done.connect(self._everything_done)
+        self.bridge.everything_failed.connect(lambda _key, exc: self._everything_failed(exc))
+        self._review: EverythingReview | None = None
+        self._prefetch_generation = 0
+        self._show_backend()
+        if backend is None and wanted != "classical":
+            self.switch(wanted, self.device_choice)
+
+    @property
+    def backend_name(self) -> str:
+        return str(getattr(self.backend, "name", "classical"))
+
+    def _show_backend(self) -> None:
+        name = self.backend_name
+        self.window.status.set_backend(name, str(getattr(self.backend, "device", "cpu")))
+        self.window.banner.setVisible(not name.startswith("seem"))
+        if self.window.controller is not None:
+            self.window.controller.backend_name = name
+
+    # ------------------------------------------------------------------ switching
+    def switch(self, name: str, device: str | None) -> None:
+        self.window.status.message(f"Loading {name}…", 0)
+        self.bridge.set_backend(lambda: backends.create_backend(name, device))
+
+    def _backend_changed(self, backend: Any) -> None:
+        self.backend = backend
+        self.window.settings.setValue("model/backend", self.backend_name)
+        self._show_backend()
+        self.window.status.message(f"Backend: {self.backend_name}")
+
+    def _backend_failed(self, exc: BaseException) -> None:
+        # Stay on the working backend; say what is missing and how to get it.
+        message = str(exc) if isinstance(exc, UserError) else f"Could not load the backend: {exc!r}"
+        self.window.status.message(message, 15000)
+        self._show_backend()
+
+    def choose_backend(self) -> None:
+        dialog = QDialog(self.window)
+        dialog.setWindowTitle("Backend and device")
+        form = QFormLayout(dialog)
+        names = QComboBox(dialog)
+        names.addItems(backends.backend_names())
+        names.setCurrentText(self.backend_name)
+        devices = QComboBox(dialog)
+        devices.addItems(["auto", *backends.available_devices()])
+        devices.setCurrentText(self.device_choice)
+        form.addRow("Backend", names)
+        form.addRow("Device", devices)
+        form.addRow(QLabel("SEEM models need a checkpoint: `seem-annotator models download NAME`."))
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(dialog.accept)
+        buttons.rejected.connect(dialog.reject)
+        form.addRow(buttons)
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            self.device_choice = devices.currentText()
+            self.window.settings.setValue("model/device", self.device_choice)
+            self.switch(names.currentText(), self.device_choice)
+
+    def choose_checkpoint(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.window, "Choose a SEEM checkpoint", str(Path.home()),
+                                              "Checkpoints (*.pt *.pth *.bin *.safetensors);;All files (*)")
+        if not path:
+            return
+        device = self.device_choice
+
+        def factory() -> Any:
+            import importlib
+
+            predictor = importlib.import_module("seem_annotator.engine.predictor")
+            from_file = getattr(predictor.SeemPredictor, "from_checkpoint", None)
+            if from_file is None:
+                raise UserError("Loading a checkpoint from a chosen file is not supported by this build; "
+                                "run `seem-annotator models download focalt_v1` instead.")
+            return from_file(path, device=backends.resolve_device(device))
+
+        self.window.status.message(f"Loading {path}…", 0)
+        self.bridge.set_backend(factory)
+
+    def shutdown(self) -> None:
+        self._prefetch_generation += 1
+        self.bridge.shutdown()
+
+    # ------------------------------------------------------------------ pre-encoding
+    def prefetch_neighbours(self) -> None:
+        """Pre-encode the next and previous images in the background so switching is instant."""
+        window = self.window
+        ctl = window.controller
+        if ctl is None or ctl.image_id is None or not hasattr(self.bridge.worker, "prefetch"):
+            return
+        ids = [i for i in (window.images_panel.neighbour(ctl.image_id, +1),
+                           window.images_panel.neighbour(ctl.image_id, -1)) if i is not None and i != ctl.image_id]
+        if not ids:
+            return
+        from seem_annotator.gui.controller import LoadedImage
+
+        project = window.project
+        records = [(project.image(i), project.image_path(i)) for i in ids]
+        self._prefetch_generation += 1
+        generation = self._prefetch_generation
+        status = window.status
+
+        def run() -> None:
+            inputs = []
+            for record, path in records:
+                if generation != self._prefetch_generation or not record.readable:
+                    continue
+                try:
+                    inputs.append(LoadedImage(record, path).model_input)
+                except Exception:
+                    continue  # an unreadable neighbour is reported when it is opened
+            if inputs and generation == self._prefetch_generation:
+                self.bridge.prefetch(inputs)
+
+        status.set_encode_progress(0, 0)
+        threading.Thread(target=run, name="prefetch-neighbours", daemon=True).start()
+
+    # ------------------------------------------------------------------ segment everything
+    def segment_everything(self) -> None:
+        ctl = self.window.controller
+        if ctl is None or ctl.image is None:
+            return
+        self.window.status.message("Segmenting everything…", 0)
+        self._everything_key = ctl.image.model_input.key
+        self.bridge.segment_everything(ctl.image.model_input, ctl.label_names())
+
+    def _everything_done(self, key: str, candidates: list) -> None:
+        ctl = self.window.controller
+        if ctl is None or ctl.image is None or key != ctl.image.model_input.key:
+            return  # the user moved on to another image
+        if not candidates:
+            self.window.status.message("Segment everything found nothing.")
+            return
+        self.window.status.message(f"{len(candidates)} candidates to review.")
+        review = EverythingReview(candidates, self.window)
+        review.preview.connect(self.window.preview_review)
+        review.accepted.connect(self._accept_review)
+        self._review = review
+        review.show()
+
+    def _everything_failed(self, exc: BaseException) -> None:
+        self.window.show_error(str(exc) if isinstance(exc, UserError) else f"Segment everything failed: {exc!r}")
+
+    def _accept_review(self, chosen: list) -> None:
+        ctl = self.window.controller
+        if ctl is None:
+            return
+        ctl.accept_many(chosen)

@@ -1,0 +1,114 @@
+"""Turning masks into things Qt can draw: tinted RGBA images and outline paths.
+
+The canvas shows very large images through a downscaled display proxy, so every mask is first
+brought to the display size (nearest neighbour, which keeps thin parts visible enough for a
+preview; the stored masks are never touched). Everything here is plain numpy/OpenCV plus
+QImage/QPainterPath construction, kept out of the widgets so it can be tested on its own.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from PySide6.QtCore import QPointF
+from PySide6.QtGui import QImage, QPainterPath, QPolygonF
+
+RGB = tuple[int, int, int]
+
+
+def to_display(mask: np.ndarray, display_size: tuple[int, int]) -> np.ndarray:
+    """A bool (H, W) mask resized to display_size (h, w) (returned as is when already that size)."""
+    h, w = display_size
+    if mask.shape == (h, w):
+        return mask.astype(bool, copy=False)
+    small = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+    return small.astype(bool)
+
+
+def compose_rgba(layers: list[tuple[np.ndarray, RGB]], display_size: tuple[int, int],
+                 opacity: float) -> np.ndarray:
+    """One (h, w, 4) uint8 RGBA image with every (display-size mask, colour) layer painted in order
+    (later layers on top) at `opacity` (0..1)."""
+    h, w = display_size
+    out = np.zeros((h, w, 4), dtype=np.uint8)
+    alpha = int(round(max(0.0, min(1.0, opacity)) * 255))
+    for mask, color in layers:
+        out[mask, 0] = color[0]
+        out[mask, 1] = color[1]
+        out[mask, 2] = color[2]
+        out[mask, 3] = alpha
+    return out
+
+
+def rgba_to_qimage(rgba: np.ndarray) -> QImage:
+    """A QImage owning a copy of an (h, w, 4) uint8 RGBA array."""
+    rgba = np.ascontiguousarray(rgba)
+    h, w = rgba.shape[:2]
+    image = QImage(rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888)
+    return image.copy()  # detach from the numpy buffer, which may be freed
+
+
+def rgb_to_qimage(rgb: np.ndarray) -> QImage:
+    """A QImage owning a copy of an (h, w, 3) uint8 RGB array."""
+    rgb = np.ascontiguousarray(rgb)
+    h, w = rgb.shape[:2]
+    image = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888)
+    return image.copy()
+
+
+def outline_path(mask: np.ndarray, scale: float = 1.0) -> QPainterPath:
+    """Outline of a display-size bool mask as a path (outer borders and holes), in display pixels
+    times `scale` (pass display->image scale to get image coordinates)."""
+    path = QPainterPath()
+    if not mask.any():
+        return path
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    for contour in contours:
+        pts = contour.reshape(-1, 2).astype(np.float64) * scale
+        if len(pts) < 2:
+            continue
+        path.addPolygon(QPolygonF([QPointF(float(x), float(y)) for x, y in pts]))
+        path.closeSubpath()
+    return path
+
+
+def mask_polygons(mask: np.ndarray, epsilon: float = 1.0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Editable polygons of a full-resolution bool mask: (outer rings, hole rings), each an (N, 2)
+    float array of vertices, simplified by `epsilon` pixels so a person can drag vertices."""
+    outers: list[np.ndarray] = []
+    holes: list[np.ndarray] = []
+    contours, hierarchy = cv2.findContours(mask.astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    if hierarchy is None:
+        return outers, holes
+    for contour, info in zip(contours, hierarchy[0]):
+        ring = cv2.approxPolyDP(contour, epsilon, True).reshape(-1, 2).astype(np.float64)
+        if len(ring) < 3:
+            continue
+        # RETR_CCOMP: a contour with a parent (info[3] >= 0) is a hole of that parent.
+        (holes if info[3] >= 0 else outers).append(ring)
+    return outers, holes
+
+
+def rasterize_polygons(outers: list[np.ndarray], holes: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+    """bool (H, W) mask of the outer rings filled, minus the hole rings (inverse of `mask_polygons`)."""
+    canvas = np.zeros(size, dtype=np.uint8)
+    if outers:
+        cv2.fillPoly(canvas, [np.round(r).astype(np.int32) for r in outers], 1)
+    if holes:
+        cv2.fillPoly(canvas, [np.round(r).astype(np.int32) for r in holes], 0)
+    return canvas.astype(bool)
+
+
+def paint_stroke(size: tuple[int, int], points: list[tuple[float, float]], width: float) -> np.ndarray:
+    """bool (H, W) mask of a polyline painted with round caps `width` pixels wide (brush/eraser)."""
+    canvas = np.zeros(size, dtype=np.uint8)
+    thickness = max(1, int(round(width)))
+    pts = [(int(round(x)), int(round(y))) for x, y in points]
+    if len(pts) == 1:
+        cv2.circle(canvas, pts[0], max(1, thickness // 2), 1, -1)
+    for a, b in zip(pts, pts[1:]):
+        cv2.line(canvas, a, b, 1, thickness, lineType=cv2.LINE_8)
+    if pts:
+        cv2.circle(canvas, pts[0], max(1, thickness // 2), 1, -1)
+        cv2.circle(canvas, pts[-1], max(1, thickness // 2), 1, -1)
+    return canvas.astype(bool)

@@ -1,0 +1,96 @@
+"""Status bar widgets (backend, device, last decode time, background encode progress, cursor) and the
+banner shown when no SEEM checkpoint is available."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QStatusBar, QWidget
+
+
+def device_kind(device: str) -> str:
+    """Human name of a torch device string: "cuda:0" -> "CUDA:0", "mps" -> "MPS", else "CPU"."""
+    device = (device or "cpu").lower()
+    if device.startswith("cuda"):
+        return device.upper()
+    if device == "mps":
+        return "MPS"
+    return "CPU"
+
+
+class StatusPanel:
+    """Permanent widgets on the main window's status bar."""
+
+    def __init__(self, bar: QStatusBar) -> None:
+        self.bar = bar
+        self.backend = QLabel("backend: -")
+        self.device = QLabel("device: -")
+        self.decode = QLabel("decode: -")
+        self.cursor = QLabel("")
+        self.zoom = QLabel("")
+        self.encode = QProgressBar()
+        self.encode.setMaximumWidth(140)
+        self.encode.setFormat("encoding %p%")
+        self.encode.setVisible(False)
+        self.busy = QLabel("")
+        for widget in (self.busy, self.encode, self.cursor, self.zoom, self.decode, self.backend, self.device):
+            bar.addPermanentWidget(widget)
+        self.backend.setObjectName("status_backend")
+        self.device.setObjectName("status_device")
+        self.decode.setObjectName("status_decode")
+
+    def set_backend(self, name: str, device: str) -> None:
+        self.backend.setText(f"backend: {name}")
+        self.device.setText(f"device: {device_kind(device)}")
+
+    def set_decode_ms(self, ms: float | None) -> None:
+        self.decode.setText("decode: -" if ms is None else f"decode: {ms:.0f} ms")
+
+    def set_busy(self, busy: bool) -> None:
+        self.busy.setText("segmenting…" if busy else "")
+
+    def set_encode_progress(self, done: int, total: int) -> None:
+        """Background pre-encoding of neighbouring images (hidden when there is nothing to do)."""
+        self.encode.setVisible(total > 0 and done < total)
+        self.encode.setRange(0, max(1, total))
+        self.encode.setValue(done)
+
+    def set_cursor(self, x: float, y: float, inside: bool) -> None:
+        self.cursor.setText(f"x {x:.0f}  y {y:.0f}" if inside else "")
+
+    def set_zoom(self, zoom: float) -> None:
+        self.zoom.setText(f"{zoom * 100:.0f}%")
+
+    def message(self, text: str, ms: int = 6000) -> None:
+        self.bar.showMessage(text, ms)
+
+
+NO_CHECKPOINT_TEXT = (
+    "<b>No SEEM checkpoint found - running the classical backend.</b> "
+    "Works now: clicks, boxes, polygons, scribbles, brush/eraser, manual polygons, export. "
+    "Needs SEEM: text and voice prompts, referring regions, label proposals, labelled segment-everything. "
+    "Get it with <code>seem-annotator models download focalt_v1</code>, or choose a checkpoint file."
+)
+
+
+class NoCheckpointBanner(QFrame):
+    """A dismissable strip above the canvas explaining what works without SEEM and how to get it."""
+
+    choose_file = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("no_checkpoint_banner")
+        self.setStyleSheet("#no_checkpoint_banner { background: #fff4c2; border-bottom: 1px solid #d9c36a; }"
+                           "#no_checkpoint_banner QLabel { color: #3a3000; }")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 4, 8, 4)
+        self.label = QLabel(NO_CHECKPOINT_TEXT, self)
+        self.label.setWordWrap(True)
+        self.label.setTextFormat(Qt.TextFormat.RichText)
+        layout.addWidget(self.label, 1)
+        choose = QPushButton("Choose checkpoint…", self)
+        choose.clicked.connect(self.choose_file.emit)
+        layout.addWidget(choose)
+        close = QPushButton("Hide", self)
+        close.clicked.connect(self.hide)
+        layout.addWidget(close)
