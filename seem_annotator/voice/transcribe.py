@@ -144,7 +144,7 @@ def load_whisper_model(name: str, device: str | None = None, download_root: str 
     try:
         root = str(download_root) if download_root else None
         return whisper.load_model(name, device=device, download_root=root)
-    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+    except Exception as exc:  # truncated/corrupt/foreign files fail in many ways (pickle, zip, keys)
         where = f"; place a good copy of {url} at {target}" if url else ""
         raise WhisperModelError(f"Whisper model '{name}' could not be loaded ({exc}){where}.") from exc
 
