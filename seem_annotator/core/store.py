@@ -186,7 +186,7 @@ class Store:
         # transaction's statements together.
         self._mutex = threading.RLock()
         if create:
-            if self.path.exists():
+            if self.path.exists() and not _is_blank(self.path):
                 raise StoreError(f"A project store already exists at {self.path}; open it instead.")
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -219,11 +219,6 @@ class Store:
                 conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA busy_timeout = 10000")
             conn.execute("PRAGMA foreign_keys = ON")
-            if not self.read_only:
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    raise StoreError(f"Cannot enable write-ahead logging on {self.path} (got {mode}).")
-                conn.execute("PRAGMA synchronous = FULL")
             conn.row_factory = sqlite3.Row
             return conn
         except sqlite3.DatabaseError as exc:
@@ -234,7 +229,9 @@ class Store:
         try:
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
             app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
-            if not create:
+            blank = version == 0 and app_id == 0 and \
+                self.conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
+            if not create and not blank:
                 if app_id != APPLICATION_ID:
                     raise StoreError(f"{self.path} is an SQLite file but not a seem-annotator project; "
                                      "it was left untouched.")
@@ -245,6 +242,12 @@ class Store:
             if version > SCHEMA_VERSION:
                 raise StoreError(f"The project {self.path} was written by a newer seem-annotator "
                                  f"(schema {version} > {SCHEMA_VERSION}); upgrade to open it.")
+            if not self.read_only:
+                # Only now that the file is known to be ours (or new) may we change its journal mode.
+                mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise StoreError(f"Cannot enable write-ahead logging on {self.path} (got {mode}).")
+                self.conn.execute("PRAGMA synchronous = FULL")
             if version < SCHEMA_VERSION:
                 if self.read_only:
                     raise StoreError(f"The project {self.path} needs an upgrade (schema {version}); "
@@ -337,6 +340,22 @@ class Store:
         if self._lock:
             self._lock.release()
             self._lock = None
+
+
+def _is_blank(path: Path) -> bool:
+    """An empty file or an SQLite file with no tables (what a crash during creation leaves)."""
+    if path.stat().st_size == 0:
+        return True
+    if not _looks_like_sqlite(path):
+        return False
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return False
 
 
 def _looks_like_sqlite(path: Path) -> bool:
