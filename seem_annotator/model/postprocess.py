@@ -100,7 +100,8 @@ def instance_inference(
     probs = F.softmax(mask_cls, dim=-1)[:, :-1]
     labels = torch.arange(num_classes, device=mask_cls.device).unsqueeze(0).repeat(q, 1).flatten(0, 1)
     # sorted=False as the reference: the order of the returned instances is the reference's.
-    scores, top = probs.flatten(0, 1).topk(topk, sorted=False)
+    # (topk is capped at Q*K, where the reference would fail.)
+    scores, top = probs.flatten(0, 1).topk(min(topk, probs.numel()), sorted=False)
     classes = labels[top]
     masks = mask_pred[top // num_classes]
     if thing_ids is not None:
