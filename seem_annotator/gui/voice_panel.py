@@ -48,7 +48,18 @@ SILENCE_PEAK = 0.15  # meter value (-51 dBFS); a take that never got louder held
 LANGUAGES = ("", "en", "de", "fr", "es", "it", "pt", "nl", "pl", "ru", "uk", "zh", "ja", "ko", "ar", "hi", "tr")
 
 
-def _settings_store() -> QSettings:
+# Keys the transcript field must get even though the window binds them (Return = accept, Esc =
+# cancel, Delete, arrows = images): while typing a correction they edit the text or confirm it.
+_FIELD_KEYS = frozenset({Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Escape, Qt.Key.Key_Delete,
+                         Qt.Key.Key_Backspace, Qt.Key.Key_Left, Qt.Key.Key_Right, Qt.Key.Key_Home,
+                         Qt.Key.Key_End, Qt.Key.Key_Tab})
+
+
+def _settings_store(window: Any) -> Any:
+    """The window's own QSettings when it has one (tests give it an ini file), else the app's."""
+    store = getattr(window, "settings", None)
+    if callable(getattr(store, "value", None)) and callable(getattr(store, "setValue", None)):
+        return store
     return QSettings()
 
 
@@ -71,7 +82,7 @@ class VoicePanel(QWidget):
                  transcriber: Transcriber | None = None, store: Any = None) -> None:
         super().__init__()
         self.window = window
-        self.store = store if store is not None else _settings_store()
+        self.store = store if store is not None else _settings_store(window)
         self.settings = settings or VoiceSettings.load(self.store)
         self.transcriber = transcriber or Transcriber(self._whisper_settings())
         self.availability = Availability(False, "Voice has not been checked yet.")
@@ -326,6 +337,9 @@ class VoicePanel(QWidget):
                 self.shutdown()
             return False
         if obj is self.transcript:
+            if etype == QEvent.Type.ShortcutOverride and event.key() in _FIELD_KEYS:
+                event.accept()
+                return True
             if etype == QEvent.Type.KeyPress and event.key() == Qt.Key.Key_Escape:
                 self.discard_pending()
                 return True
