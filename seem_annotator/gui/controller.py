@@ -225,6 +225,8 @@ class AnnotationController(QObject):
             self.reload()
             return
         self._memory[round_.id] = candidate.memory
+        for old in sorted(self._memory)[:-8]:  # model memory can be large: keep the recent rounds only
+            del self._memory[old]
         self.session = self.project.current_session(self.image_id)
         self.candidate = candidate
         self.candidate_mask = candidate.mask if rle is not None else None

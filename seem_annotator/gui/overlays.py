@@ -64,7 +64,8 @@ def outline_path(mask: np.ndarray, scale: float = 1.0) -> QPainterPath:
         return path
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     for contour in contours:
-        pts = contour.reshape(-1, 2).astype(np.float64) * scale
+        # Contours run through pixel centres: +0.5 puts them on the pixels drawn by the overlay.
+        pts = (contour.reshape(-1, 2).astype(np.float64) + 0.5) * scale
         if len(pts) < 2:
             continue
         path.addPolygon(QPolygonF([QPointF(float(x), float(y)) for x, y in pts]))

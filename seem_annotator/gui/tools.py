@@ -31,7 +31,7 @@ class ToolHost(Protocol):
     def add_prompt(self, prompt: Prompt) -> None: ...
     def brush_edit(self, points: list[tuple[float, float]], width: float, erase: bool) -> None: ...
     def manual_polygon(self, points: list[tuple[float, float]]) -> None: ...
-    def select_annotation(self, ann_id: int | None) -> None: ...
+    def select_annotation(self, ann_id: int | None, add: bool = False) -> None: ...
     def set_reference_region(self, mask: np.ndarray) -> None: ...
     def vertex_edit_target(self) -> np.ndarray | None: ...
     def vertex_edit(self, mask: np.ndarray) -> None: ...
@@ -366,14 +366,16 @@ class EraserTool(BrushTool):
 
 
 class SelectTool(Tool):
-    """Click an accepted annotation to select it (for relabel, delete, brush, vertex editing)."""
+    """Click an accepted annotation to select it (for relabel, delete, brush, vertex editing);
+    Shift+click adds to or removes from the selection (merge, subtract)."""
 
     name, title = "select", "Select"
     cursor = Qt.CursorShape.ArrowCursor
 
     def press(self, point: QPointF, event: QMouseEvent) -> None:
         if event.button() == Qt.MouseButton.LeftButton:
-            self.host.select_annotation(self.canvas.annotation_at(point))
+            add = bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+            self.host.select_annotation(self.canvas.annotation_at(point), add)
 
 
 class ReferringTool(_DragTool):
@@ -495,6 +497,7 @@ class VertexTool(Tool):
 
     def release(self, point: QPointF, event: QMouseEvent) -> None:
         if self._drag is not None:
+            self.move(point, event)  # the vertex lands where the button was let go
             self._drag = None
             self._commit()
 

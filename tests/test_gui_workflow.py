@@ -1,0 +1,221 @@
+"""The desktop app end to end: the real main window, real mouse and key events on the canvas, the
+classical backend on the real worker thread, the real project store and exporters."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, QSettings, Qt
+from PySide6.QtTest import QTest
+
+from seem_annotator.core import masks
+from seem_annotator.core.project import Project
+
+pytestmark = pytest.mark.timeout(240)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+CHELSEA_CAT = (240.0, 170.0)  # a point on the cat in resources/samples/chelsea.jpg (451x300)
+
+
+@pytest.fixture
+def samples(tmp_path: Path) -> Path:
+    folder = tmp_path / "samples"
+    shutil.copytree(REPO_ROOT / "resources" / "samples", folder)
+    return folder
+
+
+def make_window(qtbot, tmp_path: Path, **kwargs):
+    from seem_annotator.gui.main_window import MainWindow
+
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    settings.setValue("ui/quiet_errors", True)  # errors go to the status bar, no modal box in tests
+    window = MainWindow(settings=settings, backend_name="classical", **kwargs)
+    qtbot.addWidget(window)
+    window.resize(1280, 860)
+    window.show()
+    window.activateWindow()
+    # Window shortcuts only fire in the active window.
+    assert QTest.qWaitForWindowActive(window)
+    return window
+
+
+def open_image(window, name: str) -> None:
+    image = window.project.image_by_name(name)
+    window.show_image(image.id)
+    assert window.controller.image_id == image.id
+
+
+def view_point(window, x: float, y: float) -> QPoint:
+    return window.canvas.mapFromScene(x, y)
+
+
+def click(window, x: float, y: float, button=Qt.MouseButton.LeftButton, modifiers=Qt.KeyboardModifier.NoModifier):
+    QTest.mouseClick(window.canvas.viewport(), button, modifiers, view_point(window, x, y))
+
+
+def key(window, key_code, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
+    window.canvas.setFocus()
+    QTest.keyClick(window.canvas, key_code, modifiers)
+
+
+def wait_candidate(qtbot, window, timeout: int = 60000) -> np.ndarray:
+    ctl = window.controller
+    qtbot.waitUntil(lambda: ctl._latest is None and ctl.candidate_mask is not None, timeout=timeout)
+    return ctl.candidate_mask
+
+
+def test_click_accept_undo_redo_relabel_export_reopen(qtbot, tmp_path: Path, samples: Path) -> None:
+    window = make_window(qtbot, tmp_path)
+    assert window.open_folder(samples)
+    assert window.status.backend.text() == "backend: classical"
+    assert window.banner.isVisibleTo(window)  # no SEEM checkpoint: the banner explains what works
+    open_image(window, "chelsea.jpg")
+    ctl = window.controller
+
+    # A positive click on the cat: a round on the worker, a candidate mask on the canvas.
+    click(window, *CHELSEA_CAT)
+    assert ctl.pending, "the click is queued as a pending prompt at once"
+    mask = wait_candidate(qtbot, window)
+    assert mask.shape == (300, 451) and mask[int(CHELSEA_CAT[1]), int(CHELSEA_CAT[0])]
+    assert mask.sum() > 500
+    assert window.canvas.has_candidate()
+    assert len(ctl.session.rounds) == 1
+    assert window.status.decode.text().startswith("decode: ")
+
+    # A negative (right) click refines it in a second round of the same object.
+    click(window, 20, 20, Qt.MouseButton.RightButton)
+    wait_candidate(qtbot, window)
+    assert len(ctl.session.rounds) == 2
+    assert [p.positive for p in ctl.session.all_prompts()] == [True, False]
+
+    # Type a label (completion from the label list) and press Enter on the canvas.
+    window.label_field.setFocus()
+    QTest.keyClicks(window.label_field, "cat")
+    key(window, Qt.Key.Key_Return)
+    assert ctl.session is None
+    assert [window.project.label(a.label_id).name for a in ctl.annotations] == ["cat"]
+    accepted_rle = ctl.annotations[0].rle
+    assert window.labels_panel.tree.topLevelItem(0).text(2) == "1"
+
+    # Undo brings the object back in progress with both rounds; redo accepts it again.
+    key(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert ctl.annotations == [] and ctl.session is not None and len(ctl.session.rounds) == 2
+    assert window.canvas.has_candidate()
+    key(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert len(ctl.annotations) == 1 and ctl.session is None
+
+    # Relabel: select it with the select tool (Q), then choose another label.
+    key(window, Qt.Key.Key_Q)
+    assert window.canvas.tool.name == "select"
+    click(window, *CHELSEA_CAT)
+    assert ctl.selected == [ctl.annotations[0].id]
+    window.commands.set_label("tabby")
+    assert window.project.label(ctl.annotations[0].label_id).name == "tabby"
+    key(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert window.project.label(ctl.annotations[0].label_id).name == "cat"
+    key(window, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)
+    assert window.project.label(ctl.annotations[0].label_id).name == "tabby"
+
+    # Another image with A/D; leave an object in progress there.
+    key(window, Qt.Key.Key_C)
+    key(window, Qt.Key.Key_D)
+    coffee = window.project.image_by_name("coffee.jpg")
+    assert ctl.image_id == coffee.id
+    click(window, 300, 190)
+    wait_candidate(qtbot, window)
+    in_progress_rounds = len(ctl.session.rounds)
+
+    # Export COCO and LabelMe through the same path as the dialog.
+    from seem_annotator.gui.export_flow import export_to
+
+    outcomes: dict[str, tuple] = {}
+    coco_out = tmp_path / "out" / "coco.json"
+    labelme_out = tmp_path / "out" / "labelme"
+    export_to(window, "coco", coco_out, {}, lambda r, e: outcomes.__setitem__("coco", (r, e)))
+    qtbot.waitUntil(lambda: "coco" in outcomes, timeout=30000)
+    export_to(window, "labelme", labelme_out, {}, lambda r, e: outcomes.__setitem__("labelme", (r, e)))
+    qtbot.waitUntil(lambda: "labelme" in outcomes, timeout=30000)
+    assert outcomes["coco"][1] is None and outcomes["labelme"][1] is None
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(coco_out))
+    anns = coco.loadAnns(coco.getAnnIds())
+    assert len(anns) == 1 and coco.loadCats(anns[0]["category_id"])[0]["name"] == "tabby"
+    assert masks.iou(masks.normalize(coco.annToRLE(anns[0])), accepted_rle) > 0.98
+    sidecars = list(labelme_out.rglob("*.json"))
+    chelsea_json = json.loads(next(p for p in sidecars if p.stem == "chelsea").read_text())
+    assert [s["label"] for s in chelsea_json["shapes"]] == ["tabby"]
+
+    # Close and reopen: annotations, labels and the object in progress with its rounds are back.
+    window.close()
+    window2 = make_window(qtbot, tmp_path)
+    assert window2.open_folder(samples)
+    assert window2.controller.image_id == coffee.id  # the last image is reopened
+    ctl2 = window2.controller
+    assert ctl2.session is not None and len(ctl2.session.rounds) == in_progress_rounds
+    assert window2.canvas.has_candidate()
+    key(window2, Qt.Key.Key_Escape)  # discard the object in progress (undoable)
+    assert ctl2.session is None
+    key(window2, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert ctl2.session is not None and len(ctl2.session.rounds) == in_progress_rounds
+    key(window2, Qt.Key.Key_A)
+    anns2 = ctl2.annotations
+    assert len(anns2) == 1 and anns2[0].rle == accepted_rle
+    assert window2.project.label(anns2[0].label_id).name == "tabby"
+    window2.close()
+    with Project.open(samples) as project:
+        assert project.info()["labels"]["tabby"] == 1
+
+
+def test_brush_manual_polygon_and_edits(qtbot, tmp_path: Path, samples: Path) -> None:
+    window = make_window(qtbot, tmp_path)
+    window.open_folder(samples)
+    open_image(window, "coffee.jpg")
+    ctl = window.controller
+    # Manual polygon (M): click four corners, close by clicking the first vertex; no model involved.
+    key(window, Qt.Key.Key_M)
+    for x, y in ((100, 100), (200, 100), (200, 200), (100, 200), (100, 100)):
+        click(window, x, y)
+    assert ctl.candidate_mask is not None and abs(int(ctl.candidate_mask.sum()) - 101 * 101) < 400
+    assert ctl.session.rounds[-1].backend == "edit:manual"
+    # Brush (R) paints onto the candidate: a drag with real mouse events.
+    key(window, Qt.Key.Key_R)
+    vp = window.canvas.viewport()
+    QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, view_point(window, 250, 150))
+    QTest.mouseMove(vp, view_point(window, 280, 150))
+    QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, view_point(window, 300, 150))
+    assert ctl.candidate_mask[150, 275]
+    assert len(ctl.session.rounds) == 2
+    key(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # undo the brush stroke only
+    assert not ctl.candidate_mask[150, 275] and ctl.candidate_mask[150, 150]
+    window.commands.accept("saucer")
+    # Second object, then merge the two with Shift+click selection and split them again.
+    key(window, Qt.Key.Key_M)
+    for x, y in ((300, 300), (350, 300), (350, 350), (300, 350), (300, 300)):
+        click(window, x, y)
+    window.commands.accept("saucer")
+    assert len(ctl.annotations) == 2
+    key(window, Qt.Key.Key_Q)
+    click(window, 150, 150)
+    click(window, 320, 320, modifiers=Qt.KeyboardModifier.ShiftModifier)
+    assert len(ctl.selected) == 2
+    key(window, Qt.Key.Key_M, Qt.KeyboardModifier.ControlModifier)
+    assert len(ctl.annotations) == 1
+    click(window, 150, 150)
+    key(window, Qt.Key.Key_K, Qt.KeyboardModifier.ControlModifier)
+    assert len(ctl.annotations) == 2
+    # Delete the hovered/selected one.
+    click(window, 320, 320)
+    key(window, Qt.Key.Key_Delete)
+    assert len(ctl.annotations) == 1
+    # Text prompts need SEEM: a clear message, nothing stored, the app carries on.
+    window.commands.text_prompt("the cup")
+    qtbot.waitUntil(lambda: ctl._latest is None, timeout=30000)
+    assert "SEEM" in window.statusBar().currentMessage()
+    assert ctl.session is None or not ctl.session.rounds
+    window.close()
