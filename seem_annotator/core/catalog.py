@@ -78,10 +78,10 @@ class Catalog:
         summary = {"added": 0, "recovered": 0, "missing": 0, "unreadable": 0}
         with self.store.transaction():
             for scan in probed:
-                if scan.file_name not in known:
+                if scan.file_name not in known and self.image_by_name(scan.file_name) is None:
                     self.insert(scan.file_name, scan.width, scan.height, scan.sha256, scan.readable, scan.error)
                     summary["added"] += 1
-                else:
+                elif scan.file_name in known:
                     self.store.execute(
                         "UPDATE images SET width = ?, height = ?, sha256 = ?, readable = ?, error = ? "
                         "WHERE file_name = ?", (scan.width, scan.height, scan.sha256, int(scan.readable),
@@ -93,6 +93,7 @@ class Catalog:
                     self.store.execute("UPDATE images SET readable = 0, error = ? WHERE id = ?",
                                        (f"{name} is missing from {self.root}.", row["id"]))
                     summary["missing"] += 1
+            self.store.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('scanned', '1')")
         return summary
 
     def set_status(self, image_id: int, status: str | None) -> ImageRecord:

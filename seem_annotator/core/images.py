@@ -312,6 +312,9 @@ def _verify(path: Path) -> None:
     """Cheap full-body check: PIL's verify() walks the compressed data for PNG; for JPEG and other
     formats decode at the smallest scale."""
     with _open(path) as img:
+        if img.format != "JPEG" and img.size[0] * img.size[1] > MAX_FULL_DECODE_PIXELS:
+            raise ImageReadError(f"{path} is {img.size[0]}x{img.size[1]} pixels; only JPEG images this "
+                                 "large can be opened (convert it to JPEG or tile it).")
         if img.format == "PNG":
             try:
                 img.verify()
@@ -320,9 +323,6 @@ def _verify(path: Path) -> None:
             return
         if img.format == "JPEG":
             img.draft(img.mode, (1, 1))
-        elif img.size[0] * img.size[1] > MAX_FULL_DECODE_PIXELS:
-            raise ImageReadError(f"{path} is {img.size[0]}x{img.size[1]} pixels; only JPEG images this "
-                                 "large can be opened.")
         _decode(img, path)
 
 

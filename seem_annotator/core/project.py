@@ -66,6 +66,8 @@ class Project:
         if not root.is_dir():
             raise StoreError(f"The images folder {root} does not exist or is not a folder.")
         path = Path(store_path).resolve() if store_path is not None else default_store_path(root)
+        if path.is_dir():
+            path = path / DEFAULT_FILENAME
         try:
             store = Store(path, create=True)
         except StoreError:
@@ -108,7 +110,15 @@ class Project:
         except BaseException:
             store.close()
             raise
-        return cls(store, root)
+        project = cls(store, root)
+        if not read_only and store.get_meta("scanned") is None:
+            # Killed between creating the store and finishing the first scan: finish it now.
+            try:
+                project.rescan()
+            except BaseException:
+                project.close()
+                raise
+        return project
 
     @classmethod
     def open_or_create(cls, folder: str | os.PathLike, progress: Progress | None = None) -> Project:
@@ -220,10 +230,12 @@ class Project:
 
     def current_session(self, image_id: int) -> ObjectSession | None:
         """The image's in-progress object (persisted; survives a restart), or None."""
-        return sessions.current(self._store, image_id)
+        with self._store.locked():
+            return sessions.current(self._store, image_id)
 
     def session(self, session_id: int) -> ObjectSession:
-        return sessions.load(self._store, session_id)
+        with self._store.locked():
+            return sessions.load(self._store, session_id)
 
     def add_round(self, session_id: int, prompts: tuple[Prompt, ...], backend: str, mask_rle: dict | None,
                   label_proposals: list[tuple[str, float]], score: float | None = None) -> Round:
@@ -324,8 +336,9 @@ class Project:
 
     def snapshot(self) -> Dataset:
         """Every image, label and annotation as a self-contained Dataset (root = images root)."""
-        return Dataset(images=self.images(), labels=self.labels(), annotations=self.annotations(),
-                       root=str(self._root))
+        with self._store.locked():
+            return Dataset(images=self.images(), labels=self.labels(), annotations=self.annotations(),
+                           root=str(self._root))
 
     def import_dataset(self, dataset: Dataset, progress: Progress | None = None) -> dict[str, int]:
         """Add a Dataset in one transaction (all or nothing). Images match by file_name, labels by
@@ -336,17 +349,19 @@ class Project:
     def info(self) -> dict[str, Any]:
         """Counts for `seem-annotator info`: images, annotations, labels (name -> count),
         in_progress (open objects with rounds), unreadable, done, plus root and store paths."""
-        counts = self.label_counts()
-        labels = {label.name: counts.get(label.id, 0) for label in self.labels()}
-        images = self.images()
-        in_progress = self._store.one(
-            "SELECT COUNT(DISTINCT s.id) AS n FROM sessions s JOIN rounds r ON r.session_id = s.id "
-            "WHERE s.state = ?", (OPEN,))["n"]
+        with self._store.locked():
+            counts = self.label_counts()
+            labels = {label.name: counts.get(label.id, 0) for label in self.labels()}
+            images = self.images()
+            n_annotations = self._store.one("SELECT COUNT(*) AS n FROM annotations")["n"]
+            in_progress = self._store.one(
+                "SELECT COUNT(DISTINCT s.id) AS n FROM sessions s JOIN rounds r ON r.session_id = s.id "
+                "WHERE s.state = ?", (OPEN,))["n"]
         return {
             "root": str(self._root),
             "store": str(self._store.path),
             "images": len(images),
-            "annotations": sum(counts.values()),
+            "annotations": int(n_annotations),
             "labels": labels,
             "in_progress": int(in_progress),
             "unreadable": sum(1 for i in images if not i.readable),

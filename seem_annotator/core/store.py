@@ -138,7 +138,11 @@ class _Lock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"Cannot write in {self.path.parent} ({exc.strerror or exc}); open the project "
+                             "read-only or keep its store in a writable folder.") from exc
         try:
             try:
                 import fcntl
@@ -293,16 +297,31 @@ class Store:
         self._tx_depth = 1
         try:
             yield self.conn
+        except sqlite3.OperationalError as exc:
+            # Disk full, read-only file system, I/O error: the user's to fix, and nothing was written.
+            self._tx_depth = 0
+            self._rollback()
+            raise StoreError(f"Could not save to {self.path} ({exc}); the last action was not saved.") from exc
         except BaseException:
             self._tx_depth = 0
-            self.conn.execute("ROLLBACK")
+            self._rollback()
             raise
         self._tx_depth = 0
         try:
             self.conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
             raise StoreError(f"Could not save to {self.path} ({exc}); the last action was not saved.") from exc
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the connection for several reads that must see one consistent state."""
+        with self._mutex:
+            yield
 
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         if self.conn is None:
