@@ -1,0 +1,87 @@
+"""Atomic file writes: a reader (or a crash) sees the old file or the complete new one, never half.
+
+Each write goes to a temporary file in the destination folder, is flushed and fsync'd, then
+`os.replace`d over the destination, and the folder is fsync'd so the rename itself survives a power
+cut. Multi-file exports stage every file's bytes first (see `write_files`) so a conversion error
+cannot leave some files written and others not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from seem_annotator.errors import UserError
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Directories cannot be opened for fsync on Windows; the rename is still atomic there.
+    if os.name == "nt":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes, *, sync_dir: bool = True) -> Path:
+    """Atomically write `data` to `path` (parent folders are created). Returns the path.
+    `sync_dir=False` leaves the folder fsync to the caller (one per folder for many files)."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise UserError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise
+    if sync_dir:
+        _fsync_dir(path.parent)
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Atomically write UTF-8 text."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def dumps_json(obj: Any, indent: int | None = None) -> bytes:
+    """JSON bytes (UTF-8, non-ASCII kept readable, no NaN: invalid JSON for other tools)."""
+    try:
+        return json.dumps(obj, ensure_ascii=False, indent=indent, allow_nan=False).encode("utf-8")
+    except ValueError as exc:
+        raise UserError(f"cannot write JSON: {exc}") from exc
+
+
+def write_json(path: str | os.PathLike, obj: Any, indent: int | None = None) -> Path:
+    """Atomically write `obj` as JSON."""
+    return write_bytes(path, dumps_json(obj, indent))
+
+
+def write_files(files: Iterable[tuple[str | os.PathLike, bytes]]) -> list[Path]:
+    """Atomically write several files whose bytes are already prepared, each one atomic.
+
+    The caller builds every file's content first, so nothing is written when preparing any of them
+    fails; a crash part-way leaves each file either old or complete.
+    """
+    written = [write_bytes(path, data, sync_dir=False) for path, data in files]
+    for folder in {p.parent for p in written}:
+        _fsync_dir(folder)
+    return written

@@ -1,0 +1,205 @@
+"""LabelMe import (a folder of labelme JSON files) and the LabelMe exporter/importer plugins.
+
+Every file is parsed and checked before the Dataset is returned, so a bad file imports nothing.
+Images are found like labelme does: `imagePath` relative to the JSON file, else the JSON's folder
+with the path's base name; they must lie inside the imported folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seem_annotator.core import masks
+from seem_annotator.core.geometry import DEFAULT_DETAIL, PolygonDetail
+from seem_annotator.core.records import AnnotationRecord, Dataset, ImageRecord, LabelRecord
+from seem_annotator.errors import FormatError
+from seem_annotator.formats.base import Exporter, ExportResult, Importer, Progress, no_progress
+from seem_annotator.formats.common import check_int, default_color, oriented_size, read_json, resolve_inside
+from seem_annotator.formats.labelme import META_KEY, TOP_KEYS, export_labelme, mask_sha, shape_mask
+
+
+def _label_files(root: Path) -> list[Path]:
+    """labelme JSON files under root, sorted, skipping hidden folders (e.g. the project store)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [Path(dirpath) / f for f in sorted(filenames) if f.lower().endswith(".json")]
+    return found
+
+
+def _locate_image(root: Path, json_path: Path, image_path: Any, what: str) -> tuple[Path, str]:
+    if not isinstance(image_path, str) or not image_path.strip():
+        raise FormatError(f"{what} has no imagePath (images embedded only as imageData are not imported)")
+    json_dir = json_path.parent.relative_to(root).as_posix()
+    given = image_path.replace("\\", "/")
+    located = [resolve_inside(root, f"{json_dir}/{rel}", what) for rel in (given, Path(given).name)]
+    for full, norm in located:  # as given, then labelme's fallback: the base name beside the JSON
+        if full.is_file():
+            return full, norm
+    raise FormatError(f"{what}: image '{image_path}' not found (looked for {located[0][0]}); nothing was imported")
+
+
+class _Reader:
+    """State of one folder import: labels by name, ids taken, records built."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.labels: dict[str, LabelRecord] = {}
+        self.images: list[ImageRecord] = []
+        self.annotations: list[AnnotationRecord] = []
+        self.image_ids: set[int] = set()
+        self.ann_ids: set[int] = set()
+        self.by_file: dict[str, str] = {}
+        self.now = time.time()
+
+    def label(self, name: str, meta: dict) -> LabelRecord:
+        key = name.casefold()
+        if key not in self.labels:
+            info = meta.get(name) if isinstance(meta.get(name), dict) else {}
+            wanted = info.get("id")
+            used = {lab.id for lab in self.labels.values()}
+            label_id = wanted if isinstance(wanted, int) and not isinstance(wanted, bool) and wanted > 0 \
+                and wanted not in used else max(used | {0}) + 1
+            color = info.get("color")
+            if not (isinstance(color, list) and len(color) == 3 and all(isinstance(c, int) and 0 <= c <= 255
+                                                                         for c in color)):
+                color = default_color(len(self.labels))
+            self.labels[key] = LabelRecord(id=label_id, name=name, color=tuple(color))
+        return self.labels[key]
+
+    @staticmethod
+    def _take(wanted: Any, used: set[int]) -> int:
+        if isinstance(wanted, int) and not isinstance(wanted, bool) and wanted > 0 and wanted not in used:
+            value = wanted
+        else:
+            value = max(used | {0}) + 1
+        used.add(value)
+        return value
+
+    def read_file(self, json_path: Path) -> None:
+        what = str(json_path.relative_to(self.root))
+        doc = read_json(json_path, "LabelMe file")
+        if not isinstance(doc, dict):
+            raise FormatError(f"{what} is not a LabelMe file (expected a JSON object)")
+        shapes = doc.get("shapes")
+        if not isinstance(shapes, list):
+            raise FormatError(f"{what} has no 'shapes' list; is it a LabelMe file?")
+        full, rel = _locate_image(self.root, json_path, doc.get("imagePath"), what)
+        if rel in self.by_file:
+            raise FormatError(f"{what} and {self.by_file[rel]} both annotate image {rel}")
+        self.by_file[rel] = what
+        actual = oriented_size(full)
+        width, height = doc.get("imageWidth"), doc.get("imageHeight")
+        if width is None or height is None:
+            if actual is None:
+                raise FormatError(f"{what}: image {rel} cannot be read and the file gives no imageWidth/"
+                                  "imageHeight")
+            width, height = actual
+        width = check_int(width, f"{what} imageWidth", positive=True)
+        height = check_int(height, f"{what} imageHeight", positive=True)
+        if actual is not None and actual != (width, height):
+            raise FormatError(f"{what}: image {rel} is {actual[0]}x{actual[1]} after EXIF orientation but the "
+                              f"file says {width}x{height}; nothing was imported")
+        meta = doc.get(META_KEY) if isinstance(doc.get(META_KEY), dict) else {}
+        label_meta = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
+        for name in label_meta:  # labels the exporting project had, used here or not
+            if isinstance(name, str) and name.strip():
+                self.label(name.strip(), label_meta)
+        image_id = self._take(meta.get("image_id"), self.image_ids)
+        groups: dict[tuple[str, Any], list[tuple[dict, np.ndarray]]] = {}
+        order: list[tuple[str, Any]] = []
+        other: list[dict] = []
+        for i, shape in enumerate(shapes):
+            swhat = f"{what} shapes[{i}]"
+            if not isinstance(shape, dict):
+                raise FormatError(f"{swhat} must be a JSON object")
+            label = shape.get("label")
+            if not isinstance(label, str) or not label.strip():
+                raise FormatError(f"{swhat} has no label")
+            mask = shape_mask(shape, height, width, swhat)
+            if mask is None or not mask.any():
+                other.append(shape)  # no area (point, line, degenerate polygon): kept as it was
+                continue
+            group = shape.get("group_id")
+            key = (label.strip(), group if group is not None else ("single", i))
+            if key not in groups:
+                groups[key] = []
+                order.append(key)
+            groups[key].append((shape, mask))
+        for z, key in enumerate(order):
+            parts = groups[key]
+            union = parts[0][1].copy()
+            for _, mask in parts[1:]:
+                union |= mask
+            rle = masks.encode(union)
+            label = self.label(key[0], label_meta)
+            kept = [{k: v for k, v in shape.items() if k != META_KEY} for shape, _ in parts]
+            own = parts[0][0].get(META_KEY) if isinstance(parts[0][0].get(META_KEY), dict) else {}
+            score = own.get("score")
+            self.annotations.append(AnnotationRecord(
+                id=self._take(own.get("id"), self.ann_ids), image_id=image_id, label_id=label.id, rle=rle,
+                score=float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None,
+                order=z, source={"imported": "labelme", "file": what},
+                extra={"labelme": {"shapes": kept, "mask_sha": mask_sha(rle)}},
+                created_at=self.now, updated_at=self.now))
+        saved: dict[str, Any] = {"flags": doc.get("flags") if isinstance(doc.get("flags"), dict) else {}}
+        if isinstance(doc.get("version"), str):
+            saved["version"] = doc["version"]
+        keys = {k: v for k, v in doc.items() if k not in TOP_KEYS and k != META_KEY}
+        if keys:
+            saved["keys"] = keys
+        if other:
+            saved["other_shapes"] = other
+        self.images.append(ImageRecord(id=image_id, file_name=rel, width=width, height=height,
+                                       extra={"labelme": saved}))
+
+
+def read_labelme_folder(folder: str | Path, progress: Progress = no_progress) -> Dataset:
+    """Read every labelme JSON under `folder` into one validated Dataset (root = folder)."""
+    root = Path(os.path.abspath(folder))
+    if not root.is_dir():
+        raise FormatError(f"the LabelMe folder {root} does not exist")
+    files = _label_files(root)
+    if not files:
+        raise FormatError(f"no LabelMe .json files found under {root}")
+    reader = _Reader(root)
+    for path in progress(files, len(files), "LabelMe files"):
+        reader.read_file(path)
+    return Dataset(images=reader.images, labels=sorted(reader.labels.values(), key=lambda lab: lab.id),
+                   annotations=reader.annotations, root=str(root))
+
+
+class LabelmeExporter(Exporter):
+    name = "labelme"
+    description = "LabelMe JSON per image (polygons; objects with holes as mask shapes)"
+    output = "dir"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--holes-as-polygons", action="store_true",
+                            help="write objects with holes as polygons that lose the holes (warns)")
+        parser.add_argument("--image-data", action="store_true", help="embed the image (base64) in each file")
+        parser.add_argument("--polygon-tolerance", type=float, default=DEFAULT_DETAIL.tolerance, metavar="PX",
+                            help=f"polygon simplification in pixels (default {DEFAULT_DETAIL.tolerance})")
+
+    def export(self, dataset: Dataset, out: Path, options: dict[str, Any],
+               progress: Progress = no_progress) -> ExportResult:
+        tolerance = options.get("polygon_tolerance", DEFAULT_DETAIL.tolerance)
+        if tolerance is None or tolerance < 0:
+            raise FormatError("--polygon-tolerance must be 0 or more pixels")
+        return export_labelme(dataset, out, holes="polygons" if options.get("holes_as_polygons") else "mask",
+                              image_data=bool(options.get("image_data")),
+                              detail=PolygonDetail(tolerance=tolerance), progress=progress)
+
+
+class LabelmeImporter(Importer):
+    name = "labelme"
+    description = "a folder of LabelMe JSON files (with their images)"
+
+    def read(self, source: Path, options: dict[str, Any], progress: Progress = no_progress) -> Dataset:
+        return read_labelme_folder(source, progress)
