@@ -33,7 +33,8 @@ LABELS = ["dog", "cat", "person", "traffic light", "horse", "berry", "bus", "fir
     ("Remove.", "remove"), ("Negative.", "remove"), ("remove points", "remove"),
     ("Zoom in.", "zoom_in"), ("Zoom in a bit", "zoom_in"), ("zoomin", "zoom_in"), ("Zoom-in", "zoom_in"),
     ("Zoom out.", "zoom_out"), ("zoom out please", "zoom_out"), ("Zoom owt", "zoom_out"),
-    ("Um, undo.", "undo"), ("Uh... next", "next"),
+    ("Um, undo.", "undo"), ("Uh... next", "next"), ("No.", "cancel"), ("Oops!", "undo"),
+    ("No, next image", "next"),
 ])
 def test_commands(text: str, action: str) -> None:
     cmd = parse(text, LABELS)
@@ -85,7 +86,8 @@ def test_anything_else_is_a_prompt_shown_first(text: str, prompt: str) -> None:
     ("Label it as dogs", "dog"), ("Label it as doggo", "dog"), ("label it as fire hydrant", "fire_hydrant"),
     ("Dog.", "dog"), ("Dogs", "dog"), ("cat", "cat"), ("Traffic lights!", "traffic light"),
     ("berries", "berry"), ("buses", "bus"), ("Persn", "person"), ("fire hydrant", "fire_hydrant"),
-    ("Tag it as cat", "cat"), ("Mark as person", "person"),
+    ("Tag it as cat", "cat"), ("Mark as person", "person"), ("No, label it as cat.", "cat"),
+    ("Actually, it's a horse", "horse"), ("Sorry, dog", "dog"),
 ])
 def test_labels(text: str, label: str) -> None:
     cmd = parse(text, LABELS)

@@ -208,10 +208,7 @@ def test_transcripts_drive_the_main_window(qtbot, tmp_path: Path, available) -> 
     # Label, then relabel before accepting.
     say("Label it as person.")
     assert ctl.pending_label == "person"
-    say("No, label it as a robot.")  # not in the grammar: a guessed prompt, held for confirmation
-    assert panel.pending is not None and panel.pending.action == "prompt"
-    panel.transcript.setText("label it as robot")  # the user corrects the transcript
-    press_enter(panel)
+    say("No, label it as a robot.")
     assert ctl.pending_label == "robot"
 
     # Accept waits for Enter.
@@ -292,3 +289,33 @@ def test_push_to_talk_on_canvas_records_and_transcribes(tmp_path: Path) -> None:
     assert info["parsed"].startswith("→ ")
     # Noise is not in the grammar: it is held as a guessed prompt, nothing ran.
     assert info["pending"] and info["calls"] == []
+
+
+def test_settings_round_trip_and_dialog(qtbot, available) -> None:
+    store = DictStore({"voice/max_seconds": "99", "voice/confirm_all": "true", "voice/model": "small"})
+    loaded = VoiceSettings.load(store)
+    assert loaded.max_seconds == 30.0 and loaded.confirm_all is True and loaded.model == "small"
+    assert loaded.push_to_talk_key == "Space" and loaded.language == "en"
+    dialog = voice_panel.VoiceSettingsDialog(loaded)
+    qtbot.addWidget(dialog)
+    dialog.language.setCurrentText("detect")
+    dialog.max_seconds.setValue(8)
+    result = dialog.result_settings()
+    assert result.language == "" and result.max_seconds == 8.0 and result.model == "small"
+    assert result.push_to_talk_key == "Space"
+    result.save(store)
+    assert VoiceSettings.load(store) == result
+
+
+def test_push_to_talk_key_is_configurable(qtbot, available, monkeypatch) -> None:
+    window, panel = double_window(qtbot)
+    started: list[str] = []
+    monkeypatch.setattr(panel, "start_recording", lambda: started.append("start") or True)
+    monkeypatch.setattr(panel, "stop_recording", lambda: started.append("stop"))
+    panel.apply_settings(VoiceSettings(push_to_talk_key="F9"))
+    QTest.keyPress(window.canvas, Qt.Key.Key_Space)
+    QTest.keyRelease(window.canvas, Qt.Key.Key_Space)
+    assert started == []
+    QTest.keyPress(window.canvas, Qt.Key.Key_F9)
+    QTest.keyRelease(window.canvas, Qt.Key.Key_F9)
+    assert started == ["start", "stop"]

@@ -153,3 +153,18 @@ def test_changing_the_model_setting_reloads(checkpoint: Path) -> None:
     assert not transcriber.model_loaded
     result = transcriber.transcribe(_noise(0.5))
     assert transcriber.model_loaded and result.model == str(checkpoint)
+
+
+@pytest.mark.gpu
+def test_tiny_model_on_cuda_in_half_precision() -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    transcriber = Transcriber(WhisperSettings(model="tiny-random", language="en", temperature=(0.0,),
+                                              no_speech_threshold=None), model=tiny_whisper().to("cuda"))
+    assert tr.pick_device(None) == "cuda"
+    job = transcriber.submit(_noise(1.0))
+    assert job.wait(120) and job.error is None, job.error
+    assert job.result.device.startswith("cuda") and job.result.text
+    transcriber.close()

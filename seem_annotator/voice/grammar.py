@@ -65,6 +65,10 @@ _FILLERS: frozenset[str] = frozenset({
     "thanks", "can", "could", "would", "you", "i", "want", "to", "let", "s", "lets", "me", "like",
 })
 
+# Leading words that announce a correction ("No, label it as cat"); dropped when more follows, so a
+# bare "no" (cancel) or "oops" (undo) keeps its meaning.
+_CORRECTIONS: frozenset[str] = frozenset({"no", "nope", "actually", "sorry", "oops", "wait", "instead"})
+
 _PROMPT_VERBS: tuple[tuple[str, ...], ...] = (
     ("segment",), ("find",), ("select",), ("show", "me"), ("show",), ("get",), ("mark",),
     ("outline",), ("highlight",), ("look", "for"), ("where", "is"), ("where", "are"), ("pick",),
@@ -263,6 +267,8 @@ def parse(transcript: str, labels: Iterable[str] = ()) -> VoiceCommand:
     """Parse one utterance into a `VoiceCommand`; `labels` is the project's label list."""
     labels = list(labels)
     words = _strip_fillers(normalise(transcript).split())
+    while len(words) > 1 and words[0] in _CORRECTIONS:
+        words = _strip_fillers(words[1:])
     if not words:
         raise EmptyTranscriptError("Nothing to act on: the transcript is empty.")
     if difflib.get_close_matches(words[0], ("label", "labeled", "labelled"), n=1, cutoff=_COMMAND_CUTOFF):
