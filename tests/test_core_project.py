@@ -241,3 +241,69 @@ def test_read_only_open_refuses_writes(project):
         assert ro.labels()[0].id == lab.id
         with pytest.raises(StoreError, match="read-only"):
             ro.add_label("y")
+
+
+def test_accept_hand_drawn_mask_on_empty_session_is_undoable(project):
+    img = first_image(project)
+    lab = project.add_label("x")
+    s = project.start_session(img)
+    assert project.start_session(img).id == s.id  # an empty open session is reused
+    ann = project.accept_session(s.id, lab.id, mask_rle=rect(1, 9, 1, 9))
+    assert ann.source["backend"] == "manual" and ann.source["prompts"] == []
+    assert project.undo(img) == "accept"
+    assert project.annotations(img) == [] and project.current_session(img) is None
+    assert project.redo(img) == "accept"
+    assert project.annotations(img)[0].id == ann.id
+
+
+def test_empty_mask_refused(project):
+    img = first_image(project)
+    lab = project.add_label("x")
+    a = accepted(project, img, rect(0, 5, 0, 5), lab.id)
+    with pytest.raises(AnnotationError, match="empty"):
+        project.set_mask(a, masks.encode(np.zeros((H, W), bool)))
+    s = project.start_session(img)
+    project.add_round(s.id, (PointPrompt(1, 1, False),), "b", masks.encode(np.zeros((H, W), bool)), [])
+    with pytest.raises(SessionError, match="empty"):
+        project.accept_session(s.id, lab.id)
+    assert project.annotation(a).rle == rect(0, 5, 0, 5)
+
+
+def test_interrupted_create_is_finished_on_open(tmp_path):
+    from seem_annotator.core.store import Store
+
+    root = tmp_path / "imgs"
+    root.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "x.png")
+    # A store with its root recorded but killed before the first scan committed.
+    store = Store(default_store_path(root), create=True)
+    store.set_meta("images_root", "..")
+    store.close()
+    with Project.open_or_create(root) as project:
+        assert [i.file_name for i in project.images()] == ["x.png"]
+
+
+def test_threads_share_one_project(project):
+    import threading
+
+    img = first_image(project)
+    lab = project.add_label("x")
+    errors = []
+
+    def work(offset: int) -> None:
+        try:
+            for i in range(10):
+                accepted_id = None
+                with project._store.locked():  # one object at a time on this image
+                    accepted_id = accepted(project, img, rect(i, i + 2, offset, offset + 2), lab.id)
+                project.relabel(accepted_id, lab.id)
+                project.info()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k * 10,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(project.annotations(img)) == 30

@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from seem_annotator.core import masks
 from seem_annotator.core import store as store_mod
 from seem_annotator.core.project import Project
+from seem_annotator.core.prompts import PointPrompt
 from seem_annotator.errors import StoreError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -259,3 +261,21 @@ def test_sigkill_at_random_points_loses_no_committed_action(tmp_path):
             while project.redo(img):
                 pass
             assert _digest(project, img) == states[reached]
+
+
+def test_disk_full_is_a_store_error_and_writes_nothing(images_root):
+    with Project.create(images_root) as project:
+        img = project.images()[0].id
+        session = project.start_session(img)
+        project.add_round(session.id, (PointPrompt(1, 1),), "b", masks.encode(np.eye(32, 40, dtype=bool)), [])
+        pages = project._store.one("PRAGMA page_count")[0]
+        project._store.execute(f"PRAGMA max_page_count = {pages}")  # the "disk" is now full
+        noisy = masks.encode(np.random.default_rng(0).random((32, 40)) > 0.5)
+        with pytest.raises(StoreError, match="not saved"):
+            for _ in range(50):  # rounds with incompressible masks until a new page is needed
+                project.add_round(session.id, (PointPrompt(2, 2),), "b", noisy, [])
+        rounds = len(project.current_session(img).rounds)
+        assert project.history(img)[-1] == ("round", False) and len(project.history(img)) == rounds
+        project._store.execute("PRAGMA max_page_count = 1073741823")
+        label = project.add_label("x")
+        assert project.accept_session(session.id, label.id).label_id == label.id

@@ -297,11 +297,13 @@ class Store:
         self._tx_depth = 1
         try:
             yield self.conn
-        except sqlite3.OperationalError as exc:
-            # Disk full, read-only file system, I/O error: the user's to fix, and nothing was written.
+        except sqlite3.DatabaseError as exc:
             self._tx_depth = 0
             self._rollback()
-            raise StoreError(f"Could not save to {self.path} ({exc}); the last action was not saved.") from exc
+            if _is_environment_error(exc):
+                # Disk full, read-only file system, I/O error: the user's to fix; nothing was written.
+                raise StoreError(f"Could not save to {self.path} ({exc}); the last action was not saved.") from exc
+            raise
         except BaseException:
             self._tx_depth = 0
             self._rollback()
@@ -359,6 +361,16 @@ class Store:
         if self._lock:
             self._lock.release()
             self._lock = None
+
+
+_ENVIRONMENT_ERRORS = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_BUSY", "SQLITE_LOCKED",
+                       "SQLITE_CANTOPEN", "SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_PERM")
+
+
+def _is_environment_error(exc: sqlite3.DatabaseError) -> bool:
+    """True for failures caused by the disk or another process rather than by the statement."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith(_ENVIRONMENT_ERRORS)
 
 
 def _is_blank(path: Path) -> bool:
