@@ -168,3 +168,19 @@ def test_tiny_model_on_cuda_in_half_precision() -> None:
     assert job.wait(120) and job.error is None, job.error
     assert job.result.device.startswith("cuda") and job.result.text
     transcriber.close()
+
+
+def test_preload_loads_on_the_worker_and_reports_missing_weights(checkpoint: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    transcriber = Transcriber(WhisperSettings(model=str(checkpoint), **GREEDY))
+    job = transcriber.preload()
+    assert job is not None and job.wait(120) and job.error is None
+    assert transcriber.model_loaded and transcriber.preload() is None
+    transcriber.close()
+
+    monkeypatch.setattr(tr, "_can_reach", lambda url: "Name or service not known")
+    missing = Transcriber(WhisperSettings(model="base", device="cpu", download_root=str(tmp_path)))
+    job = missing.preload()
+    assert job.wait(30) and isinstance(job.error, WhisperModelError)
+    assert str(tmp_path / "base.pt") in str(job.error)
+    missing.close()

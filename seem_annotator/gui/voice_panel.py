@@ -76,6 +76,7 @@ class VoicePanel(QWidget):
     """Push-to-talk controls; `window.commands` receives the parsed commands."""
 
     job_finished = Signal(object)  # TranscriptionJob, emitted from the worker thread (queued)
+    preload_finished = Signal(object)  # TranscriptionJob (load only), from the worker thread
     command_run = Signal(object)  # VoiceCommand, after it ran
 
     def __init__(self, window: Any, settings: VoiceSettings | None = None,
@@ -92,6 +93,7 @@ class VoicePanel(QWidget):
         self._surfaces: list[QWidget] = []
         self._build()
         self.job_finished.connect(self._on_job_finished, Qt.ConnectionType.QueuedConnection)
+        self.preload_finished.connect(self._on_preload_finished, Qt.ConnectionType.QueuedConnection)
         self._meter_timer = QTimer(self)
         self._meter_timer.setInterval(40)
         self._meter_timer.timeout.connect(self._poll_recorder)
@@ -185,6 +187,8 @@ class VoicePanel(QWidget):
             self._set_button(False)
             return False
         self.recorder = recorder
+        # Load Whisper while the user speaks, so the first transcript does not wait for it.
+        self.transcriber.preload(on_done=self.preload_finished.emit)
         self._set_button(True)
         self._meter_timer.start()
         self._status(f"Listening… (up to {self.settings.max_seconds:.0f} s)")
@@ -258,6 +262,11 @@ class VoicePanel(QWidget):
             return
         assert job.result is not None
         self.handle_text(job.result.text, spoken=True)
+
+    def _on_preload_finished(self, job: TranscriptionJob) -> None:
+        if job.error is not None and not self.recording:
+            self._status(str(job.error) if isinstance(job.error, UserError) else
+                         f"Whisper could not be loaded: {job.error}", 15000)
 
     def handle_text(self, text: str, spoken: bool = False) -> grammar.VoiceCommand | None:
         """Parse `text`; run it now, or hold it for confirmation. Returns the parsed command.
@@ -367,6 +376,11 @@ class VoicePanel(QWidget):
 
     # ------------------------------------------------------------------ settings
     def open_settings(self) -> None:
+        if not self.recording:
+            try:
+                capture.refresh_devices()  # pick up a microphone plugged in since start-up
+            except UserError:
+                pass  # the dialog and the availability check report the problem
         dialog = VoiceSettingsDialog(self.settings, self)
         if dialog.exec() == QDialog.DialogCode.Accepted:
             self.apply_settings(dialog.result_settings())

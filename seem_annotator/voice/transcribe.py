@@ -13,6 +13,7 @@ where to put it.
 from __future__ import annotations
 
 import itertools
+import os
 import queue
 import socket
 import threading
@@ -77,8 +78,6 @@ class TranscriptionResult:
 
 def whisper_cache_dir() -> Path:
     """Whisper's default download folder: `$XDG_CACHE_HOME/whisper`, else `~/.cache/whisper`."""
-    import os
-
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "whisper"
 
@@ -157,6 +156,7 @@ class TranscriptionJob:
     audio: np.ndarray
     hint: str | None = None
     on_done: Callable[[TranscriptionJob], None] | None = None
+    load_only: bool = False  # a preload: load the model, transcribe nothing
     result: TranscriptionResult | None = None
     error: BaseException | None = None
     submitted_at: float = field(default_factory=time.monotonic)
@@ -272,6 +272,16 @@ class Transcriber:
         self._queue.put(job)
         return job
 
+    def preload(self, on_done: Callable[[TranscriptionJob], None] | None = None) -> TranscriptionJob | None:
+        """Load the model on the worker now (e.g. while the user is still speaking); None if it is
+        already loaded. A missing-weights error arrives in the job like any other."""
+        if self.model_loaded:
+            return None
+        job = TranscriptionJob(next(self._ids), np.zeros(0, np.float32), on_done=on_done, load_only=True)
+        self._start_worker()
+        self._queue.put(job)
+        return job
+
     def cancel_all(self) -> None:
         """Cancel the running job and everything queued."""
         current = self._current
@@ -293,7 +303,9 @@ class Transcriber:
                 return
             self._current = job
             try:
-                if not job.cancelled:
+                if job.load_only:
+                    self._ensure_model()
+                elif not job.cancelled:
                     job.result = self.transcribe(job.audio, job.hint)
             except TranscriptionCancelled:
                 pass
