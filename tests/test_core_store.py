@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seem_annotator.core import masks
+from seem_annotator.core import masks, schema
 from seem_annotator.core import store as store_mod
 from seem_annotator.core.project import Project
 from seem_annotator.core.prompts import PointPrompt
@@ -39,8 +39,8 @@ def test_schema_version_wal_and_foreign_keys(images_root):
     with Project.create(images_root) as project:
         path = project.store_path
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == store_mod.SCHEMA_VERSION
-    assert conn.execute("PRAGMA application_id").fetchone()[0] == store_mod.APPLICATION_ID
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+    assert conn.execute("PRAGMA application_id").fetchone()[0] == schema.APPLICATION_ID
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
     s = store_mod.Store(path)
@@ -61,8 +61,8 @@ def test_migrations_run_in_order(tmp_path, monkeypatch):
 
     path = tmp_path / "p.sqlite"
     store_mod.Store(path, create=True).close()
-    monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, add_column])
-    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, add_column])
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
     s = store_mod.Store(path)
     assert calls == ["v2"] and s.one("PRAGMA user_version")[0] == 2
     s.execute("SELECT note FROM labels")
@@ -73,7 +73,7 @@ def test_newer_schema_is_refused(images_root):
     with Project.create(images_root) as project:
         path = project.store_path
     conn = sqlite3.connect(path)
-    conn.execute(f"PRAGMA user_version = {store_mod.SCHEMA_VERSION + 1}")
+    conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION + 1}")
     conn.commit()
     conn.close()
     with pytest.raises(StoreError, match="newer seem-annotator"):

@@ -4,7 +4,7 @@ Why SQLite: every user action is one transaction that is durable when the call r
 app can be SIGKILLed at any instant and reopen with every committed action. `synchronous=FULL`
 makes each commit survive a power cut too (user actions are rare enough that the fsync is free).
 
-Schema version lives in `PRAGMA user_version`; `MIGRATIONS[i]` upgrades version i to i+1 and is
+Schema version lives in `PRAGMA user_version`; `schema.MIGRATIONS[i]` upgrades version i to i+1 and is
 applied in order inside one transaction. A file written by a newer release (higher version) is
 refused with `StoreError` rather than guessed at. `PRAGMA application_id` marks our files so an
 unrelated SQLite database is never mistaken for (or turned into) a project.
@@ -21,104 +21,16 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from seem_annotator.core import schema
 from seem_annotator.errors import StoreError
-
-APPLICATION_ID = 0x5EE3A770  # "seem annotator", fits in a signed 32-bit int
-
-_SCHEMA_V1 = """
-CREATE TABLE meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE images (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    file_name TEXT NOT NULL UNIQUE,
-    width INTEGER NOT NULL DEFAULT 0,
-    height INTEGER NOT NULL DEFAULT 0,
-    sha256 TEXT,
-    status TEXT,                      -- NULL = derived; 'done' (or another status) = set by the user
-    readable INTEGER NOT NULL DEFAULT 1,
-    error TEXT,
-    extra TEXT NOT NULL DEFAULT '{}'
-);
-CREATE TABLE labels (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
-    color TEXT NOT NULL,              -- JSON [r, g, b]
-    shortcut INTEGER,
-    extra TEXT NOT NULL DEFAULT '{}',
-    deleted INTEGER NOT NULL DEFAULT 0 -- soft delete: undo may bring back an annotation using it
-);
-CREATE TABLE sessions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    image_id INTEGER NOT NULL REFERENCES images(id),
-    state TEXT NOT NULL,              -- 'open' | 'accepted' | 'discarded'
-    annotation_id INTEGER,            -- the annotation an accepted session became
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX sessions_image ON sessions(image_id, state);
-CREATE TABLE rounds (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    session_id INTEGER NOT NULL REFERENCES sessions(id),
-    idx INTEGER NOT NULL,
-    prompts TEXT NOT NULL,            -- JSON list of prompt_to_dict
-    backend TEXT NOT NULL,
-    mask_rle TEXT,                    -- JSON RLE or NULL
-    label_proposals TEXT NOT NULL,    -- JSON [[name, score], ...]
-    score REAL,
-    created_at REAL NOT NULL,
-    UNIQUE (session_id, idx)
-);
-CREATE TABLE annotations (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    image_id INTEGER NOT NULL REFERENCES images(id),
-    label_id INTEGER NOT NULL REFERENCES labels(id),
-    rle TEXT NOT NULL,
-    score REAL,
-    iscrowd INTEGER NOT NULL DEFAULT 0,
-    z INTEGER NOT NULL DEFAULT 0,
-    source TEXT NOT NULL DEFAULT '{}',
-    extra TEXT NOT NULL DEFAULT '{}',
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX annotations_image ON annotations(image_id, z);
-CREATE TABLE history (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    image_id INTEGER NOT NULL REFERENCES images(id),
-    action TEXT NOT NULL,
-    changes TEXT NOT NULL,            -- JSON list of {table, id, before, after}
-    undone INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL
-);
-CREATE INDEX history_image ON history(image_id, undone, id);
-"""
-
-# MIGRATIONS[i] takes a connection at schema version i and brings it to i + 1.
-def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
-    _exec_script(conn, _SCHEMA_V1)
-
-
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1]
-SCHEMA_VERSION = len(MIGRATIONS)
 
 DEFAULT_DIRNAME = ".seem-annotator"
 DEFAULT_FILENAME = "project.sqlite"
-
-
-def _exec_script(conn: sqlite3.Connection, script: str) -> None:
-    # executescript() would COMMIT first; run statement by statement to stay inside the migration's
-    # transaction so a failed migration leaves the file at its old version.
-    code = "\n".join(line.split("--", 1)[0] for line in script.splitlines())
-    for statement in code.split(";"):
-        if statement.strip():
-            conn.execute(statement)
 
 
 def dumps(value: Any) -> str:
@@ -236,23 +148,23 @@ class Store:
             blank = version == 0 and app_id == 0 and \
                 self.conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
             if not create and not blank:
-                if app_id != APPLICATION_ID:
+                if app_id != schema.APPLICATION_ID:
                     raise StoreError(f"{self.path} is an SQLite file but not a seem-annotator project; "
                                      "it was left untouched.")
                 problem = self.conn.execute("PRAGMA quick_check").fetchone()[0]
                 if problem != "ok":
                     raise StoreError(f"The project store {self.path} is corrupt ({problem}); "
                                      "it was left untouched.")
-            if version > SCHEMA_VERSION:
+            if version > schema.SCHEMA_VERSION:
                 raise StoreError(f"The project {self.path} was written by a newer seem-annotator "
-                                 f"(schema {version} > {SCHEMA_VERSION}); upgrade to open it.")
+                                 f"(schema {version} > {schema.SCHEMA_VERSION}); upgrade to open it.")
             if not self.read_only:
                 # Only now that the file is known to be ours (or new) may we change its journal mode.
                 mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
                     raise StoreError(f"Cannot enable write-ahead logging on {self.path} (got {mode}).")
                 self.conn.execute("PRAGMA synchronous = FULL")
-            if version < SCHEMA_VERSION:
+            if version < schema.SCHEMA_VERSION:
                 if self.read_only:
                     raise StoreError(f"The project {self.path} needs an upgrade (schema {version}); "
                                      "open it once for writing.")
@@ -267,10 +179,10 @@ class Store:
 
     def _migrate(self, version: int) -> None:
         with self.transaction():
-            for step in range(version, SCHEMA_VERSION):
-                MIGRATIONS[step](self.conn)
-            self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            for step in range(version, schema.SCHEMA_VERSION):
+                schema.MIGRATIONS[step](self.conn)
+            self.conn.execute(f"PRAGMA application_id = {schema.APPLICATION_ID}")
+            self.conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION}")
 
     # -- use -------------------------------------------------------------------------------------
 

@@ -1,0 +1,101 @@
+"""The project store's schema and its ordered migrations.
+
+`MIGRATIONS[i]` takes a connection at schema version i (`PRAGMA user_version`) and brings it to
+i + 1; `Store` applies the missing ones in order inside one transaction. To change the schema, append
+a migration; never edit a released one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+APPLICATION_ID = 0x5EE3A770  # "seem annotator", fits in a signed 32-bit int
+
+_SCHEMA_V1 = """
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE images (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    file_name TEXT NOT NULL UNIQUE,
+    width INTEGER NOT NULL DEFAULT 0,
+    height INTEGER NOT NULL DEFAULT 0,
+    sha256 TEXT,
+    status TEXT,                      -- NULL = derived; 'done' (or another status) = set by the user
+    readable INTEGER NOT NULL DEFAULT 1,
+    error TEXT,
+    extra TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE labels (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    color TEXT NOT NULL,              -- JSON [r, g, b]
+    shortcut INTEGER,
+    extra TEXT NOT NULL DEFAULT '{}',
+    deleted INTEGER NOT NULL DEFAULT 0 -- soft delete: undo may bring back an annotation using it
+);
+CREATE TABLE sessions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    state TEXT NOT NULL,              -- 'open' | 'accepted' | 'discarded'
+    annotation_id INTEGER,            -- the annotation an accepted session became
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX sessions_image ON sessions(image_id, state);
+CREATE TABLE rounds (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id INTEGER NOT NULL REFERENCES sessions(id),
+    idx INTEGER NOT NULL,
+    prompts TEXT NOT NULL,            -- JSON list of prompt_to_dict
+    backend TEXT NOT NULL,
+    mask_rle TEXT,                    -- JSON RLE or NULL
+    label_proposals TEXT NOT NULL,    -- JSON [[name, score], ...]
+    score REAL,
+    created_at REAL NOT NULL,
+    UNIQUE (session_id, idx)
+);
+CREATE TABLE annotations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    label_id INTEGER NOT NULL REFERENCES labels(id),
+    rle TEXT NOT NULL,
+    score REAL,
+    iscrowd INTEGER NOT NULL DEFAULT 0,
+    z INTEGER NOT NULL DEFAULT 0,
+    source TEXT NOT NULL DEFAULT '{}',
+    extra TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX annotations_image ON annotations(image_id, z);
+CREATE TABLE history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    action TEXT NOT NULL,
+    changes TEXT NOT NULL,            -- JSON list of {table, id, before, after}
+    undone INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE INDEX history_image ON history(image_id, undone, id);
+"""
+
+# MIGRATIONS[i] takes a connection at schema version i and brings it to i + 1.
+def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
+    _exec_script(conn, _SCHEMA_V1)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+
+def _exec_script(conn: sqlite3.Connection, script: str) -> None:
+    # executescript() would COMMIT first; run statement by statement to stay inside the migration's
+    # transaction so a failed migration leaves the file at its old version.
+    code = "\n".join(line.split("--", 1)[0] for line in script.splitlines())
+    for statement in code.split(";"):
+        if statement.strip():
+            conn.execute(statement)
