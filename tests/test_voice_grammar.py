@@ -17,9 +17,9 @@ LABELS = ["dog", "cat", "person", "traffic light", "horse", "berry", "bus", "fir
 
 
 @pytest.mark.parametrize("text, action", [
-    ("Accept.", "accept"), ("accept it", "accept"), ("Done!", "accept"), ("Okay.", "accept"),
+    ("Accept.", "accept"), ("accept it", "accept"), ("Done!", "accept"), ("Except.", "accept"), ("Okay.", "accept"),
     ("OK", "accept"), ("That's good.", "accept"), ("acept", "accept"), ("Accept the mask, please.", "accept"),
-    ("Cancel.", "cancel"), ("Never mind.", "cancel"), ("cancle", "cancel"), ("Discard", "cancel"),
+    ("Cancel.", "cancel"), ("Never mind.", "cancel"), ("Cancel it.", "cancel"), ("Discard", "cancel"),
     ("Undo.", "undo"), ("Undo that.", "undo"), ("undoo", "undo"), ("Take it back", "undo"),
     ("Redo.", "redo"), ("Re-do!", "redo"), ("Re do", "redo"),
     ("Delete.", "delete"), ("Delete this.", "delete"), ("Delete it, please.", "delete"), ("delet", "delete"),
@@ -71,6 +71,9 @@ def test_explicit_prompts(text: str, prompt: str) -> None:
     ("red", "red"),  # short words never fuzzy-match "redo"
     ("Label.", "label"),
     ("delta", "delta"),
+    ("remote", "remote"),  # a COCO class, not "remove"
+    ("plums", "plums"),  # not "plus"
+    ("keeper", "keeper"),
 ])
 def test_anything_else_is_a_prompt_shown_first(text: str, prompt: str) -> None:
     cmd = parse(text, LABELS)

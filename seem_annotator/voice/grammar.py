@@ -37,7 +37,8 @@ IRREVERSIBLE: frozenset[str] = frozenset({"accept", "delete"})
 # comparing, so "delete this", "next image please" and "undo that" need no entry of their own.
 _COMMAND_PHRASES: dict[str, tuple[str, ...]] = {
     "accept": ("accept", "done", "okay", "ok", "confirm", "yes", "good", "looks good", "keep",
-               "save", "that is good", "that s good", "thats good", "perfect"),
+               "save", "that is good", "that s good", "thats good", "perfect",
+               "except"),  # Whisper's usual mishearing of a clipped "accept"
     "cancel": ("cancel", "discard", "never mind", "nevermind", "abort", "escape", "forget", "no", "stop"),
     "undo": ("undo", "undo last", "take back", "oops"),
     "redo": ("redo", "do again", "re do"),
@@ -89,7 +90,13 @@ _LABEL_PATTERNS: tuple[re.Pattern[str], ...] = tuple(re.compile(p) for p in (
 ))
 
 # difflib ratios: a near-miss must be this close to count ("acept" -> 0.91, "text"/"next" -> 0.75).
-_COMMAND_CUTOFF = 0.8
+_COMMAND_CUTOFF = 0.85  # "remote" must not become "remove" (0.83); "acept" (0.91) may
+# Near-misses are only accepted for these command words, and only with the same first letter:
+# everyday words such as "plus" or "keep" must be said exactly, or "plums" would switch polarity.
+_FUZZY_PHRASES: frozenset[str] = frozenset({
+    "accept", "confirm", "cancel", "discard", "undo", "redo", "delete", "next", "previous",
+    "everything", "segment everything", "remove", "zoom in", "zoom out",
+})
 _LABEL_CUTOFF = 0.85  # "house" must stay a prompt when the labels hold "horse" (ratio 0.8)
 _LABEL_CUTOFF_EXPLICIT = 0.6  # "label it as doggo": the speaker told us it is a label
 _MIN_FUZZY_LEN = 4  # "red" must not become "redo": short words only match exactly
@@ -211,7 +218,8 @@ def _match_command(key: str, fuzzy: bool) -> str | None:
     for action, phrase, phrase_compact in _PHRASE_KEYS:
         if key == phrase or compact == phrase_compact:
             return action
-        if not fuzzy or min(len(compact), len(phrase_compact)) < _MIN_FUZZY_LEN:
+        if (not fuzzy or phrase not in _FUZZY_PHRASES or compact[0] != phrase_compact[0]
+                or min(len(compact), len(phrase_compact)) < _MIN_FUZZY_LEN):
             continue
         score = max(_ratio(key, phrase), _ratio(compact, phrase_compact))
         if score > best_score:
@@ -271,7 +279,7 @@ def parse(transcript: str, labels: Iterable[str] = ()) -> VoiceCommand:
         words = _strip_fillers(words[1:])
     if not words:
         raise EmptyTranscriptError("Nothing to act on: the transcript is empty.")
-    if difflib.get_close_matches(words[0], ("label", "labeled", "labelled"), n=1, cutoff=_COMMAND_CUTOFF):
+    if len(words) > 1 and difflib.get_close_matches(words[0], ("label", "labeled", "labelled"), n=1, cutoff=0.8):
         words[0] = "label"  # "lable it as dog", "labelled as dog"
     text = " ".join(words)
 
