@@ -27,6 +27,7 @@ from seem_annotator.core.prompts import TextPrompt
 from seem_annotator.engine.classical import ClassicalBackend
 from seem_annotator.engine.types import Candidate, DecodeRequest
 from seem_annotator.gui import voice_panel
+from seem_annotator.gui.voice_settings_dialog import VoiceSettingsDialog
 from seem_annotator.voice.capture import PORTAUDIO_MISSING, Availability
 from seem_annotator.voice.settings import VoiceSettings
 
@@ -296,7 +297,7 @@ def test_settings_round_trip_and_dialog(qtbot, available) -> None:
     loaded = VoiceSettings.load(store)
     assert loaded.max_seconds == 30.0 and loaded.confirm_all is True and loaded.model == "small"
     assert loaded.push_to_talk_key == "Space" and loaded.language == "en"
-    dialog = voice_panel.VoiceSettingsDialog(loaded)
+    dialog = VoiceSettingsDialog(loaded)
     qtbot.addWidget(dialog)
     dialog.language.setCurrentText("detect")
     dialog.max_seconds.setValue(8)
