@@ -195,3 +195,14 @@ def test_non_jpeg_proxy_downscales(tmp_path):
     proxy = imgio.load_for_model(path, max_side=100)
     assert proxy.pixels.shape == (12, 100, 3) or proxy.pixels.shape == (13, 100, 3)
     assert proxy.full_size == (50, 400) and proxy.scale == pytest.approx(proxy.pixels.shape[0] / 50)
+
+
+def test_mpo_phone_photo_uses_jpeg_path(tmp_path):
+    path = tmp_path / "phone.jpg"
+    frames = [Image.fromarray(gradient(60, 80)), Image.fromarray(gradient(60, 80)[::-1].copy())]
+    frames[0].save(path, format="MPO", save_all=True, append_images=frames[1:])
+    with Image.open(path) as img:
+        assert img.format == "MPO"
+    assert imgio.load_image(path).shape == (60, 80, 3)
+    proxy = imgio.load_for_model(path, max_side=20)
+    assert proxy.pixels.shape == (15, 20, 3) and proxy.full_size == (60, 80)

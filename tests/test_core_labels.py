@@ -65,6 +65,8 @@ def test_add_find_rename_color_shortcut(project):
     assert project.set_label_shortcut(cat.id, 1).shortcut == 1
     assert project.label(dog.id).shortcut is None
     assert [lab.name for lab in project.labels()] == ["dog", "cat"]
+    assert project.ensure_label("CAT").id == cat.id
+    assert project.ensure_label("bird").name == "bird" and len(project.labels()) == 3
 
 
 def test_merge_labels_moves_annotations_and_history(project):

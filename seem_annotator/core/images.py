@@ -85,6 +85,11 @@ def _open(path: Path) -> Image.Image:
     return img
 
 
+def _is_jpeg(img: Image.Image) -> bool:
+    """JPEG or MPO (phone cameras' multi-picture JPEG): both decode through libjpeg with DCT scaling."""
+    return img.format in ("JPEG", "MPO")
+
+
 def _orientation(img: Image.Image) -> int:
     try:
         value = int(img.getexif().get(_ORIENTATION_TAG, 1))
@@ -231,7 +236,7 @@ def load_for_model(path: str | os.PathLike, max_side: int = 1024) -> ProxyImage:
         else:
             raw_w, raw_h = img.size
             scale = max_side / longest
-            if img.format == "JPEG":
+            if _is_jpeg(img):
                 # Ask for at least the target size; libjpeg picks the smallest 1/k scale above it.
                 img.draft("RGB", (max(1, int(raw_w * scale)), max(1, int(raw_h * scale))))
                 arr = _decode(img, path)
@@ -312,7 +317,7 @@ def _verify(path: Path) -> None:
     """Cheap full-body check: PIL's verify() walks the compressed data for PNG; for JPEG and other
     formats decode at the smallest scale."""
     with _open(path) as img:
-        if img.format != "JPEG" and img.size[0] * img.size[1] > MAX_FULL_DECODE_PIXELS:
+        if not _is_jpeg(img) and img.size[0] * img.size[1] > MAX_FULL_DECODE_PIXELS:
             raise ImageReadError(f"{path} is {img.size[0]}x{img.size[1]} pixels; only JPEG images this "
                                  "large can be opened (convert it to JPEG or tile it).")
         if img.format == "PNG":
@@ -321,7 +326,7 @@ def _verify(path: Path) -> None:
             except Exception as exc:
                 raise ImageReadError(f"{path} is truncated or damaged ({exc}).") from exc
             return
-        if img.format == "JPEG":
+        if _is_jpeg(img):
             img.draft(img.mode, (1, 1))
         _decode(img, path)
 

@@ -200,6 +200,10 @@ class Project:
         """New label; colour defaults to a distinct one; a shortcut digit moves from any other label."""
         return label_ops.add_label(self._store, name, color, shortcut)
 
+    def ensure_label(self, name: str) -> LabelRecord:
+        """The label with this name (case-insensitive), created with a default colour if absent."""
+        return self.label_by_name(name) or self.add_label(name)
+
     def rename_label(self, label_id: int, new_name: str) -> LabelRecord:
         return label_ops.rename_label(self._store, label_id, new_name)
 

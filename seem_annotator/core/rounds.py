@@ -10,6 +10,7 @@ Both are undoable through the image's history (see `core.history`).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,8 +83,6 @@ class ObjectSession:
 
 def round_from_row(row: Any) -> Round:
     """A Round from a `rounds` table row (mapping with the column names)."""
-    import json
-
     return Round(
         id=int(row["id"]),
         session_id=int(row["session_id"]),
