@@ -206,3 +206,29 @@ def test_mpo_phone_photo_uses_jpeg_path(tmp_path):
     assert imgio.load_image(path).shape == (60, 80, 3)
     proxy = imgio.load_for_model(path, max_side=20)
     assert proxy.pixels.shape == (15, 20, 3) and proxy.full_size == (60, 80)
+
+
+def _png_header_only(path, width: int, height: int) -> None:
+    """A PNG that claims a size but holds no pixel data (what a decompression bomb's header looks like)."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+
+
+def test_pixel_limits_replace_pillows_bomb_guard(tmp_path):
+    bomb = tmp_path / "bomb.png"
+    _png_header_only(bomb, 60000, 60000)
+    with pytest.raises(ImageReadError, match="more than the"):
+        imgio.image_size(bomb)
+    big = tmp_path / "big.png"
+    _png_header_only(big, 15000, 14000)  # above Pillow's guard, below ours: the header reads
+    assert imgio.image_size(big) == (15000, 14000)
+    with pytest.raises(ImageReadError, match="only JPEG images this large"):
+        imgio.load_for_model(big, 1024)
+    scan = imgio.probe(tmp_path, "big.png")
+    assert not scan.readable and "only JPEG" in scan.error
+    assert Image.MAX_IMAGE_PIXELS is not None  # the global guard is left as it was
