@@ -217,8 +217,11 @@ def test_shortcuts_are_unique_and_configurable(qtbot, tmp_path) -> None:
     assert [s.toString() for s in manager.actions["accept"].shortcuts()] == ["Return", "Enter"]
 
 
-def test_gui_command_without_display_is_a_clear_error(monkeypatch, capsys) -> None:
-    from seem_annotator.cli.main import main
+def test_gui_command_without_display_is_a_clear_error(monkeypatch) -> None:
+    import argparse
+
+    from seem_annotator.cli import gui_command
+    from seem_annotator.errors import UserError
     from seem_annotator.gui.app import display_problem
 
     monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
@@ -226,8 +229,11 @@ def test_gui_command_without_display_is_a_clear_error(monkeypatch, capsys) -> No
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     monkeypatch.setattr("sys.platform", "linux")
     assert "no graphical display" in display_problem()
-    assert main(["gui", "/nonexistent"]) == 2
-    err = capsys.readouterr().err
-    assert "Cannot start the desktop app" in err and "xvfb-run" in err and "Traceback" not in err
+    parser = argparse.ArgumentParser()
+    gui_command.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["gui", "/nonexistent", "--store", "/tmp/x"])
+    # cli.main prints a UserError as one line and exits 2: no Qt abort, no traceback.
+    with pytest.raises(UserError, match="Cannot start the desktop app: no graphical display.*xvfb-run"):
+        args.func(args)
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
     assert display_problem() is None

@@ -9,6 +9,7 @@ the middle button (or Ctrl+left drag) pans, the wheel zooms around the cursor.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from html import escape
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
@@ -30,6 +31,7 @@ from PySide6.QtWidgets import (
     QGraphicsPixmapItem,
     QGraphicsRectItem,
     QGraphicsScene,
+    QGraphicsTextItem,
     QGraphicsView,
 )
 
@@ -78,7 +80,7 @@ class ImageCanvas(QGraphicsView):
         self.tool = None
         self._views: list[AnnotationView] = []
         self._paths: dict[int, QPainterPath] = {}
-        self._outline_items: list[QGraphicsPathItem] = []
+        self._outline_items: list[QGraphicsItem] = []
         self._marker_items: list[QGraphicsItem] = []
         self._hover_id: int | None = None
         self._selected_id: int | None = None
@@ -212,6 +214,10 @@ class ImageCanvas(QGraphicsView):
         self._outline_items = []
         if self.show_outlines:
             for view in self._views:
+                tag = _label_tag(view, scale)
+                if tag is not None:
+                    self.scene().addItem(tag)
+                    self._outline_items.append(tag)
                 item = QGraphicsPathItem(self._paths[view.id])
                 pen = QPen(QColor(*view.color), 1.5)
                 pen.setCosmetic(True)  # constant on-screen width at any zoom
@@ -374,6 +380,23 @@ class ImageCanvas(QGraphicsView):
     def leaveEvent(self, event) -> None:
         self._set_hover(None)
         super().leaveEvent(event)
+
+
+def _label_tag(view: AnnotationView, scale: float) -> QGraphicsTextItem | None:
+    """The label's name on a chip of its colour at the top of the mask (constant size on screen)."""
+    rows = np.flatnonzero(view.mask.any(axis=1))
+    if not view.label or not len(rows):
+        return None
+    top = int(rows[0])
+    cols = np.flatnonzero(view.mask[top])
+    r, g, b = view.color
+    text = "#000" if 0.299 * r + 0.587 * g + 0.114 * b > 150 else "#fff"
+    item = QGraphicsTextItem()
+    item.setHtml(f'<span style="background-color: rgb({r},{g},{b}); color: {text};">&nbsp;{escape(view.label)}&nbsp;</span>')
+    item.setPos(float(cols[0]) * scale, top * scale)
+    item.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
+    item.setZValue(5)
+    return item
 
 
 def _dot(x: float, y: float, color: QColor, radius: float = 5.0) -> QGraphicsEllipseItem:

@@ -68,6 +68,7 @@ class MainWindow(QMainWindow):
         self.model = ModelControl(self, backend=backend, backend_name=backend_name, device=device)
         self._mask_cache: dict[tuple[int, float], Any] = {}
         self.sidecars = SidecarWriter(self)
+        self._shown_image: int | None = None
         self._wire_panels()
         self.canvas.cursor_moved.connect(self._cursor_moved)
         self.canvas.zoom_changed.connect(self.status.set_zoom)
@@ -239,15 +240,22 @@ class MainWindow(QMainWindow):
             self.canvas.set_image(None, (0, 0))
         else:
             self.canvas.set_image(overlays.rgb_to_qimage(ctl.image.display), ctl.image.full_size)
+        self._shown_image = ctl.image_id
         self.images_panel.select(ctl.image_id)
         self.refresh_annotations()
         self.refresh_candidate()
         self._reload_vertex_tool()
         self.model.prefetch_neighbours()
 
+    def _canvas_current(self) -> bool:
+        """False while the canvas still shows the previous image (image_changed redraws then)."""
+        ctl = self.controller
+        return ctl is not None and ctl.image is not None and self.canvas.display_size == ctl.image.display_size \
+            and self.canvas.full_size == ctl.image.full_size and self._shown_image == ctl.image_id
+
     def refresh_annotations(self) -> None:
         ctl = self.controller
-        if ctl is None or ctl.image is None:
+        if not self._canvas_current():
             return
         from seem_annotator.core import masks
 
@@ -267,13 +275,12 @@ class MainWindow(QMainWindow):
 
     def refresh_candidate(self) -> None:
         ctl = self.controller
-        if ctl is None or ctl.image is None:
+        if not self._canvas_current():
             return
         mask = ctl.candidate_mask
-        label = ctl.resolve_label()
-        rec = ctl.label_by_name(label) if label else None
-        color = tuple(rec.color) if rec else None
-        self.canvas.set_candidate(None if mask is None else overlays.to_display(mask, ctl.image.display_size), color)
+        # The candidate keeps one distinct colour (with a dashed outline) so it never passes for an
+        # accepted annotation of the same label.
+        self.canvas.set_candidate(None if mask is None else overlays.to_display(mask, ctl.image.display_size))
         self.canvas.set_prompts(ctl.session_prompts())
         self._update_object_info()
         self._reload_vertex_tool()
@@ -285,7 +292,7 @@ class MainWindow(QMainWindow):
             self.label_field.setPlaceholderText("label for Enter (proposal / last used)")
             return
         rounds = len(ctl.session.rounds) if ctl.session else 0
-        proposals = ctl.candidate.labels[:3] if ctl.candidate else []
+        proposals = [(n, p) for n, p in (ctl.candidate.labels if ctl.candidate else []) if n != "unknown"][:3]
         text = f"  object: {rounds} round{'s' if rounds != 1 else ''}"
         if proposals:
             text += "  proposals: " + ", ".join(f"{n} {p:.2f}" for n, p in proposals)
