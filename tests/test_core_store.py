@@ -67,6 +67,26 @@ def test_migrations_run_in_order(tmp_path, monkeypatch):
     assert calls == ["v2"] and s.one("PRAGMA user_version")[0] == 2
     s.execute("SELECT note FROM labels")
     s.close()
+    backup = sqlite3.connect(tmp_path / "p.sqlite.schema1.bak")  # the pre-upgrade file is kept
+    assert backup.execute("PRAGMA user_version").fetchone()[0] == 1
+    backup.close()
+
+
+def test_failed_migration_leaves_file_at_old_version(tmp_path, monkeypatch):
+    def broken(conn):
+        conn.execute("ALTER TABLE labels ADD COLUMN half_done TEXT")
+        raise RuntimeError("migration bug")
+
+    path = tmp_path / "p.sqlite"
+    store_mod.Store(path, create=True).close()
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, broken])
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    with pytest.raises(RuntimeError):
+        store_mod.Store(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert "half_done" not in [r[1] for r in conn.execute("PRAGMA table_info(labels)")]
+    conn.close()
 
 
 def test_newer_schema_is_refused(images_root):

@@ -171,18 +171,34 @@ class Store:
                 self._migrate(version)
         except sqlite3.DatabaseError as exc:
             self.conn.close()
+            if getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+                raise StoreError(f"The project {self.path} is busy in another process; try again.") from exc
             raise StoreError(f"The project store {self.path} is unreadable or corrupt ({exc}); "
                              "it was left untouched.") from exc
-        except StoreError:
+        except BaseException:
             self.conn.close()
             raise
 
     def _migrate(self, version: int) -> None:
+        if version > 0:
+            self._backup(self.path.with_name(f"{self.path.name}.schema{version}.bak"))
         with self.transaction():
             for step in range(version, schema.SCHEMA_VERSION):
                 schema.MIGRATIONS[step](self.conn)
             self.conn.execute(f"PRAGMA application_id = {schema.APPLICATION_ID}")
             self.conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION}")
+
+    def _backup(self, target: Path) -> None:
+        """A consistent copy of the database (SQLite online backup) before an upgrade rewrites it."""
+        try:
+            dest = sqlite3.connect(str(target))
+            try:
+                self.conn.backup(dest)
+            finally:
+                dest.close()
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise StoreError(f"Could not back up {self.path} to {target} before upgrading it ({exc}); "
+                             "nothing was changed.") from exc
 
     # -- use -------------------------------------------------------------------------------------
 
