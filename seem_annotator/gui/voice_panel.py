@@ -11,6 +11,7 @@ tooltip and the status bar say why; nothing else in the window depends on voice.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from typing import Any
 
@@ -58,11 +59,14 @@ def _settings_store(window: Any) -> Any:
 
 
 def check_voice_available(device: str = "") -> Availability:
-    """Recording and transcription both possible? (Tests monkeypatch this.)"""
-    try:
-        import whisper  # noqa: F401 - only checking it imports
-    except Exception as exc:  # ImportError, or a broken torch underneath
-        return Availability(False, f"Voice transcription needs the openai-whisper package ({exc}).")
+    """Recording and transcription both possible? (Tests monkeypatch this.)
+
+    Whisper is only looked up, not imported: importing it (and torch, numba) takes seconds and
+    happens on the transcriber's thread when the first take arrives.
+    """
+    if importlib.util.find_spec("whisper") is None:
+        return Availability(False, "Voice transcription needs the openai-whisper package "
+                                   "(`pip install openai-whisper`).")
     return capture.check_available(device or None)
 
 

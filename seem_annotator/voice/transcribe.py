@@ -201,7 +201,9 @@ class Transcriber:
 
     @staticmethod
     def _key(settings: WhisperSettings) -> tuple[str, str]:
-        return settings.model, pick_device(settings.device)
+        # "auto" rather than the resolved device: resolving imports torch, and this is called on
+        # the GUI thread, where a first torch import would freeze the window for seconds.
+        return settings.model, settings.device or "auto"
 
     @property
     def settings(self) -> WhisperSettings:
@@ -221,7 +223,8 @@ class Transcriber:
             if self._model is None or self._model_key != key:
                 self._model = None  # free the old one before loading the next
                 start = time.perf_counter()
-                model = load_whisper_model(self._settings.model, key[1], self._settings.download_root)
+                model = load_whisper_model(self._settings.model, pick_device(self._settings.device),
+                                           self._settings.download_root)
                 self.load_seconds = time.perf_counter() - start
                 self._install_cancel_hooks(model)
                 self._model, self._model_key = model, key
