@@ -237,3 +237,34 @@ def test_gui_command_without_display_is_a_clear_error(monkeypatch) -> None:
         args.func(args)
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
     assert display_problem() is None
+
+
+def test_image_list_filter_search_and_neighbours(qtbot, tmp_path) -> None:
+    from seem_annotator.core.records import ImageRecord
+    from seem_annotator.gui.image_list import ImageListPanel
+
+    panel = ImageListPanel()
+    qtbot.addWidget(panel)
+    images = [ImageRecord(1, "a/cat.jpg", 10, 10, status="done"), ImageRecord(2, "a/dog.jpg", 10, 10),
+              ImageRecord(3, "b/cat2.jpg", 10, 10, status="in_progress"),
+              ImageRecord(4, "b/bad.jpg", 0, 0, readable=False, error="truncated")]
+    panel.set_images(images, tmp_path)  # files do not exist: thumbnails are skipped, names stay
+    assert panel.visible_ids() == [1, 2, 3, 4]
+    assert panel.neighbour(2, +1) == 3 and panel.neighbour(4, +1) == 4 and panel.neighbour(1, -1) == 1
+    panel.search.setText("cat")
+    assert panel.visible_ids() == [1, 3]
+    assert panel.neighbour(1, +1) == 3
+    panel.search.clear()
+    panel.filter.setCurrentIndex(3)  # done
+    assert panel.visible_ids() == [1]
+    panel.filter.setCurrentIndex(4)  # unreadable
+    assert panel.visible_ids() == [4]
+    panel.filter.setCurrentIndex(0)
+    images[1].status = "done"
+    panel.update_image(images[1])
+    panel.filter.setCurrentIndex(3)
+    assert panel.visible_ids() == [1, 2]
+    chosen = []
+    panel.image_chosen.connect(chosen.append)
+    panel.list.itemClicked.emit(panel.list.item(1))
+    assert chosen == [2]

@@ -213,6 +213,34 @@ def test_brush_manual_polygon_and_edits(qtbot, tmp_path: Path, samples: Path) ->
     click(window, 320, 320)
     key(window, Qt.Key.Key_Delete)
     assert len(ctl.annotations) == 1
+    # Digit keys pick labels by their shortcut.
+    window.project.add_label("cup", shortcut=3)
+    window.refresh_labels()
+    key(window, Qt.Key.Key_C)
+    click(window, 250, 120)
+    wait_candidate(qtbot, window)
+    key(window, Qt.Key.Key_3)
+    assert ctl.pending_label == "cup"
+    key(window, Qt.Key.Key_Escape)
+    assert ctl.session is None or not ctl.session.rounds
+    # Segment everything: review the candidates on the canvas, accept the checked ones.
+    before = len(ctl.annotations)
+    key(window, Qt.Key.Key_E, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(lambda: window.model._review is not None and window.model._review.isVisible(), timeout=60000)
+    review = window.model._review
+    assert review.list.count() >= 3
+    for row in range(3, review.list.count()):
+        review.list.item(row).setCheckState(Qt.CheckState.Unchecked)
+    assert not window.canvas._review_item.pixmap().isNull()
+    QTest.mouseClick(review.accept_checked, Qt.MouseButton.LeftButton)
+    assert len(ctl.annotations) == before + 3
+    assert window.canvas._review_item.pixmap().isNull()
+    assert {window.project.label(a.label_id).name for a in ctl.annotations[before:]} == {"object"}
+    window.activateWindow()
+    assert QTest.qWaitForWindowActive(window)
+    key(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # the last accept is undone:
+    assert len(ctl.annotations) == before + 2 and len(ctl.session.rounds) == 1  # back in progress
+    key(window, Qt.Key.Key_Escape)
     # Text prompts need SEEM: a clear message, nothing stored, the app carries on.
     window.commands.text_prompt("the cup")
     qtbot.waitUntil(lambda: ctl._latest is None, timeout=30000)

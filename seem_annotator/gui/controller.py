@@ -358,13 +358,13 @@ class AnnotationController(QObject):
 
     def accept_many(self, chosen: list[tuple[dict, str, float]], backend: str = "everything") -> int:
         """Store reviewed segment-everything candidates as annotations, one undoable object each.
-        Unlabelled ones ("unknown") get the chosen / last used label, else "object"."""
+        Unlabelled ones ("unknown") get the label chosen for the object (digit, voice), else "object"."""
         if self.image_id is None:
             return 0
         if self.session is not None and self.session.rounds:
             self.error.emit("Accept or discard the object in progress first.")
             return 0
-        fallback = self.pending_label or self.last_label or "object"
+        fallback = self.pending_label or "object"  # never guess a real class for an unlabelled region
         done = 0
         for rle, name, score in chosen:
             name = fallback if not name or name == UNKNOWN else name
