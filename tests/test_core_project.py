@@ -173,6 +173,9 @@ def test_edit_operations_and_undo(project):
         checkpoints.append(state())
         act()
     final = state()
+    steps = len(project.history(img))
+    project.relabel(project.annotations(img)[0].id, project.annotations(img)[0].label_id)  # no-op
+    assert len(project.history(img)) == steps
     # The hole: b's pixels are gone from a.
     for i in range(len(actions)):
         project.undo(img)

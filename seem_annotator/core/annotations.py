@@ -95,6 +95,8 @@ def relabel(store: Store, ann_id: int, label_id: int) -> AnnotationRecord:
     with store.transaction():
         ann = get(store, ann_id)
         _check_label(store, label_id)
+        if ann.label_id == int(label_id):
+            return ann  # no change, no undo step
         rec = Recorder(store, ann.image_id)
         rec.update("annotations", ann.id, label_id=int(label_id), updated_at=now())
         rec.commit("relabel")
@@ -108,6 +110,8 @@ def set_mask(store: Store, ann_id: int, rle: dict) -> AnnotationRecord:
         clean = check_rle(store, ann.image_id, rle)
         if masks.area(clean) == 0:
             raise AnnotationError("The edited mask is empty; delete the annotation instead.")
+        if clean == masks.normalize(ann.rle):
+            return ann
         rec = Recorder(store, ann.image_id)
         rec.update("annotations", ann.id, rle=dumps(clean), updated_at=now())
         rec.commit("edit_mask")

@@ -14,6 +14,8 @@ action on an image's objects goes into that image's linear undo history (`undo`/
         project.undo(image.id)   # the object is back in progress, its last round current
 
 Ids handed out (images, labels, sessions, rounds, annotations) are stable and never reused.
+Label-set changes (add, rename, colour, merge, delete) and imports are project-wide and not part of
+the per-image undo history; merging or deleting a label keeps that history consistent.
 After `undo`/`redo` re-read what is shown (`current_session`, `annotations`): a session whose
 first round was undone no longer exists.
 """
