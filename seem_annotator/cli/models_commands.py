@@ -85,8 +85,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         else:
             exact, closest = fitting_configs(state)
             if not exact:
-                hint = f" (closest: {closest})" if closest else ""
-                raise CheckpointError(f"Checkpoint {path.name} fits no known config{hint}; pass --config CONFIG.")
+                hint = f" (closest {closest})" if closest else ""
+                raise CheckpointError(f"Checkpoint {path.name} fits no known config{hint}; pass its config with "
+                                      "--config CONFIG.")
             config = exact[0]
             notes.append(f"config chosen by key/shape signature: {' / '.join(exact)}")
     cfg = load_config(config)

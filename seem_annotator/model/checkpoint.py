@@ -37,7 +37,10 @@ def _dilation_kernel(shape: torch.Size, model: nn.Module) -> torch.Tensor:
 
 def _empty_weight(shape: torch.Size, model: nn.Module) -> torch.Tensor:
     weight = torch.ones(shape)
-    weight[-1] = float(getattr(model, "no_object_weight", 0.1))
+    # The no-object weight comes from the config the model was built with (NO_OBJECT_WEIGHT, 0.1 in
+    # every released config); a meta-device model cannot tell, so fall back to 0.1.
+    own = getattr(getattr(model, "criterion", None), "empty_weight", None)
+    weight[-1] = float(own[-1]) if isinstance(own, torch.Tensor) and not own.is_meta else 0.1
     return weight
 
 
@@ -169,9 +172,12 @@ def fitting_configs(state: Mapping[str, torch.Tensor]) -> tuple[list[str], str |
         if not (missing or unexpected or mismatched):
             exact.append(name)
             continue
-        matching = len(expected) - len(missing) - len(mismatched)
-        if best is None or matching > best[0]:
-            best = (matching, f"{name} ({matching} of {len(expected)} keys match)")
+        present = len(expected) - len(missing)
+        # Only worth naming when most of the model is there (e.g. a fine-tuned head), not for a
+        # shrunken or foreign architecture that happens to share a few key names.
+        if present >= len(expected) // 2 and (best is None or present > best[0]):
+            best = (present, f"{name}: {present} of its {len(expected)} keys present, "
+                             f"{present - len(mismatched)} with the same shape")
     return exact, (None if exact or best is None else best[1])
 
 
@@ -188,9 +194,7 @@ def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source
     for key, factory in KNOWN_BUFFERS.items():
         if key in own and (key not in state or tuple(state[key].shape) != tuple(own[key].shape)):
             why = "missing from" if key not in state else f"of shape {list(state[key].shape)} in"
-            # The model built its own copy from the config; on the meta device rebuild the constant.
-            value = own[key] if not own[key].is_meta else factory(own[key].shape, model).to(own[key].dtype)
-            state[key] = value.detach().clone()
+            state[key] = factory(own[key].shape, model).to(own[key].dtype)
             notes.append(f"buffer {key} {why} the file; using its constant value")
         elif key not in own and key in state:
             del state[key]
@@ -219,9 +223,9 @@ def _mismatch_message(state: Mapping[str, torch.Tensor], source: str, config_lab
     if exact:
         hint = f"the file fits config {' / '.join(exact)}: use --config {exact[0]}"
     elif closest:
-        hint = f"no known config fits it exactly (closest: {closest})"
+        hint = f"no known config fits it exactly (closest {closest})"
     else:
-        hint = "no known config fits it"
+        hint = "no known config fits it (a custom model needs its own config: pass --config)"
     return f"{source} does not match {config_label}: " + "; ".join(parts) + f"; {hint}."
 
 

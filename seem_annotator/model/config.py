@@ -163,10 +163,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 def validate_config(cfg: dict[str, Any], source: str = "config") -> None:
     """Raise CheckpointError naming the first missing required keys of ``cfg``."""
-    missing = [k for k in REQUIRED_KEYS if cfg_get(cfg, k, _MISSING) is _MISSING]
+    absent = object()
+    missing = [k for k in REQUIRED_KEYS if cfg_get(cfg, k, absent) is absent]
     backbone = cfg_get(cfg, "MODEL.BACKBONE.NAME", None)
     if isinstance(backbone, str):
-        missing += [k for k in BACKBONE_REQUIRED_KEYS.get(backbone, ()) if cfg_get(cfg, k, _MISSING) is _MISSING]
+        missing += [k for k in BACKBONE_REQUIRED_KEYS.get(backbone, ()) if cfg_get(cfg, k, absent) is absent]
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise CheckpointError(f"SEEM config {source} lacks required key(s) {shown}.")
