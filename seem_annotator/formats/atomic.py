@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -85,3 +86,63 @@ def write_files(files: Iterable[tuple[str | os.PathLike, bytes]]) -> list[Path]:
     for folder in {p.parent for p in written}:
         _fsync_dir(folder)
     return written
+
+
+class StagedFolder:
+    """Files for one folder export, written into a hidden staging folder beside `out` and moved into
+    place only when all of them are complete (`commit`); `abort` (or an exception inside the `with`)
+    removes them. Keeps memory flat for exports of many large files (PNG masks)."""
+
+    def __init__(self, out: str | os.PathLike) -> None:
+        self.out = Path(out)
+        if self.out.exists() and not self.out.is_dir():
+            raise UserError(f"{self.out} is a file, not a folder")
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self.stage = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.staging-", dir=self.out.parent))
+        except OSError as exc:
+            raise UserError(f"cannot write into {self.out.parent}: {exc.strerror or exc}") from exc
+        self.relative: list[Path] = []
+
+    def write(self, relative: str | os.PathLike, data: bytes) -> None:
+        """Stage one file (path relative to the output folder)."""
+        rel = Path(relative)
+        if rel.is_absolute() or ".." in rel.parts:
+            raise UserError(f"refusing to write {rel} outside {self.out}")
+        target = self.stage / rel
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise UserError(f"cannot write {self.out / rel}: {exc.strerror or exc}") from exc
+        self.relative.append(rel)
+
+    def commit(self) -> list[Path]:
+        """Move every staged file into the output folder (each move atomic), then fsync the folders."""
+        written = []
+        try:
+            for rel in self.relative:
+                dst = self.out / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self.stage / rel, dst)
+                written.append(dst)
+            for folder in {p.parent for p in written}:
+                _fsync_dir(folder)
+        except OSError as exc:
+            raise UserError(f"cannot move the export into {self.out}: {exc.strerror or exc}") from exc
+        finally:
+            self.abort()
+        return written
+
+    def abort(self) -> None:
+        shutil.rmtree(self.stage, ignore_errors=True)
+
+    def __enter__(self) -> StagedFolder:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc_type is not None:
+            self.abort()
