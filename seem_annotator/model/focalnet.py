@@ -88,22 +88,22 @@ class FocalModulation(nn.Module):
         """x: (B, H, W, C) -> (B, H, W, C)."""
         c, lv = self.dim, self.focal_level
         y = self.f(x)
-        q = y[..., :c]
-        # The depthwise convs want one memory layout; make the context slice contiguous once.
-        ctx = _nchw(y[..., c : 2 * c].contiguous())
-        gates = _nchw(y[..., 2 * c :])
-        ctx_all = None
+        q, gates = y[..., :c], y[..., 2 * c :]
+        # Everything below stays channels-last: the depthwise convs get NCHW-shaped views of
+        # contiguous NHWC tensors (channels_last memory) and give the same layout back.
+        ctx = y[..., c : 2 * c].contiguous()
+        ctx_all = torch.zeros_like(ctx)
         for k, layer in enumerate(self.focal_layers):
-            ctx = layer(ctx)
-            term = ctx * gates[:, k : k + 1]
-            ctx_all = term if ctx_all is None else ctx_all + term
-        ctx_global = self.act(ctx.mean((2, 3), keepdim=True))
-        term = ctx_global * gates[:, lv:]
-        ctx_all = term if ctx_all is None else ctx_all + term
+            ctx = _nhwc(layer(_nchw(ctx)))
+            ctx_all.addcmul_(ctx, gates[..., k : k + 1])
+        ctx_global = self.act(ctx.mean((1, 2), keepdim=True))
+        ctx_all.addcmul_(ctx_global, gates[..., lv:])
+        # `h` is a 1x1 conv, i.e. a linear map over channels; the 1/(L+1) scaling is folded into
+        # its weight instead of a separate pass over the feature map.
+        h_weight = self.h.weight.flatten(1)
         if self.scaling_modulator:
-            ctx_all = ctx_all / (lv + 1)
-        # `h` is a 1x1 conv, i.e. a linear map over channels: apply it channels-last.
-        modulator = F.linear(_nhwc(ctx_all), self.h.weight.flatten(1), self.h.bias)
+            h_weight = h_weight / (lv + 1)
+        modulator = F.linear(ctx_all, h_weight, self.h.bias)
         out = q * modulator
         if self.use_postln_in_modulation:
             out = self.ln(out)
@@ -151,34 +151,33 @@ class FocalModulationBlock(nn.Module):
             self.gamma_1 = self.gamma_2 = None
 
     @staticmethod
-    def _scale(x: torch.Tensor, gamma: torch.Tensor | None) -> torch.Tensor:
-        return x if gamma is None else gamma * x
+    def _residual(x: torch.Tensor, y: torch.Tensor, gamma: torch.Tensor | None) -> torch.Tensor:
+        """x + gamma * y in one fused op (layer scale); x + y without layer scale."""
+        return x + y if gamma is None else torch.addcmul(x, gamma, y)
 
     @staticmethod
     def _dw_residual(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-        """x + depthwise_conv(x) for channels-last x; returns contiguous channels-last."""
-        return (x + _nhwc(conv(_nchw(x)))).contiguous()
+        """x + depthwise_conv(x) for contiguous channels-last x; returns contiguous channels-last."""
+        return x + _nhwc(conv(_nchw(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, H, W, C) contiguous -> (B, H, W, C)."""
+        g1, g2 = self.gamma_1, self.gamma_2
         if self.variant == "focal_dw":
             x = self._dw_residual(x, self.dw1)
-            shortcut = x
-            y = self.modulation(x if self.use_postln else self.norm1(x))
-            x = shortcut + self._scale(y, self.gamma_1)
+            x = self._residual(x, self.modulation(x if self.use_postln else self.norm1(x)), g1)
             if self.use_postln:
                 x = self.norm1(x)
             x = self._dw_residual(x, self.dw2)
             if self.use_postln:
-                return self.norm2(x + self._scale(self.mlp(x), self.gamma_2))
-            return x + self._scale(self.mlp(self.norm2(x)), self.gamma_2)
+                return self.norm2(self._residual(x, self.mlp(x), g2))
+            return self._residual(x, self.mlp(self.norm2(x)), g2)
 
-        shortcut = x
         if self.use_postln:
-            x = shortcut + self._scale(self.norm1(self.modulation(x)), self.gamma_1)
-            return x + self._scale(self.norm2(self.mlp(x)), self.gamma_2)
-        x = shortcut + self._scale(self.modulation(self.norm1(x)), self.gamma_1)
-        return x + self._scale(self.mlp(self.norm2(x)), self.gamma_2)
+            x = self._residual(x, self.norm1(self.modulation(x)), g1)
+            return self._residual(x, self.norm2(self.mlp(x)), g2)
+        x = self._residual(x, self.modulation(self.norm1(x)), g1)
+        return self._residual(x, self.mlp(self.norm2(x)), g2)
 
 
 class PatchEmbed(nn.Module):
