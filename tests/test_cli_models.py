@@ -185,3 +185,35 @@ def test_manifest_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None
     assert data["num_state_dict_keys"] == 729
     assert run_cli(["models", "manifest", "nonexistent_cfg", "--json", str(out)]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_bench_model_small_config(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from seem_annotator.bench import model as bench_model
+
+    fixture = _fixture()
+    parser = argparse.ArgumentParser()
+    bench_model.register(parser.add_subparsers())
+    out = tmp_path / "bench.json"
+    args = parser.parse_args(["model", "--config", str(fixture / "config.yaml"), "--size", "96", "--repeats", "2",
+                              "--warmup", "1", "--threads", "1", "--json", str(out)])
+    assert args.func(args) == 0
+    table = capsys.readouterr().out
+    assert "image_encode" in table and "decoder_round_full" in table and "1.13" in table
+    result = json.loads(out.read_text())
+    assert result["padded_size"] == [96, 96] and result["threads"] == 1
+    for stage in ("image_encode", "decoder_round_full", "decoder_round", "decoder_round_memory",
+                  "decoder_generic", "text_encode"):
+        r = result["stages"][stage]
+        assert len(r["runs_s"]) == 2 and 0 < r["min_s"] <= r["median_s"] <= r["p95_s"]
+
+
+def test_bench_model_rejects_missing_gpu() -> None:
+    from seem_annotator.bench.model import pick_device
+    from seem_annotator.errors import DeviceError
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(DeviceError, match="no CUDA device"):
+        pick_device("cuda")
+    with pytest.raises(DeviceError, match="Unknown device"):
+        pick_device("tpu9")

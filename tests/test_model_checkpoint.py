@@ -20,6 +20,7 @@ from seem_annotator.model.checkpoint import (
     check_state_dict,
     fitting_configs,
     load_checkpoint,
+    load_seem,
     read_state_dict,
 )
 from seem_annotator.model.config import cfg_get, cfg_set, config_name, known_models, load_config
@@ -141,6 +142,13 @@ def test_fixture_state_dict_loads_strictly(focalt_cfg: dict, focalt_state: dict)
     assert report.notes == [] and report.num_tensors == len(focalt_state)
     for key, value in model.state_dict().items():
         assert torch.equal(value, focalt_state[key]), key
+
+
+def test_load_seem_by_paths(focalt_state: dict) -> None:
+    model, report = load_seem(FOCALT_FIXTURE / "config.yaml", FOCALT_FIXTURE / "state_dict.pt")
+    assert not model.training and report.num_tensors == 287
+    assert torch.equal(model.state_dict()["sem_seg_head.predictor.query_feat.weight"],
+                       focalt_state["sem_seg_head.predictor.query_feat.weight"])
 
 
 def test_missing_constant_buffers_are_filled_and_reported(tmp_path: Path, focalt_cfg: dict,

@@ -90,15 +90,24 @@ def time_stage(fn: Callable[[], Any], device: torch.device, repeats: int, warmup
 def run_benchmark(config: str, size: int = 512, device: str = "cpu", dtype: str = "float32",
                   threads: int | None = None, repeats: int = 10, warmup: int = 2, seed: int = 0) -> dict[str, Any]:
     """Build SEEM with random weights and time its stages. Returns the JSON-ready result."""
+    if size < 32 or repeats < 1 or warmup < 0:
+        raise UserError("--size must be at least 32, --repeats at least 1 and --warmup not negative.")
+    dev = pick_device(device)
+    previous_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _run(config, size, dev, dtype, repeats, warmup, seed)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run(config: str, size: int, dev: torch.device, dtype: str, repeats: int, warmup: int, seed: int
+         ) -> dict[str, Any]:
     from seem_annotator.model.config import config_name, load_config
     from seem_annotator.model.sampler import TorchSampler
     from seem_annotator.model.seem import build_seem
 
-    if size < 32 or repeats < 1 or warmup < 0:
-        raise UserError("--size must be at least 32, --repeats at least 1 and --warmup not negative.")
-    dev = pick_device(device)
-    if threads:
-        torch.set_num_threads(threads)
     cfg = load_config(config)
     torch.manual_seed(seed)
     t0 = time.perf_counter()

@@ -240,7 +240,7 @@ def load_checkpoint(model: nn.Module, path: str | Path, config_label: str = "the
     Returns a `LoadReport` whose ``notes`` say what was unwrapped, filled or ignored.
     """
     path = Path(path)
-    state, notes = read_state_dict(path)
+    state, notes = read_state_dict(path, mmap=True)  # mapped: the file is not held twice in memory
     state, more = check_state_dict(model, state, source=f"Checkpoint {path.name}", config_label=config_label)
     notes += more
     on_meta = any(t.is_meta for t in model.state_dict().values())
@@ -249,3 +249,24 @@ def load_checkpoint(model: nn.Module, path: str | Path, config_label: str = "the
     except RuntimeError as exc:  # check_state_dict makes this unreachable for key/shape problems
         raise CheckpointError(f"Checkpoint {path.name} could not be loaded: {str(exc).splitlines()[0][:300]}") from exc
     return LoadReport(path=path, num_tensors=len(state), notes=notes)
+
+
+def load_seem(config: str | Path | dict, checkpoint: str | Path, device: str | torch.device = "cpu"
+              ) -> tuple[nn.Module, LoadReport]:
+    """Build the SEEM of ``config`` on ``device`` and load ``checkpoint`` into it strictly.
+
+    ``config``: known model name, YAML path or option tree; ``checkpoint``: file path or known model
+    name (its cached file, see `seem_annotator.model.hub.resolve_checkpoint`). Returns the model in
+    eval mode and the load report.
+    """
+    from seem_annotator.model.config import config_name, load_config
+    from seem_annotator.model.hub import resolve_checkpoint
+    from seem_annotator.model.seem import build_seem
+
+    cfg = config if isinstance(config, dict) else load_config(config)
+    path = resolve_checkpoint(checkpoint)
+    label = f"config {config if isinstance(config, (str, Path)) else config_name(cfg)}"
+    with torch.device(device):
+        model = build_seem(cfg)
+    report = load_checkpoint(model, path, config_label=label)
+    return model.eval(), report
