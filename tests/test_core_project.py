@@ -106,12 +106,13 @@ def test_accept_discard_and_their_undo(project):
     s = project.start_session(img)
     with pytest.raises(SessionError, match="no mask"):
         project.accept_session(s.id, dog.id)
-    project.add_round(s.id, (PointPrompt(10, 10),), "b", rect(5, 15, 5, 15), [("dog", 0.9)], score=0.7)
+    project.add_round(s.id, (PointPrompt(10, 10),), "b", rect(5, 15, 5, 15), [("dog", np.float32(0.9))],
+                      score=np.float32(0.7))
     with pytest.raises(SessionError, match="in progress"):
         project.start_session(img)
     edited = rect(5, 20, 5, 20)
-    ann = project.accept_session(s.id, dog.id, mask_rle=edited)
-    assert ann.rle == edited and ann.label_id == dog.id and ann.score == 0.7
+    ann = project.accept_session(np.int64(s.id), np.int32(dog.id), mask_rle=edited)
+    assert ann.rle == edited and ann.label_id == dog.id and ann.score == pytest.approx(0.7)
     assert ann.source["prompts"] == [{"kind": "point", "x": 10.0, "y": 10.0, "positive": True}]
     assert ann.source["edited"] is True and ann.source["rounds"] == 1
     assert project.current_session(img) is None

@@ -79,7 +79,8 @@ def insert(rec: Recorder, image_id: int, label_id: int, rle: dict, *, score: flo
     """Add an annotation row through the recorder; returns its id."""
     t = now()
     return rec.insert("annotations", {
-        "image_id": image_id, "label_id": label_id, "rle": dumps(rle), "score": score,
+        "image_id": int(image_id), "label_id": int(label_id), "rle": dumps(rle),
+        "score": None if score is None else float(score),  # numpy scalars do not bind
         "iscrowd": int(iscrowd), "z": next_z(rec.store, image_id) if z is None else z,
         "source": dumps(source or {}), "extra": dumps(extra or {}),
         "created_at": t if created_at is None else created_at, "updated_at": t})
