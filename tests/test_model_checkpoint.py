@@ -185,6 +185,18 @@ def test_wrappers_are_tolerated_and_explained(tmp_path: Path, focalt_cfg: dict, 
     assert any("'model'" in n for n in report.notes) and any("module." in n for n in report.notes)
 
 
+def test_half_precision_file_is_converted_and_reported(tmp_path: Path, focalt_cfg: dict,
+                                                       focalt_state: dict) -> None:
+    path = tmp_path / "half.pt"
+    torch.save({k: v.half() for k, v in focalt_state.items()}, path)
+    model = _model(focalt_cfg)
+    report = load_checkpoint(model, path)
+    assert report.notes == ["the file stores float16 tensors; converted to the model's dtype"]
+    key = "sem_seg_head.predictor.query_feat.weight"
+    assert model.state_dict()[key].dtype == torch.float32
+    torch.testing.assert_close(model.state_dict()[key], focalt_state[key].half().float())
+
+
 def test_key_and_shape_mismatches_are_listed(tmp_path: Path, focalt_cfg: dict, focalt_state: dict) -> None:
     state = dict(focalt_state)
     del state["sem_seg_head.predictor.query_feat.weight"]

@@ -207,6 +207,9 @@ def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source
     bad_dtype = [k for k, v in state.items() if not (v.is_floating_point() or k in KNOWN_BUFFERS)]
     if bad_dtype:
         raise CheckpointError(f"{source} stores non-float weights ({_preview(bad_dtype)}); it is not a SEEM checkpoint.")
+    converted = sorted({str(v.dtype).removeprefix("torch.") for k, v in state.items() if v.dtype != own[k].dtype})
+    if converted:
+        notes.append(f"the file stores {', '.join(converted)} tensors; converted to the model's dtype")
     return state, notes
 
 
