@@ -307,26 +307,26 @@ class Project:
     def undo(self, image_id: int) -> str | None:
         """Revert the image's latest action (the name of the action, or None when none is left)."""
         with self._store.transaction():
-            action = history.undo(self._store, image_id)
-            self._drop_stale_empty_sessions(image_id)
+            action = history.undo(self._store, int(image_id))
+            self._drop_stale_empty_sessions(int(image_id))
             return action
 
     def redo(self, image_id: int) -> str | None:
         """Re-apply the latest undone action (its name, or None)."""
         with self._store.transaction():
-            action = history.redo(self._store, image_id)
-            self._drop_stale_empty_sessions(image_id)
+            action = history.redo(self._store, int(image_id))
+            self._drop_stale_empty_sessions(int(image_id))
             return action
 
     def can_undo(self, image_id: int) -> bool:
-        return history.can_undo(self._store, image_id)
+        return history.can_undo(self._store, int(image_id))
 
     def can_redo(self, image_id: int) -> bool:
-        return history.can_redo(self._store, image_id)
+        return history.can_redo(self._store, int(image_id))
 
     def history(self, image_id: int) -> list[tuple[str, bool]]:
         """(action, undone) pairs of the image's history, oldest first."""
-        return history.entries(self._store, image_id)
+        return history.entries(self._store, int(image_id))
 
     def _drop_stale_empty_sessions(self, image_id: int) -> None:
         # An empty open session (never in the history) next to one that regained rounds is noise.
