@@ -1,0 +1,240 @@
+"""The no-weights backend: interactive segmentation with classical OpenCV tools.
+
+It answers the same spatial prompts as SEEM (clicks, boxes, polygons, strokes, over many rounds) so
+the app is useful before any checkpoint is downloaded. One round:
+
+1. Seeds: positive prompts are hard foreground, negative prompts hard background; outside every box
+   is hard background. With no box, a ring just inside the image border is a weak background
+   marker, except where the previous round's mask reached (the user kept that as object).
+2. Watershed from the seeds on the edge-preserving smoothed image gives the first split (each
+   pixel joins the seed it reaches across the weakest edges) - this is what lets one negative click
+   cut away a whole wrongly included region, and one positive click add a whole missed part.
+3. GrabCut (colour models + graph cut) refines only a band around that split's boundary; left free
+   it would spread into every similarly coloured neighbour. A box alone is plain GrabCut in the box.
+4. Only parts connected to a positive prompt are kept, small holes are filled.
+
+Text, voice and referring prompts need SEEM and raise ModelUnavailableError. Segment-everything is
+a colour/position over-segmentation whose regions come back unlabelled ("unknown").
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+
+import cv2
+import numpy as np
+
+from seem_annotator.core.prompts import SPATIAL_KINDS
+from seem_annotator.engine.rasterize import PromptMasks, rasterize, resize_mask
+from seem_annotator.engine.types import Candidate, DecodeRequest, ImageInput
+from seem_annotator.errors import ModelUnavailableError
+
+UNKNOWN = "unknown"
+NEEDS_SEEM = ("{kind} prompts need a SEEM checkpoint; the classical backend only answers clicks, boxes, "
+              "polygons and strokes - run `seem-annotator models download focalt_v1` and switch the "
+              "backend to seem:focalt_v1")
+
+
+class _Prepared:
+    """Per-image work shared by every round: the working-resolution image and its smoothed copy."""
+
+    def __init__(self, image: ImageInput, max_side: int) -> None:
+        h, w = image.pixels.shape[:2]
+        factor = min(1.0, max_side / max(h, w))
+        size = (max(1, round(h * factor)), max(1, round(w * factor)))
+        rgb = np.ascontiguousarray(image.pixels[..., :3], dtype=np.uint8)
+        if size != (h, w):
+            rgb = cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+        self.rgb = rgb
+        # Prompts are in full-resolution pixels: working pixels per full-resolution pixel.
+        self.scale = size[0] / image.full_size[0]
+        self.bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        # Watershed follows gradients: an edge-preserving blur stops it leaking through texture.
+        self.smooth = cv2.bilateralFilter(self.bgr, 7, 40, 5)
+        self.size = size
+        self.nbytes = self.rgb.nbytes * 3
+
+
+class ClassicalBackend:
+    """OpenCV watershed + GrabCut backend (no weights). Thread-safe; CPU only."""
+
+    name = "classical"
+    device = "cpu"
+
+    def __init__(self, max_side: int = 320, iterations: int = 2, cache_images: int = 8) -> None:
+        self.max_side = max_side
+        self.iterations = iterations
+        self._cache: OrderedDict[str, _Prepared] = OrderedDict()
+        self._cache_images = cache_images
+        self._lock = threading.Lock()
+
+    # -- SegmentationBackend -------------------------------------------------------------------
+
+    def supports(self, prompt_kind: str) -> bool:
+        return prompt_kind in SPATIAL_KINDS or prompt_kind == "everything"
+
+    def encode(self, image: ImageInput) -> None:
+        self._prepared(image)
+
+    def predict(self, request: DecodeRequest) -> Candidate:
+        t0 = time.perf_counter()
+        for prompt in request.prompts:
+            if prompt.kind not in SPATIAL_KINDS:
+                raise ModelUnavailableError(NEEDS_SEEM.format(kind=prompt.kind.capitalize()))
+        prep = self._prepared(request.image)
+        t1 = time.perf_counter()
+        masks = rasterize(request.prompts, prep.size, prep.scale)
+        prev = self._previous(request, prep.size)
+        work = segment(prep, masks, prev, self.iterations) if masks.has_positive() else np.zeros(prep.size, bool)
+        full = resize_mask(work, request.image.full_size)
+        t2 = time.perf_counter()
+        return Candidate(
+            mask=full, score=1.0 if work.any() else 0.0, labels=[(UNKNOWN, 0.0)], memory=work,
+            timings={"encode": (t1 - t0) * 1e3, "decode": (t2 - t1) * 1e3, "total": (t2 - t0) * 1e3},
+            backend=self.name,
+        )
+
+    def segment_everything(self, image: ImageInput, labels: tuple[str, ...]) -> list[Candidate]:
+        prep = self._prepared(image)
+        t0 = time.perf_counter()
+        regions = oversegment(prep.smooth)
+        ms = (time.perf_counter() - t0) * 1e3
+        return [Candidate(mask=resize_mask(r, image.full_size), score=0.0, labels=[(UNKNOWN, 0.0)],
+                          timings={"decode": ms}, backend=self.name) for r in regions]
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _prepared(self, image: ImageInput) -> _Prepared:
+        with self._lock:
+            prep = self._cache.get(image.key)
+            if prep is not None:
+                self._cache.move_to_end(image.key)
+                return prep
+        prep = _Prepared(image, self.max_side)
+        with self._lock:
+            self._cache[image.key] = prep
+            while len(self._cache) > self._cache_images:
+                self._cache.popitem(last=False)
+        return prep
+
+    @staticmethod
+    def _previous(request: DecodeRequest, size: tuple[int, int]) -> np.ndarray | None:
+        memory = request.memory
+        if isinstance(memory, np.ndarray) and memory.dtype == bool and memory.ndim == 2:
+            return memory if memory.shape == size else resize_mask(memory, size)
+        if request.previous_mask is not None:
+            return resize_mask(np.asarray(request.previous_mask, bool), size)
+        return None
+
+
+def _disk(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def segment(prep: _Prepared, masks: PromptMasks, prev: np.ndarray | None, iterations: int,
+            band: int = 15) -> np.ndarray:
+    """One round on the working grid: bool (h, w) object mask."""
+    h, w = prep.size
+    fg = masks.positive.copy()
+    bg = masks.negative & ~fg
+    box = masks.box_region
+    if box is not None:
+        bg |= ~box
+        if not fg.any():
+            # A box alone: GrabCut inside the box, its colour models from inside vs outside.
+            result = _grabcut(prep.bgr, np.where(box, cv2.GC_PR_FGD, cv2.GC_BGD).astype(np.uint8),
+                              fg, bg, iterations)
+            return _clean(result, fg, box)
+    markers = np.zeros((h, w), np.int32)
+    if box is None and h > 4 and w > 4:
+        # Weak assumption: the object does not fill the frame, so a ring just inside the border
+        # (cv2.watershed overwrites the outermost pixels) seeds background - except where the
+        # previous answer reached, which the user has accepted as object.
+        ring = np.zeros((h, w), bool)
+        ring[1, 1:-1] = ring[-2, 1:-1] = ring[1:-1, 1] = ring[1:-1, -2] = True
+        ring &= ~fg
+        if prev is not None:
+            ring &= ~prev
+        markers[ring] = 2
+    markers[bg] = 2
+    markers[fg] = 1
+    split = markers
+    cv2.watershed(prep.smooth, split)
+    init = split == 1
+    # GrabCut only decides near the watershed boundary: left free it grows into every
+    # similarly coloured neighbour, while the watershed split already knows the topology.
+    k = _disk(band)
+    gc = np.where(init, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+    gc[cv2.erode(init.astype(np.uint8), k).astype(bool)] = cv2.GC_FGD
+    gc[~cv2.dilate(init.astype(np.uint8), k).astype(bool)] = cv2.GC_BGD
+    result = _grabcut(prep.bgr, gc, fg, bg, iterations)
+    return _clean(result, fg, box)
+
+
+def _grabcut(bgr: np.ndarray, gc: np.ndarray, fg: np.ndarray, bg: np.ndarray, iterations: int) -> np.ndarray:
+    """GrabCut from an initial GC_* label map; prompts are hard constraints."""
+    gc = gc.copy()
+    gc[bg] = cv2.GC_BGD
+    gc[fg] = cv2.GC_FGD
+    is_fg = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+    if not is_fg.any() or is_fg.all() or iterations <= 0:
+        return is_fg  # GrabCut needs samples of both sides to fit its colour models
+    bgd = np.zeros((1, 65), np.float64)
+    fgd = np.zeros((1, 65), np.float64)
+    try:
+        cv2.grabCut(bgr, gc, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+    except cv2.error:
+        return is_fg  # too few distinct colours for the colour models: keep the initial split
+    return (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+
+
+def _clean(mask: np.ndarray, fg: np.ndarray, box: np.ndarray | None) -> np.ndarray:
+    """Keep the parts connected to a positive seed (or, with only a box, the largest part)."""
+    if not mask.any():
+        return mask
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = np.zeros(count, bool)
+    seeded = np.unique(labels[fg & mask])
+    keep[seeded[seeded > 0]] = True
+    if not keep.any():
+        keep[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))] = True
+    out = keep[labels]
+    # Fill holes smaller than 1% of the object: GrabCut leaves pinholes at specular highlights.
+    holes = ~out
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(holes.astype(np.uint8), connectivity=4)
+    limit = max(16, out.sum() // 100)
+    for k in range(1, count):
+        x, y, ww, hh, area = stats[k]
+        touches_border = x == 0 or y == 0 or x + ww == mask.shape[1] or y + hh == mask.shape[0]
+        if area <= limit and not touches_border:
+            out[labels == k] = True
+    return out
+
+
+def oversegment(smooth_bgr: np.ndarray, clusters: int = 12, min_fraction: float = 0.005,
+                max_regions: int = 40) -> list[np.ndarray]:
+    """Unlabelled regions covering the image: k-means on colour + position, split into connected
+    parts, tiny parts dropped; largest first."""
+    h, w = smooth_bgr.shape[:2]
+    lab = cv2.cvtColor(smooth_bgr, cv2.COLOR_BGR2LAB).astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    # Position weighs less than colour so one object of one colour stays one region.
+    spatial = 60.0 / max(h, w)
+    feats = np.concatenate([lab.reshape(-1, 3), (xx * spatial).reshape(-1, 1), (yy * spatial).reshape(-1, 1)], 1)
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 10, 1.0)
+    cv2.setRNGSeed(0)  # deterministic: the same image gives the same regions
+    k = min(clusters, max(1, h * w // 64))
+    _, assign, _ = cv2.kmeans(feats, k, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
+    assign = assign.reshape(h, w).astype(np.uint8)
+    assign = cv2.medianBlur(assign, 5)
+    regions: list[np.ndarray] = []
+    min_area = max(1, int(min_fraction * h * w))
+    for c in range(k):
+        count, labels, stats, _ = cv2.connectedComponentsWithStats((assign == c).astype(np.uint8), connectivity=8)
+        for j in range(1, count):
+            if stats[j, cv2.CC_STAT_AREA] >= min_area:
+                regions.append(labels == j)
+    regions.sort(key=lambda r: -int(r.sum()))
+    return regions[:max_regions]

@@ -1,0 +1,156 @@
+"""Rasterising prompts and the classical (no-weights) backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from seem_annotator.core.masks import mask_iou
+from seem_annotator.core.prompts import (
+    BoxPrompt,
+    PointPrompt,
+    PolygonPrompt,
+    ReferringPrompt,
+    StrokePrompt,
+    TextPrompt,
+    VoicePrompt,
+)
+from seem_annotator.engine.backends import create_backend
+from seem_annotator.engine.classical import ClassicalBackend
+from seem_annotator.engine.rasterize import rasterize, resize_mask
+from seem_annotator.engine.types import DecodeRequest, ImageInput, SegmentationBackend
+from seem_annotator.errors import ModelUnavailableError
+
+# -- rasterize -----------------------------------------------------------------------------------
+
+
+def test_click_is_the_official_3x3_square_at_scaled_position():
+    m = rasterize([PointPrompt(20.7, 10.2, True), PointPrompt(0.0, 0.0, False)], (50, 60), scale=0.5)
+    ys, xs = np.nonzero(m.pos_clicks)
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (4, 6, 9, 11)  # pixel (10, 5) +- 1
+    assert m.neg_clicks.sum() == 4  # clipped at the corner
+    assert m.clicks == [(10, 5, True), (0, 0, False)]
+    assert not m.pos_strokes.any() and not m.boxes
+
+
+def test_stroke_width_polygon_fill_and_box():
+    stroke = StrokePrompt(((10.0, 50.0), (90.0, 50.0)), width=9.0)
+    poly = PolygonPrompt(((10.0, 10.0), (40.0, 10.0), (40.0, 30.0), (10.0, 30.0)), positive=False)
+    m = rasterize([stroke, poly, BoxPrompt(80, 90, 60, 70)], (100, 100), scale=1.0)
+    col = m.pos_strokes[:, 50]
+    assert 8 <= col.sum() <= 11 and col[50]  # painted with its width around y = 50
+    assert m.neg_regions[20, 25] and not m.neg_regions[35, 25]
+    assert abs(int(m.neg_regions.sum()) - 30 * 20) < 80
+    assert m.boxes == [(60, 70, 80, 90)]  # normalised, end-exclusive
+    assert m.box_region.sum() == 20 * 20
+    assert m.positive[50, 50] and m.negative[20, 20]
+
+
+def test_resize_mask_roundtrip():
+    mask = np.zeros((40, 60), bool)
+    mask[10:30, 20:40] = True
+    up = resize_mask(mask, (80, 120))
+    assert up.shape == (80, 120) and mask_iou(resize_mask(up, (40, 60)), mask) > 0.95
+
+
+# -- classical backend ---------------------------------------------------------------------------
+
+
+def _scene(seed: int = 0) -> tuple[ImageInput, np.ndarray]:
+    """A textured background with a red ellipse and a blue square (shading and noise)."""
+    rng = np.random.default_rng(seed)
+    h, w = 240, 320
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([90 + 40 * np.sin(xx / 9.0), 120 + 30 * np.cos(yy / 7.0), 80 + 0 * xx], -1)
+    ellipse = ((xx - 110) / 60.0) ** 2 + ((yy - 120) / 45.0) ** 2 <= 1
+    square = (xx > 210) & (xx < 280) & (yy > 60) & (yy < 140)
+    img[ellipse] = (200, 40, 40)
+    img[square] = (40, 50, 210)
+    img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
+    return ImageInput(key=f"scene{seed}", pixels=img, full_size=(h, w)), ellipse
+
+
+def _predict(backend, image, prompts, memory=None):
+    return backend.predict(DecodeRequest(image=image, object_id="o", round_index=0, prompts=tuple(prompts),
+                                         memory=memory))
+
+
+def test_backend_protocol_and_supported_kinds():
+    backend = create_backend("classical")
+    assert isinstance(backend, SegmentationBackend) and isinstance(backend, ClassicalBackend)
+    assert all(backend.supports(k) for k in ("point", "box", "polygon", "stroke", "everything"))
+    assert not any(backend.supports(k) for k in ("text", "voice", "referring"))
+
+
+@pytest.mark.parametrize("prompt", [TextPrompt("a dog"), VoicePrompt("the dog"),
+                                    ReferringPrompt(3, {"size": [4, 4], "counts": "04"})])
+def test_language_and_referring_prompts_say_how_to_get_seem(prompt):
+    image, _ = _scene()
+    with pytest.raises(ModelUnavailableError, match="models download focalt_v1"):
+        _predict(ClassicalBackend(), image, [PointPrompt(110, 120), prompt])
+
+
+def test_one_click_box_stroke_and_polygon_find_the_object():
+    backend = ClassicalBackend()
+    image, truth = _scene()
+    for prompts in ([PointPrompt(110, 120)],
+                    [BoxPrompt(45, 70, 175, 170)],
+                    [StrokePrompt(((80.0, 120.0), (140.0, 125.0)), width=4)],
+                    [PolygonPrompt(((70.0, 100.0), (150.0, 100.0), (150.0, 140.0), (70.0, 140.0)))]):
+        cand = _predict(backend, image, prompts)
+        assert cand.mask.shape == truth.shape and cand.mask.dtype == bool
+        assert mask_iou(cand.mask, truth) > 0.9, prompts
+        assert cand.backend == "classical" and cand.labels == [("unknown", 0.0)]
+        assert {"encode", "decode", "total"} <= set(cand.timings)
+
+
+def test_negative_click_removes_a_wrongly_included_region_over_rounds():
+    backend = ClassicalBackend()
+    image, truth = _scene(1)
+    square = np.zeros_like(truth)
+    square[61:140, 211:280] = True
+    # The previous round leaked onto the square; one negative click on it must remove all of it.
+    previous = truth | square
+    prompts = [PointPrompt(110, 120), PointPrompt(245, 100, False)]
+    second = _predict(backend, image, prompts, memory=previous)
+    assert (second.mask & square).sum() < 0.05 * square.sum()
+    assert mask_iou(second.mask, truth) > 0.9
+    # and a positive click on it brings it back (both parts kept)
+    third = _predict(backend, image, [PointPrompt(110, 120), PointPrompt(245, 100)], memory=second.memory)
+    assert (third.mask & square).sum() > 0.9 * square.sum()
+    assert (third.mask & truth).sum() > 0.9 * truth.sum()
+
+
+def test_full_size_answer_for_downscaled_proxy_and_previous_mask_without_memory():
+    big, truth = _scene()
+    proxy = ImageInput(key="proxy", pixels=big.pixels[::2, ::2].copy(), full_size=big.full_size)
+    backend = ClassicalBackend()
+    cand = _predict(backend, proxy, [PointPrompt(110, 120)])
+    assert cand.mask.shape == big.full_size and mask_iou(cand.mask, truth) > 0.85
+    request = DecodeRequest(image=proxy, object_id="o", round_index=1,
+                            prompts=(PointPrompt(110, 120), PointPrompt(60, 125)), previous_mask=cand.mask)
+    again = backend.predict(request)
+    assert mask_iou(again.mask, truth) > 0.85
+
+
+def test_only_negative_prompts_give_an_empty_mask():
+    image, _ = _scene()
+    cand = _predict(ClassicalBackend(), image, [PointPrompt(10, 10, False)])
+    assert not cand.mask.any() and cand.score == 0.0
+
+
+def test_deterministic():
+    image, _ = _scene()
+    a = _predict(ClassicalBackend(), image, [PointPrompt(110, 120), PointPrompt(250, 100, False)])
+    b = _predict(ClassicalBackend(), image, [PointPrompt(110, 120), PointPrompt(250, 100, False)])
+    assert np.array_equal(a.mask, b.mask)
+
+
+def test_segment_everything_gives_unlabelled_regions_covering_the_objects():
+    image, truth = _scene()
+    cands = ClassicalBackend().segment_everything(image, ("cat", "dog"))
+    assert 2 <= len(cands) <= 40
+    assert all(c.labels == [("unknown", 0.0)] and c.mask.shape == truth.shape for c in cands)
+    assert max(mask_iou(c.mask, truth) for c in cands) > 0.8
+    areas = [c.mask.sum() for c in cands]
+    assert areas == sorted(areas, reverse=True)
