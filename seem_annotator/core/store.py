@@ -107,7 +107,8 @@ class Store:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise StoreError(f"Cannot create the project folder {self.path.parent}: {exc}.") from exc
+                raise StoreError(f"Cannot create the project folder {self.path.parent} ({exc.strerror or exc}); "
+                                 "keep the project store in a writable folder.") from exc
         elif not self.path.is_file():
             raise StoreError(f"No project store found at {self.path}.")
         elif self.path.stat().st_size > 0 and not _looks_like_sqlite(self.path):
