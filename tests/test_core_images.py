@@ -123,7 +123,9 @@ def test_folder_with_bad_file_still_loads(tmp_path):
     Image.fromarray(gradient()).save(tmp_path / "sub" / "ok2.jpg")
     (tmp_path / "broken.jpg").write_bytes(b"garbage")
     (tmp_path / "notes.txt").write_text("ignored")
-    with Project.create(tmp_path) as project:
+    calls = []
+    with Project.create(tmp_path, progress=lambda done, total: calls.append((done, total))) as project:
+        assert calls == [(1, 3), (2, 3), (3, 3)]
         images = project.images()
         assert [i.file_name for i in images] == ["broken.jpg", "ok1.png", "sub/ok2.jpg"]
         assert [i.readable for i in images] == [False, True, True]
