@@ -234,3 +234,28 @@ def test_pixel_limits_replace_pillows_bomb_guard(tmp_path):
     scan = imgio.probe(tmp_path, "big.png")
     assert not scan.readable and "only JPEG" in scan.error
     assert Image.MAX_IMAGE_PIXELS is not None  # the global guard is left as it was
+
+
+def test_real_photographs_scan_with_external_store(shared_data, tmp_path):
+    """The read-only shared folders: a project over them keeps its store elsewhere, and every size
+    (after EXIF) matches the ground truth's."""
+    import json
+
+    coco = shared_data / "COCO_MVal_subset"
+    truth = {im["file_name"]: (im["width"], im["height"])
+             for im in json.loads((coco / "instances_mval_subset.json").read_text())["images"]}
+    with Project.create(coco, store_path=tmp_path / "coco.sqlite") as project:
+        sizes = {i.file_name: (i.width, i.height) for i in project.images() if i.file_name.startswith("img/")}
+        assert sizes == truth
+        assert all(i.readable and len(i.sha256) == 64 for i in project.images())
+    assert not (coco / ".seem-annotator").exists()
+
+    berkeley = shared_data / "Berkeley"
+    with Project.create(berkeley / "images", store_path=tmp_path / "bk.sqlite") as project:
+        images = project.images()
+        assert len(images) == 100 and all(i.readable for i in images)
+        for image in images[::10]:
+            with Image.open(berkeley / "masks" / (Path(image.file_name).stem + ".png")) as mask:
+                assert (image.width, image.height) == mask.size
+            proxy = project.load_for_model(image.id, max_side=256)
+            assert proxy.full_size == (image.height, image.width) and max(proxy.pixels.shape[:2]) <= 256
