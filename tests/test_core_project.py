@@ -154,6 +154,7 @@ def test_edit_operations_and_undo(project):
     b = accepted(project, img, rect(10, 20, 10, 20), cat.id)
     c = accepted(project, img, rect(40, 45, 40, 45), cat.id)
     assert [x.id for x in project.annotations(img)] == [a, b, c]
+    assert project.annotation(a).source["edited"] is False
 
     def state():
         return [(x.id, x.label_id, x.rle["counts"], x.order) for x in project.annotations(img)]

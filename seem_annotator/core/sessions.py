@@ -137,7 +137,7 @@ def accept(store: Store, session_id: int, label_id: int, mask_rle: dict | None =
             "rounds": len(session.rounds),
             "backend": last.backend if last else "manual",
             "prompts": json.loads(dumps(prompts_to_json(session.all_prompts()))),
-            "edited": mask_rle is not session.mask_rle,
+            "edited": session.mask_rle is None or clean != masks.normalize(session.mask_rle),
         }
         rec = Recorder(store, session.image_id)
         if not session.rounds:
