@@ -286,6 +286,11 @@ def test_interrupted_create_is_finished_on_open(tmp_path):
     store.close()
     with Project.open_or_create(root) as project:
         assert [i.file_name for i in project.images()] == ["x.png"]
+    # Killed even earlier: schema written, nothing else.
+    (root / ".seem-annotator" / "project.sqlite").unlink()
+    Store(default_store_path(root), create=True).close()
+    with Project.open_or_create(root) as project:
+        assert project.root == root.resolve() and len(project.images()) == 1
 
 
 def test_threads_share_one_project(project):

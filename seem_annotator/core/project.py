@@ -84,7 +84,8 @@ class Project:
                 except ValueError:  # different drives on Windows
                     rel = str(root)
                 inside = path.parent == root / DEFAULT_DIRNAME
-                store.execute("INSERT INTO meta(key, value) VALUES ('images_root', ?)", (rel if inside else str(root),))
+                store.execute("INSERT INTO meta(key, value) VALUES ('images_root', ?)",
+                              (rel if inside else str(root),))
                 store.execute("INSERT INTO meta(key, value) VALUES ('created_at', ?)", (repr(now()),))
             project = cls(store, root)
             project.rescan(progress)
@@ -104,6 +105,10 @@ class Project:
         store = Store(store_path, read_only=read_only)
         try:
             raw = store.get_meta("images_root")
+            if raw is None and store_path.resolve().parent.name == DEFAULT_DIRNAME and not read_only:
+                # Killed while being created in the default place: the images root is implied.
+                raw = ".."
+                store.set_meta("images_root", raw)
             if raw is None:
                 raise StoreError(f"The project store {store_path} has no images folder recorded.")
             root = Path(raw)
