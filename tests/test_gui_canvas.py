@@ -268,3 +268,33 @@ def test_image_list_filter_search_and_neighbours(qtbot, tmp_path) -> None:
     panel.image_chosen.connect(chosen.append)
     panel.list.itemClicked.emit(panel.list.item(1))
     assert chosen == [2]
+
+
+def test_project_store_in_a_chosen_location_and_recent_list(tmp_path) -> None:
+    import shutil
+    from pathlib import Path
+
+    from seem_annotator.gui import project_open
+
+    images = tmp_path / "images"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "resources" / "samples", images)
+    store_dir = tmp_path / "elsewhere"
+    project = project_open.open_project(images, store_dir)
+    try:
+        assert project.store_path == (store_dir / "project.sqlite").resolve()
+        assert not (images / ".seem-annotator").exists()  # nothing written beside the images
+        assert len(project.images()) == 4
+        project.add_label("cat")
+    finally:
+        project.close()
+    again = project_open.open_project(images, store_dir)  # reopened, never recreated
+    try:
+        assert [label.name for label in again.labels()] == ["cat"]
+    finally:
+        again.close()
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    project_open.remember_project(settings, str(images), str(store_dir))
+    project_open.remember_project(settings, "/other")
+    project_open.remember_project(settings, str(images), str(store_dir))
+    recent = project_open.recent_projects(settings)
+    assert [project_open.split_recent(e) for e in recent] == [(str(images), str(store_dir)), ("/other", None)]

@@ -128,9 +128,15 @@ class AnnotationController(QObject):
         record = getattr(self, "_current_record", None)
         return None if record is None else record.id
 
+    def _forget_request(self) -> None:
+        """Drop the request in flight (its answer will never be shown)."""
+        if self._latest is not None:
+            self.bridge.cancel(self._latest.object_id)
+        self._latest = None
+
     def _drop_transient(self) -> None:
         self.pending = []
-        self._latest = None
+        self._forget_request()
         self.selected = []
         self.pending_label = None
         self.alternatives = []
@@ -394,7 +400,7 @@ class AnnotationController(QObject):
         """Esc: drop pending prompts, then the object in progress (undoable), then the selection."""
         if self.pending or self._latest is not None:
             self.pending = []
-            self._latest = None
+            self._forget_request()
             self.busy_changed.emit(False)
             self.candidate_changed.emit()
             return

@@ -1,15 +1,17 @@
 """The image list dock: thumbnails and names with a status dot, filter by status, search by name.
 
 Thumbnails are decoded on a background thread (QImage is safe off the GUI thread, QPixmap is not)
-and arrive through a signal, so a folder of thousands of photographs opens at once.
+into a plain queue that a GUI-thread timer drains: the thread never touches a Qt object that the
+window may already have destroyed, and a folder of thousands of photographs opens at once.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
@@ -55,7 +57,6 @@ class ImageListPanel(QWidget):
     """List of the project's images; emits `image_chosen(image_id)`."""
 
     image_chosen = Signal(int)
-    _thumb_ready = Signal(int, object)  # image id, QImage (from the loader thread)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -82,8 +83,11 @@ class ImageListPanel(QWidget):
         self._items: dict[int, QListWidgetItem] = {}
         self._records: dict[int, ImageRecord] = {}
         self._thumbs: dict[int, QImage] = {}
-        self._thumb_ready.connect(self._on_thumb)
         self._generation = 0
+        self._thumb_queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thumb_timer = QTimer(self)
+        self._thumb_timer.setInterval(60)
+        self._thumb_timer.timeout.connect(self._drain_thumbs)
 
     # ------------------------------------------------------------------ content
     def set_images(self, images: list[ImageRecord], root: Path) -> None:
@@ -120,17 +124,36 @@ class ImageListPanel(QWidget):
     def _load_thumbs(self, todo: list[tuple[int, Path]], generation: int) -> None:
         from seem_annotator.core.images import load_for_model
 
+        out = self._thumb_queue
+        current = lambda: self._generation  # noqa: E731 - read by the thread, a plain int attribute
+
         def run() -> None:
             for image_id, path in todo:
-                if generation != self._generation:
-                    return  # another folder was opened meanwhile
                 try:
+                    if generation != current():
+                        return  # another folder was opened meanwhile
                     proxy = load_for_model(path, max_side=THUMB * 2)
                 except Exception:  # unreadable files keep their status dot; the project reports why
                     continue
-                self._thumb_ready.emit(image_id, rgb_to_qimage(proxy.pixels))
+                out.put((generation, image_id, rgb_to_qimage(proxy.pixels)))
+            out.put((generation, None, None))
 
-        threading.Thread(target=run, name="thumbnails", daemon=True).start()
+        if todo:
+            self._thumb_timer.start()
+            threading.Thread(target=run, name="thumbnails", daemon=True).start()
+
+    def _drain_thumbs(self) -> None:
+        while True:
+            try:
+                generation, image_id, image = self._thumb_queue.get_nowait()
+            except queue.Empty:
+                return
+            if generation != self._generation:
+                continue
+            if image_id is None:
+                self._thumb_timer.stop()
+                continue
+            self._on_thumb(image_id, image)
 
     def _on_thumb(self, image_id: int, image: QImage) -> None:
         record = self._records.get(image_id)

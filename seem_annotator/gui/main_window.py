@@ -138,7 +138,7 @@ class MainWindow(QMainWindow):
         try:
             project = project_open.open_project(folder, store)
         except UserError as exc:
-            self.show_error(str(exc))
+            self.show_error(str(exc), modal=True)
             return False
         self.close_project()
         self.project = project
@@ -397,9 +397,11 @@ class MainWindow(QMainWindow):
     def show_cheat_sheet(self) -> None:
         CheatSheetDialog(self.shortcuts, self).exec()
 
-    def show_error(self, message: str) -> None:
-        self.status.message(message, 10000)
-        if self.isVisible() and not self.settings.value("ui/quiet_errors", False, type=bool):
+    def show_error(self, message: str, modal: bool = False) -> None:
+        """Problems during labelling go to the status bar (no box to click away mid-flow); problems
+        opening a project also get a dialog."""
+        self.status.message(message, 12000)
+        if modal and self.isVisible() and not self.settings.value("ui/quiet_errors", False, type=bool):
             QMessageBox.warning(self, "seem-annotator", message)
 
     def export(self) -> None:

@@ -7,21 +7,16 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QLabel
 
 from seem_annotator.engine import backends
 from seem_annotator.errors import UserError
 from seem_annotator.gui.everything_review import EverythingReview
-from seem_annotator.gui.worker_bridge import WorkerBridge
+from seem_annotator.gui.worker_bridge import WorkerBridge, make_worker
 
 if TYPE_CHECKING:
     from seem_annotator.gui.main_window import MainWindow
-
-
-def make_worker(backend: Any) -> Any:
-    from seem_annotator.engine.worker import Worker
-
-    return Worker(backend)
 
 
 class ModelControl:
@@ -32,7 +27,10 @@ class ModelControl:
         wanted = backend_name or str(window.settings.value("model/backend", "")) or backends.default_backend_name()
         # The classical backend starts instantly; a SEEM model loads in the background and replaces it.
         initial = backend if backend is not None else backends.create_backend("classical")
-        self.bridge = WorkerBridge(make_worker(initial), window)
+        holder: list[WorkerBridge] = []
+        self.bridge = WorkerBridge(make_worker(initial, holder), window)
+        holder.append(self.bridge)
+        self.bridge.notice.connect(lambda text: window.status.message(text, 10000))
         self.backend = initial
         self.bridge.backend_changed.connect(self._backend_changed)
         self.bridge.backend_failed.connect(self._backend_failed)
@@ -40,6 +38,9 @@ class ModelControl:
         self.bridge.everything_failed.connect(lambda _key, exc: self._everything_failed(exc))
         self._review: EverythingReview | None = None
         self._prefetch_generation = 0
+        self._idle_timer = QTimer(window)
+        self._idle_timer.setInterval(250)
+        self._idle_timer.timeout.connect(self._poll_idle)
         self._show_backend()
         if backend is None and wanted != "classical":
             self.switch(wanted, self.device_choice)
@@ -116,6 +117,7 @@ class ModelControl:
 
     def shutdown(self) -> None:
         self._prefetch_generation += 1
+        self._idle_timer.stop()
         self.bridge.shutdown()
 
     # ------------------------------------------------------------------ pre-encoding
@@ -123,7 +125,7 @@ class ModelControl:
         """Pre-encode the next and previous images in the background so switching is instant."""
         window = self.window
         ctl = window.controller
-        if ctl is None or ctl.image_id is None or not hasattr(self.bridge.worker, "prefetch"):
+        if ctl is None or ctl.image_id is None:
             return
         ids = [i for i in (window.images_panel.neighbour(ctl.image_id, +1),
                            window.images_panel.neighbour(ctl.image_id, -1)) if i is not None and i != ctl.image_id]
@@ -147,10 +149,21 @@ class ModelControl:
                 except Exception:
                     continue  # an unreadable neighbour is reported when it is opened
             if inputs and generation == self._prefetch_generation:
-                self.bridge.prefetch(inputs)
+                try:
+                    self.bridge.prefetch(inputs)
+                except RuntimeError:
+                    return  # the worker was shut down (window closing)
 
-        status.set_encode_progress(0, 0)
+        status.set_encode_busy(len(ids))
+        self._idle_timer.start()
         threading.Thread(target=run, name="prefetch-neighbours", daemon=True).start()
+
+    def _poll_idle(self) -> None:
+        # The worker reports no per-image encode progress; show work until it is idle again.
+        wait_idle = getattr(self.bridge.worker, "wait_idle", None)
+        if wait_idle is None or wait_idle(0):
+            self._idle_timer.stop()
+            self.window.status.set_encode_busy(0)
 
     # ------------------------------------------------------------------ segment everything
     def segment_everything(self) -> None:

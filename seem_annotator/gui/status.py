@@ -29,7 +29,7 @@ class StatusPanel:
         self.zoom = QLabel("")
         self.encode = QProgressBar()
         self.encode.setMaximumWidth(140)
-        self.encode.setFormat("encoding %p%")
+        self.encode.setTextVisible(True)
         self.encode.setVisible(False)
         self.busy = QLabel("")
         for widget in (self.busy, self.encode, self.cursor, self.zoom, self.decode, self.backend, self.device):
@@ -48,11 +48,13 @@ class StatusPanel:
     def set_busy(self, busy: bool) -> None:
         self.busy.setText("segmenting…" if busy else "")
 
-    def set_encode_progress(self, done: int, total: int) -> None:
-        """Background pre-encoding of neighbouring images (hidden when there is nothing to do)."""
-        self.encode.setVisible(total > 0 and done < total)
-        self.encode.setRange(0, max(1, total))
-        self.encode.setValue(done)
+    def set_encode_busy(self, images: int) -> None:
+        """Background pre-encoding of `images` neighbouring images (hidden at 0)."""
+        self.encode.setVisible(images > 0)
+        self.encode.setRange(0, 0)  # busy indicator: the worker reports no per-image progress
+        self.encode.setFormat(f"pre-encoding {images}")
+        self.encode.setToolTip(f"Encoding the next/previous image{'s' if images != 1 else ''} in the background "
+                               "so switching to them is instant")
 
     def set_cursor(self, x: float, y: float, inside: bool) -> None:
         self.cursor.setText(f"x {x:.0f}  y {y:.0f}" if inside else "")

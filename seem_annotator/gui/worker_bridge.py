@@ -7,7 +7,6 @@ touches widgets runs on the GUI thread and the window never waits for the model.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +16,8 @@ from seem_annotator.engine.types import DecodeRequest, ImageInput
 
 
 class WorkerBridge(QObject):
-    """Wraps an engine worker (`submit`, `prefetch`, `set_backend`, `shutdown`).
+    """Wraps the engine's InferenceWorker (`submit`, `cancel`, `segment_everything`, `prefetch`,
+    `set_backend`, `shutdown`); every callback it makes on its thread becomes a signal here.
 
     Signals carry the request (or a job tag) back with the answer so the receiver can drop stale
     answers: `result(request, candidate)`, `failed(request, exception)`,
@@ -34,71 +34,57 @@ class WorkerBridge(QObject):
     def __init__(self, worker: Any, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.worker = worker
-        self.pending = 0
-        self._lock = threading.Lock()
+
+    notice = Signal(str)  # worker messages (e.g. out-of-memory fallbacks)
 
     # The callbacks run on the worker thread: they only emit.
     def submit(self, request: DecodeRequest) -> None:
-        with self._lock:
-            self.pending += 1
+        self.worker.submit(request, lambda req, cand: self._emit(self.result, req, cand),
+                           lambda req, exc: self._emit(self.failed, req, exc))
 
-        def done(candidate: Any) -> None:
-            self._finish()
-            self.result.emit(request, candidate)
+    def cancel(self, object_id: str) -> None:
+        """Forget an object's queued or running request (Esc, image switch)."""
+        self.worker.cancel(object_id)
 
-        def fail(exc: BaseException) -> None:
-            self._finish()
-            self.failed.emit(request, exc)
-
-        self.worker.submit(request, done, fail)
-
-    def _finish(self) -> None:
-        with self._lock:
-            self.pending = max(0, self.pending - 1)
+    @staticmethod
+    def _emit(signal: Any, *args: Any) -> None:
+        try:
+            signal.emit(*args)
+        except RuntimeError:
+            pass  # the window was closed while the model worked: nobody is left to tell
 
     def prefetch(self, images: list[ImageInput]) -> None:
-        prefetch = getattr(self.worker, "prefetch", None)
-        if prefetch is not None:
-            prefetch(images)
+        for image in images:
+            self.worker.prefetch(image)
 
     def segment_everything(self, image: ImageInput, labels: tuple[str, ...]) -> None:
-        """Run the backend's segment-everything off the GUI thread."""
-        method: Callable | None = getattr(self.worker, "segment_everything", None)
-        if method is not None:
-            method(image, labels, lambda cands: self.everything_done.emit(image.key, cands),
-                   lambda exc: self.everything_failed.emit(image.key, exc))
-            return
-        backend = self.backend
-
-        def run() -> None:
-            try:
-                candidates = backend.segment_everything(image, labels)
-            except BaseException as exc:  # reported to the user, never raised on this thread
-                self.everything_failed.emit(image.key, exc)
-                return
-            self.everything_done.emit(image.key, candidates)
-
-        threading.Thread(target=run, name="segment-everything", daemon=True).start()
+        """Run the backend's segment-everything on the worker thread."""
+        self.worker.segment_everything(image, labels,
+                                       lambda img, cands: self._emit(self.everything_done, img.key, cands),
+                                       lambda img, exc: self._emit(self.everything_failed, img.key, exc))
 
     @property
     def backend(self) -> Any:
-        return getattr(self.worker, "backend", None)
+        return self.worker.backend
 
     def set_backend(self, factory: Callable[[], Any]) -> None:
-        """Build a backend off the GUI thread (loading a checkpoint takes seconds) and install it."""
+        """Build a backend on the worker thread (loading a checkpoint takes seconds) and install it."""
+        self.worker.set_backend(factory, lambda backend: self._emit(self.backend_changed, backend),
+                                lambda exc: self._emit(self.backend_failed, exc))
 
-        def run() -> None:
-            try:
-                backend = factory()
-                self.worker.set_backend(backend)
-            except BaseException as exc:
-                self.backend_failed.emit(exc)
-                return
-            self.backend_changed.emit(backend)
-
-        threading.Thread(target=run, name="load-backend", daemon=True).start()
+    def pending(self) -> int:
+        return int(self.worker.pending())
 
     def shutdown(self) -> None:
-        shutdown = getattr(self.worker, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
+        self.worker.shutdown(wait=True, timeout=5.0)
+
+
+def make_worker(backend: Any, bridge_holder: list | None = None) -> Any:
+    """The engine's inference worker around `backend`; its notices go to `bridge_holder[0].notice`."""
+    from seem_annotator.engine.worker import InferenceWorker
+
+    def on_notice(message: str) -> None:
+        if bridge_holder:
+            WorkerBridge._emit(bridge_holder[0].notice, message)
+
+    return InferenceWorker(backend, on_notice=on_notice)
