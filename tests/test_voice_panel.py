@@ -121,7 +121,9 @@ def test_voice_button_disabled_with_reason_app_unaffected(qtbot, tmp_path: Path,
     panel = window.voice_panel
     assert not panel.talk_button.isEnabled()
     assert panel.talk_button.toolTip() == PORTAUDIO_MISSING
-    assert PORTAUDIO_MISSING in window.statusBar().currentMessage()
+    qtbot.waitUntil(lambda: PORTAUDIO_MISSING in window.statusBar().currentMessage(), timeout=5000)
+    assert panel.indicator.isVisible() and panel.indicator.toolTip() == PORTAUDIO_MISSING
+    assert panel.indicator.text().startswith("Voice off: Voice input needs the PortAudio library")
     assert panel.start_recording() is False and not panel.recording
     # Space on the canvas is not swallowed by a voice panel that cannot record.
     window.canvas.setFocus()

@@ -124,6 +124,7 @@ class VoicePanel(QWidget):
         self.settings_button.clicked.connect(self.open_settings)
         self.state_label = QLabel(self)
         self.state_label.setWordWrap(True)
+        self.indicator = QLabel()  # goes into the window's status bar (install_voice_panel)
 
         row = QHBoxLayout()
         for w in (self.talk_button, self.meter, self.transcript, self.parsed, self.run_button,
@@ -152,13 +153,18 @@ class VoicePanel(QWidget):
     def refresh_availability(self) -> Availability:
         """Re-check PortAudio, the device and Whisper; enable or disable the Talk button."""
         self.availability = check_voice_available(self.settings.device)
-        self.talk_button.setEnabled(self.availability.ok)
-        if self.availability.ok:
-            self.talk_button.setToolTip(self._talk_hint())
+        ok, reason = self.availability.ok, self.availability.reason
+        self.talk_button.setEnabled(ok)
+        self.talk_button.setToolTip(self._talk_hint() if ok else reason)
+        # A permanent status-bar indicator: transient messages are soon replaced by others.
+        self.indicator.setText("Voice: ready" if ok else f"Voice off: {reason.split(';')[0].rstrip('.')}")
+        self.indicator.setToolTip(self._talk_hint() if ok else reason)
+        if ok:
             self.state_label.setText("")
         else:
-            self.talk_button.setToolTip(self.availability.reason)
-            self._status(self.availability.reason, 15000)
+            self.state_label.setText(reason)
+            # After the window has finished starting up, so its own first messages do not hide it.
+            QTimer.singleShot(0, self, lambda: self._status(reason, 15000))
         return self.availability
 
     # ------------------------------------------------------------------ recording
@@ -415,6 +421,9 @@ def install_voice_panel(window: Any, **kwargs: Any) -> VoicePanel:
         dock.setWidget(panel)
         window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
         panel.dock = dock
+    bar = getattr(window, "statusBar", None)
+    if callable(bar):
+        bar().addPermanentWidget(panel.indicator)
     canvas = getattr(window, "canvas", None)
     if isinstance(canvas, QWidget):
         panel.watch(canvas)
