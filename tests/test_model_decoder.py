@@ -325,3 +325,14 @@ def test_demo_config_builds_official_keys_and_refuses_prompts() -> None:
     feats = fake_features(model)
     with pytest.raises(CheckpointError):
         model.decode_spatial(feats, blob_masks((64, 96), [(1, 1, 5, 5)]))
+
+
+def test_cached_cross_attention_keys_values_give_the_same_answer(v1: SEEM) -> None:
+    plain, cached = fake_features(v1), fake_features(v1)
+    v1.predictor.cache_kv(cached.decoder_inputs)
+    assert cached.nbytes() > plain.nbytes()
+    pos = blob_masks((64, 96), [(10, 10, 20, 30)])
+    a = v1.decode_spatial(plain, pos, sampler=TorchSampler(2))
+    b = v1.decode_spatial(cached, pos, sampler=TorchSampler(2))
+    assert torch.allclose(a.mask_logits, b.mask_logits, atol=1e-5)
+    assert torch.allclose(a.raw["pred_logits"], b.raw["pred_logits"], atol=1e-5)

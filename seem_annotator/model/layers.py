@@ -37,19 +37,28 @@ class MultiHeadAttention(nn.Module):
         nn.init.zeros_(self.in_proj_bias)
         nn.init.zeros_(self.out_proj.bias)
 
-    def forward(self, query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None) -> Tensor:
-        """query (L, B, C), key/value (S, B, C), attn_mask bool (B*heads, L, S), True = blocked.
+    def project_kv(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+        """Key/value projections (S, B, C) each; cache them when the same memory is attended
+        many times (the image features of the cross-attention)."""
+        _, w_k, w_v = self.in_proj_weight.chunk(3)
+        _, b_k, b_v = self.in_proj_bias.chunk(3)
+        return F.linear(key, w_k, b_k), F.linear(value, w_v, b_v)
 
-        Returns (L, B, C).
-        """
+    def forward(self, query: Tensor, key: Tensor | None, value: Tensor | None, attn_mask: Tensor | None = None,
+                kv: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """query (L, B, C), key/value (S, B, C) (or ``kv`` = :meth:`project_kv` of them),
+        attn_mask bool (B*heads, L, S), True = blocked. Returns (L, B, C)."""
         L, B, C = query.shape
-        S = key.shape[0]
         h, d = self.num_heads, C // self.num_heads
-        w_q, w_k, w_v = self.in_proj_weight.chunk(3)
-        b_q, b_k, b_v = self.in_proj_bias.chunk(3)
+        w_q, b_q = self.in_proj_weight[:C], self.in_proj_bias[:C]
+        if kv is None:
+            assert key is not None and value is not None
+            kv = self.project_kv(key, value)
+        k_proj, v_proj = kv
+        S = k_proj.shape[0]
         q = F.linear(query, w_q, b_q).reshape(L, B * h, d).transpose(0, 1)
-        k = F.linear(key, w_k, b_k).reshape(S, B * h, d).transpose(0, 1)
-        v = F.linear(value, w_v, b_v).reshape(S, B * h, d).transpose(0, 1)
+        k = k_proj.reshape(S, B * h, d).transpose(0, 1)
+        v = v_proj.reshape(S, B * h, d).transpose(0, 1)
         weights = torch.bmm(q * (1.0 / math.sqrt(d)), k.transpose(1, 2))
         if attn_mask is not None:
             weights = weights.masked_fill(attn_mask, float("-inf"))
@@ -88,11 +97,14 @@ class CrossAttentionLayer(nn.Module):
         memory_mask: Tensor | None = None,
         pos: Tensor | None = None,
         query_pos: Tensor | None = None,
+        kv: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
-        """tgt (L, B, C), memory (S, B, C), memory_mask bool (B*heads, L, S). Returns (L, B, C)."""
+        """tgt (L, B, C), memory (S, B, C), memory_mask bool (B*heads, L, S). ``kv``: cached
+        ``multihead_attn.project_kv(memory + pos, memory)``. Returns (L, B, C)."""
         q = tgt if query_pos is None else tgt + query_pos
-        k = memory if pos is None else memory + pos
-        return self.norm(tgt + self.multihead_attn(q, k, memory, attn_mask=memory_mask))
+        if kv is None:
+            kv = self.multihead_attn.project_kv(memory if pos is None else memory + pos, memory)
+        return self.norm(tgt + self.multihead_attn(q, None, None, attn_mask=memory_mask, kv=kv))
 
 
 class FFNLayer(nn.Module):

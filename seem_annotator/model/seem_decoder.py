@@ -54,6 +54,9 @@ class DecoderInputs:
     sizes: per level (h_i, w_i).
     mask_features: (B, C_mask, H/4, W/4).
     mask_levels: ``mask_features`` bilinearly resized to each level size (for attention masks).
+    kv: optional, per decoder layer, the cross-attention key/value projections of that layer's
+        level, (h*w, B, C) each (:meth:`SEEMDecoder.cache_kv`); they are most of the cost of a
+        decoder pass with few queries.
     """
 
     src: list[Tensor]
@@ -61,6 +64,7 @@ class DecoderInputs:
     sizes: list[tuple[int, int]]
     mask_features: Tensor
     mask_levels: list[Tensor]
+    kv: list[tuple[Tensor, Tensor]] | None = None
 
     @property
     def batch(self) -> int:
@@ -73,9 +77,10 @@ class DecoderInputs:
 
     def repeat(self, n: int) -> DecoderInputs:
         """The same inputs repeated ``n`` times along the batch (v0: one object per element)."""
+        kv = None if self.kv is None else [(k.repeat(1, n, 1), v.repeat(1, n, 1)) for k, v in self.kv]
         return DecoderInputs(
             [s.repeat(1, n, 1) for s in self.src], [p.repeat(1, n, 1) for p in self.pos], list(self.sizes),
-            self.mask_features.repeat(n, 1, 1, 1), [m.repeat(n, 1, 1, 1) for m in self.mask_levels])
+            self.mask_features.repeat(n, 1, 1, 1), [m.repeat(n, 1, 1, 1) for m in self.mask_levels], kv)
 
 
 class SEEMDecoder(nn.Module):
@@ -154,6 +159,16 @@ class SEEMDecoder(nn.Module):
             src.append(s.permute(2, 0, 1))
             levels.append(F.interpolate(mask_features, size=sizes[-1], mode="bilinear", align_corners=False))
         return DecoderInputs(src, pos, sizes, mask_features, levels)
+
+    def cache_kv(self, inputs: DecoderInputs) -> DecoderInputs:
+        """Fill ``inputs.kv`` with every layer's cross-attention key/value projections (per image;
+        makes later decodes of this image much cheaper). Returns ``inputs``."""
+        kv = []
+        for i, layer in enumerate(self.transformer_cross_attention_layers):
+            lvl = i % self.num_feature_levels
+            kv.append(layer.multihead_attn.project_kv(inputs.src[lvl] + inputs.pos[lvl], inputs.src[lvl]))
+        inputs.kv = kv
+        return inputs
 
     # -- per prompt ------------------------------------------------------------------------
     def encode_spatial(self, inputs: DecoderInputs, pos_masks: list[Tensor], neg_masks: list[Tensor],
@@ -234,7 +249,8 @@ class SEEMDecoder(nn.Module):
             level = i % self.num_feature_levels
             memory_mask = state.cross_attn_mask(names, inputs.sizes[level], self.num_heads, prev_mask, sampler)
             output = self.transformer_cross_attention_layers[i](
-                output, inputs.src[level], memory_mask=memory_mask, pos=inputs.pos[level], query_pos=query_pos)
+                output, inputs.src[level], memory_mask=memory_mask, pos=inputs.pos[level], query_pos=query_pos,
+                kv=None if inputs.kv is None else inputs.kv[i])
             state.split(output, index)
             if spatial is not None:
                 state.groups["tokens_spatial"] = Group(spatial.tokens[level], spatial.tokens[level].detach().clone(),

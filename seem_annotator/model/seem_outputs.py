@@ -31,6 +31,7 @@ class ImageFeatures:
         """Approximate memory held (for byte-bounded caches)."""
         d = self.decoder_inputs
         ts = [self.mask_features, *self.multi_scale_features, *d.src, *d.pos, *d.mask_levels]
+        ts += [t for pair in d.kv or [] for t in pair]
         return sum(t.numel() * t.element_size() for t in ts)
 
 
