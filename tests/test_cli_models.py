@@ -204,7 +204,7 @@ def test_bench_model_small_config(tmp_path: Path, capsys: pytest.CaptureFixture)
     for stage in ("image_encode", "decoder_round_full", "decoder_round", "decoder_round_memory",
                   "decoder_generic", "text_encode"):
         r = result["stages"][stage]
-        assert len(r["runs_s"]) == 2 and 0 < r["min_s"] <= r["median_s"] <= r["p95_s"]
+        assert len(r["runs_s"]) == 2 and 0 < r["min_s"] <= r["median_s"] <= r["p95_s"] and r["cpu_median_s"] > 0
 
 
 def test_bench_model_rejects_missing_gpu() -> None:
