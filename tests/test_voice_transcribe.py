@@ -184,3 +184,23 @@ def test_preload_loads_on_the_worker_and_reports_missing_weights(checkpoint: Pat
     assert job.wait(30) and isinstance(job.error, WhisperModelError)
     assert str(tmp_path / "base.pt") in str(job.error)
     missing.close()
+
+
+def test_a_corrupt_cached_file_is_reported_without_touching_the_network(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_network(*args, **kwargs):
+        raise AssertionError("the network must not be used when the file is present")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr("urllib.request.urlopen", no_network)
+    (tmp_path / "tiny.pt").write_bytes(b"\x00" * 1000)
+    with pytest.raises(WhisperModelError, match="could not be loaded") as info:
+        load_whisper_model("tiny", device="cpu", download_root=tmp_path)
+    assert str(tmp_path / "tiny.pt") in str(info.value)
+
+
+def test_a_cached_official_name_loads_from_the_download_root(tmp_path: Path) -> None:
+    save_tiny_whisper(tmp_path / "base.en.pt")  # stands in for the real base.en weights
+    transcriber = Transcriber(WhisperSettings(model="base.en", download_root=str(tmp_path), **GREEDY))
+    result = transcriber.transcribe(_noise(0.5))
+    assert result.model == "base.en" and isinstance(result.text, str)

@@ -141,6 +141,10 @@ def load_whisper_model(name: str, device: str | None = None, download_root: str 
                 f"Whisper model '{name}' is not on this machine and cannot be downloaded ({reason}); "
                 f"download {url} on a connected machine and place it at {target}.")
     try:
+        if url is not None and target.is_file():
+            # Load the cached file by path: whisper would otherwise re-download it (with no
+            # timeout) whenever its checksum differs, hanging on an offline machine.
+            return whisper.load_model(str(target), device=device)
         root = str(download_root) if download_root else None
         return whisper.load_model(name, device=device, download_root=root)
     except Exception as exc:  # truncated/corrupt/foreign files fail in many ways (pickle, zip, keys)
