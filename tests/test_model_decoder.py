@@ -217,12 +217,16 @@ def test_seeded_sampler_gives_reproducible_answers(v1: SEEM) -> None:
     assert torch.equal(a.mask_logits, b.mask_logits)
     with pytest.raises(ValueError):
         v1.decode_spatial(feats, pos, neg, prev_mask=torch.zeros(2, 1, 16, 24))
+    with pytest.raises(ValueError):  # unpadded masks would put the points in the wrong place
+        v1.decode_spatial(feats, pos[:, :59, :89])
 
 
-def test_grounding_reduced_pass_equals_full_pass(v1: SEEM) -> None:
-    feats = fake_features(v1)
-    full = v1.decode_grounding(feats, ["a red box", "the dog on the left"], object_queries=True)
-    reduced = v1.decode_grounding(feats, ["a red box", "the dog on the left"], object_queries=False)
+@pytest.mark.parametrize("name", ["focalt_v1", "focalt_v0"])
+def test_grounding_reduced_pass_equals_full_pass(name: str, v1: SEEM, v0: SEEM) -> None:
+    model = v1 if name == "focalt_v1" else v0
+    feats = fake_features(model)
+    full = model.decode_grounding(feats, ["a red box", "the dog on the left"], object_queries=True)
+    reduced = model.decode_grounding(feats, ["a red box", "the dog on the left"], object_queries=False)
     assert full.mask_logits.shape == (2, 1, 16, 24) and full.scores.shape == (9, 2)
     assert torch.equal(full.matched, reduced.matched)
     assert torch.allclose(full.mask_logits, reduced.mask_logits, atol=1e-4)

@@ -265,6 +265,10 @@ class SEEM(nn.Module):
                     raise ValueError("give prompt masks or an encoded prompt")
                 if neg_masks is None:
                     neg_masks = torch.zeros_like(pos_masks)
+                for m in (pos_masks, neg_masks):
+                    if m.ndim != 3 or tuple(m.shape[-2:]) != tuple(features.padded_hw) or m.shape != pos_masks.shape:
+                        raise ValueError(f"prompt masks must be bool (n_obj, {features.padded_hw[0]}, "
+                                         f"{features.padded_hw[1]}) (see pad_masks), got {tuple(m.shape)}")
                 n_obj = pos_masks.shape[0]
                 inputs = features.decoder_inputs if v1 else features.decoder_inputs.repeat(n_obj)
                 if v1:
