@@ -76,7 +76,7 @@ def main() -> int:
     window.commands.accept("coffee")
     # An object in progress: its prompts and the dashed candidate outline stay on screen.
     box(168, 18, 412, 312)
-    click(215, 265)
+    click(250, 60)
     window.commands.set_tool("point")
     QTest.mouseMove(vp, at(560, 30))  # the pointer rests on the table: no hover highlight
     QTest.qWait(300)
