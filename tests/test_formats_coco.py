@@ -16,9 +16,9 @@ from pycocotools.cocoeval import COCOeval
 from test_formats_common import by_id, listing, make_dataset
 
 from seem_annotator.core import masks
-from seem_annotator.core.geometry import rle_runs
 from seem_annotator.errors import FormatError
 from seem_annotator.formats.coco import export_coco, parse_coco, read_coco
+from seem_annotator.formats.rle_crop import rle_runs
 
 
 def _quiet(fn, *args):

@@ -14,6 +14,7 @@ from test_formats_common import blob, ring, two_parts
 
 from seem_annotator.core import geometry as geo
 from seem_annotator.core import masks
+from seem_annotator.formats import rle_crop
 
 
 def random_masks(n: int, seed: int = 0) -> list[np.ndarray]:
@@ -113,22 +114,34 @@ def test_decode_crop_and_runs_match_pycocotools() -> None:
     rng = np.random.default_rng(3)
     for m in random_masks(200, seed=5) + [two_parts(90, 70), ring(64, 64)]:
         rle = masks.encode(m)
-        runs = geo.rle_runs(rle)
+        runs = rle_crop.rle_runs(rle)
         assert runs.sum() == m.size
         x, y, w, h = (int(v) for v in masks.bbox(rle))
-        np.testing.assert_array_equal(geo.decode_crop(rle, x, y, w, h), m[y:y + h, x:x + w])
+        np.testing.assert_array_equal(rle_crop.decode_crop(rle, x, y, w, h), m[y:y + h, x:x + w])
         x0, y0 = int(rng.integers(0, m.shape[1])), int(rng.integers(0, m.shape[0]))
         w0, h0 = int(rng.integers(1, m.shape[1] - x0 + 1)), int(rng.integers(1, m.shape[0] - y0 + 1))
-        np.testing.assert_array_equal(geo.decode_crop(rle, x0, y0, w0, h0), m[y0:y0 + h0, x0:x0 + w0])
+        np.testing.assert_array_equal(rle_crop.decode_crop(rle, x0, y0, w0, h0), m[y0:y0 + h0, x0:x0 + w0])
     # large counts (multi-chunk runs, negative deltas) on a big image
     big = np.zeros((3000, 4000), bool)
     big[100:2900, 1234:1300] = True
     big[5:7, 3990:] = True
     rle = masks.encode(big)
     x, y, w, h = (int(v) for v in masks.bbox(rle))
-    np.testing.assert_array_equal(geo.decode_crop(rle, x, y, w, h), big[y:y + h, x:x + w])
-    polys = geo.coco_polygons_from_rle(rle)
+    np.testing.assert_array_equal(rle_crop.decode_crop(rle, x, y, w, h), big[y:y + h, x:x + w])
+    polys = rle_crop.coco_polygons_from_rle(rle)
     assert masks.mask_iou(geo.rings_to_mask(polys, 3000, 4000), big) == 1.0
+
+
+def test_batch_run_decoding_matches_single() -> None:
+    sample = random_masks(60, seed=9) + [np.zeros((4, 4), bool), np.ones((7, 3), bool), ring(50, 40)]
+    rles = [masks.encode(m) for m in sample]
+    batch = rle_crop.rle_runs_batch(rles)
+    assert len(batch) == len(rles)
+    for m, rle, runs in zip(sample, rles, batch):
+        uncompressed = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+        assert runs.sum() == m.size
+        assert masks.normalize({"size": rle["size"], "counts": [int(v) for v in runs]}) == rle
+        assert int(runs[1::2].sum()) == int(mask_utils.area(uncompressed))
 
 
 def test_coco_polygons_load_in_pycocotools() -> None:

@@ -30,9 +30,9 @@ from shapely.geometry.base import BaseGeometry
 from seem_annotator.core.masks import area, bbox, decode, encode, mask_iou
 
 __all__ = [
-    "DEFAULT_DETAIL", "PolygonDetail", "Rings", "area", "bbox", "coco_polygons", "coco_polygons_from_rle",
-    "decode", "encode", "geometry_to_mask", "has_holes", "mask_to_geometry", "mask_to_rings",
-    "rings_to_mask", "simplify_geometry",
+    "DEFAULT_DETAIL", "PolygonDetail", "Rings", "area", "bbox", "coco_polygons", "decode", "encode",
+    "geometry_to_mask", "has_holes", "mask_to_geometry", "mask_to_rings", "rings_to_mask",
+    "simplify_geometry",
 ]
 
 
@@ -169,97 +169,47 @@ def coco_polygons(mask: np.ndarray, detail: PolygonDetail = DEFAULT_DETAIL) -> l
     box = _crop_box(mask)
     if box is None:
         return None
-    return _coco_polygons_crop(np.ascontiguousarray(mask[box[0]:box[1], box[2]:box[3]], dtype=np.uint8),
-                               box[2], box[0], detail)
+    crop_t = np.ascontiguousarray(mask[box[0]:box[1], box[2]:box[3]].T, dtype=np.uint8)
+    return coco_polygons_crop(crop_t, box[2], box[0], detail)
 
 
-def rle_runs(rle: dict) -> np.ndarray:
-    """Run lengths (int64, alternating background/foreground, column-major) of a COCO RLE.
-
-    Compressed counts are decoded vectorised: pycocotools' string form stores each run as 5-bit
-    chunks (0x20 = more chunks follow, 0x10 in the last chunk = negative) plus 48, and runs from the
-    fourth on are deltas against the run two before.
-    """
-    counts = rle["counts"]
-    if isinstance(counts, list):
-        return np.asarray(counts, dtype=np.int64)
-    raw = np.frombuffer(counts.encode("ascii") if isinstance(counts, str) else counts, dtype=np.uint8)
-    if raw.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    c = raw.astype(np.int64) - 48
-    last = np.flatnonzero((c & 0x20) == 0)
-    first = np.empty_like(last)
-    first[0] = 0
-    first[1:] = last[:-1] + 1
-    pos = np.arange(c.size) - np.repeat(first, last - first + 1)
-    values = np.add.reduceat((c & 0x1F) << (5 * pos), first)
-    negative = (c[last] & 0x10) != 0
-    values = np.where(negative, values - (np.int64(1) << (5 * (pos[last] + 1))), values)
-    if values.size > 3:
-        values[1::2] = np.cumsum(values[1::2])  # run 3 += run 1, run 5 += run 3, ...
-        values[2::2] = np.cumsum(values[2::2])  # run 4 += run 2, ...
-    return values
-
-
-def decode_crop(rle: dict, x: int, y: int, w: int, h: int) -> np.ndarray:
-    """uint8 (h, w) C-contiguous crop [y:y+h, x:x+w] of an RLE's mask, without decoding the rest.
-
-    Only the runs covering columns x..x+w are expanded, so a small object on a large image costs
-    little; `pycocotools.mask.decode` would write every pixel of the image.
-    """
-    height = int(rle["size"][0])
-    ends = np.cumsum(rle_runs(rle))
-    lo, hi = x * height, (x + w) * height
-    i0 = int(np.searchsorted(ends, lo, side="right"))
-    i1 = int(np.searchsorted(ends, hi, side="left"))
-    stop = ends[i0:i1 + 1].copy()
-    stop[-1] = min(int(stop[-1]), hi)
-    start = np.empty_like(stop)
-    start[0] = lo
-    start[1:] = stop[:-1]
-    values = (np.arange(i0, i0 + stop.size) & 1).astype(np.uint8)  # odd runs are foreground
-    columns = np.repeat(values, stop - start).reshape(w, height)
-    return np.ascontiguousarray(columns[:, y:y + h].T)
-
-
-def coco_polygons_from_rle(rle: dict, detail: PolygonDetail = DEFAULT_DETAIL,
-                           box: list[float] | None = None, area: int | None = None) -> list[list[float]] | None:
-    """`coco_polygons` of an RLE; `box` ([x, y, w, h]) and `area`, when already computed for the COCO
-    entry, save recomputing them. Only the box's crop is decoded and traced."""
-    x, y, w, h = (int(round(v)) for v in (box if box is not None else mask_utils.toBbox(rle)))
-    if w <= 0 or h <= 0:
-        return None
-    return _coco_polygons_crop(decode_crop(rle, x, y, w, h), x, y, detail, area)
-
-
-def _coco_polygons_crop(crop: np.ndarray, x0: int, y0: int, detail: PolygonDetail,
+def coco_polygons_crop(crop_t: np.ndarray, x0: int, y0: int, detail: PolygonDetail,
                         area: int | None = None) -> list[list[float]] | None:
-    """Polygons of a uint8 C-contiguous crop placed at (x0, y0), or None (holes / empty).
-    `area`: the crop's foreground pixel count when already known."""
-    ch, cw = crop.shape
+    """Polygons of a crop placed at (x0, y0), or None (holes / empty).
+
+    `crop_t` is the crop *transposed*, uint8 (w, h) C-contiguous (column-major order, as RLE runs
+    are): contours traced on it come out with x and y swapped and are swapped back at the end, and
+    `crop_t.T` compares with pycocotools' Fortran-ordered rasters without a layout change.
+    `area`: the crop's foreground pixel count when already known.
+    """
+    cw, ch = crop_t.shape
     # Holes first, at 1x (cheap): a mask with holes is never written as COCO polygons.
-    _, hierarchy = cv2.findContours(crop, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    _, hierarchy = cv2.findContours(crop_t, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     if hierarchy is None:
         return None
     if (hierarchy[0][:, 3] >= 0).any():
         return None
-    shift = np.array([x0, y0], dtype=np.int64)
-    exact = _exact_rings(crop, cv2.RETR_EXTERNAL)[0]
+    exact = _exact_rings(crop_t, cv2.RETR_EXTERNAL)[0]
     if not exact:
         return None
+    shift = np.array([x0, y0], dtype=np.int64)
+    if area is None:
+        area = int(np.count_nonzero(crop_t))
+    # Simplifying by eps moves roughly eps * perimeter pixels; for thin or small objects (low area
+    # per bounding-box side) the full tolerance would lose more than 1 - min_iou, so it is capped
+    # (the cap only saves a check that would fail; the check below still decides).
+    coarse = min(detail.tolerance, area / (cw + ch) * (1.0 - detail.min_iou) * 2.0)
     # The coarse outline is verified; failing that the exact pixel outline is used, which rasterises
     # back to the mask exactly by construction (tests check this on thousands of random masks).
-    for eps in (detail.tolerance, 0.0) if detail.tolerance > 0 else (0.0,):
-        rings = [r for r in _simplified(exact, eps) if len(r) >= 3]
+    for eps in (coarse, 0.0) if coarse >= 0.3 else (0.0,):
+        rings = [r[:, ::-1] for r in _simplified(exact, eps) if len(r) >= 3]  # (y, x) -> (x, y)
         if not rings:
             return None
         if eps > 0:
             poly_rle = mask_utils.merge(mask_utils.frPyObjects(
                 [r.astype(np.float64).ravel().tolist() for r in rings], ch, cw))
-            if area is None:
-                area = int(np.count_nonzero(crop))
             # IoU from the symmetric difference: one pass over the crop instead of three
-            differ = int(np.count_nonzero(mask_utils.decode(poly_rle) != crop))
+            differ = int(np.count_nonzero(mask_utils.decode(poly_rle) != crop_t.T))
             total = int(mask_utils.area(poly_rle)) + area
             if total == 0 or (total - differ) / (total + differ) < detail.min_iou:
                 continue

@@ -22,7 +22,7 @@ from pycocotools import mask as mask_utils
 
 from seem_annotator import __version__
 from seem_annotator.core import masks
-from seem_annotator.core.geometry import DEFAULT_DETAIL, PolygonDetail, coco_polygons_from_rle
+from seem_annotator.core.geometry import DEFAULT_DETAIL, PolygonDetail
 from seem_annotator.core.records import AnnotationRecord, Dataset, ImageRecord, LabelRecord
 from seem_annotator.errors import FormatError
 from seem_annotator.formats import atomic
@@ -36,11 +36,13 @@ from seem_annotator.formats.common import (
     relative_posix,
     resolve_inside,
 )
+from seem_annotator.formats.rle_crop import coco_polygons_from_rle, rle_runs_batch
 
 IMAGE_KEYS = {"id", "file_name", "width", "height"}
 CATEGORY_KEYS = {"id", "name"}
 ANNOTATION_KEYS = {"id", "image_id", "category_id", "segmentation", "area", "bbox", "iscrowd", "score"}
 TOP_KEYS = {"images", "annotations", "categories"}
+RUNS_BATCH = 1000  # masks whose RLE runs are decoded together
 
 
 # --------------------------------------------------------------------------------------------------
@@ -79,12 +81,17 @@ def build_coco(dataset: Dataset, out_dir: Path, *, rle: bool = False, detail: Po
     order = {image.id: i for i, image in enumerate(dataset.images)}
     annotations = []
     ordered = sorted(dataset.annotations, key=lambda a: (order.get(a.image_id, -1), a.order, a.id))
-    for ann in progress(ordered, len(ordered), "COCO annotations"):
+    runs: list = []
+    for k, ann in enumerate(progress(ordered, len(ordered), "COCO annotations")):
+        if k % RUNS_BATCH == 0 and not rle:
+            # run lengths for the next batch of masks in one vectorised pass (see formats.rle_crop)
+            runs = rle_runs_batch([masks.normalize(a.rle) if isinstance(a.rle.get("counts"), list) else a.rle
+                                   for a in ordered[k:k + RUNS_BATCH]])
         if ann.image_id not in exported_ids:
             continue
         if ann.label_id not in label_ids:
             raise FormatError(f"annotation {ann.id} has label id {ann.label_id}, which is not a project label")
-        entry = _annotation_entry(ann, sizes[ann.image_id], rle, detail)
+        entry = _annotation_entry(ann, sizes[ann.image_id], rle, detail, runs[k % RUNS_BATCH] if runs else None)
         if entry is None:
             warnings.append(f"annotation {ann.id} has an empty mask; left out of the COCO file")
             continue
@@ -96,7 +103,7 @@ def build_coco(dataset: Dataset, out_dir: Path, *, rle: bool = False, detail: Po
 
 
 def _annotation_entry(ann: AnnotationRecord, size: tuple[int, int], force_rle: bool,
-                      detail: PolygonDetail) -> dict[str, Any] | None:
+                      detail: PolygonDetail, runs: Any = None) -> dict[str, Any] | None:
     coco_rle = masks.normalize(ann.rle) if isinstance(ann.rle.get("counts"), list) else ann.rle
     if [int(v) for v in coco_rle["size"]] != [size[0], size[1]]:
         raise FormatError(f"annotation {ann.id}: mask size {list(coco_rle['size'])} does not match its image "
@@ -107,7 +114,7 @@ def _annotation_entry(ann: AnnotationRecord, size: tuple[int, int], force_rle: b
     box = [float(v) for v in mask_utils.toBbox(coco_rle)]
     segmentation: Any = None
     if not force_rle and not ann.iscrowd:
-        segmentation = coco_polygons_from_rle(coco_rle, detail, box, area)
+        segmentation = coco_polygons_from_rle(coco_rle, detail, box, area, runs)
     if segmentation is None:
         counts = coco_rle["counts"]
         segmentation = {"size": [size[0], size[1]],
