@@ -76,10 +76,15 @@ class SelfAttentionLayer(nn.Module):
         self.self_attn = MultiHeadAttention(d_model, nhead)
         self.norm = nn.LayerNorm(d_model)
 
-    def forward(self, tgt: Tensor, tgt_mask: Tensor | None = None, query_pos: Tensor | None = None) -> Tensor:
-        """tgt/query_pos (L, B, C); tgt_mask bool (B*heads, L, L). Returns (L, B, C)."""
+    def forward(self, tgt: Tensor, tgt_mask: Tensor | None = None, query_pos: Tensor | None = None,
+                rows: Tensor | None = None) -> Tensor:
+        """tgt/query_pos (L, B, C); tgt_mask bool (B*heads, L, L). Returns (L, B, C), or only the
+        updated ``rows`` (R,) of it, (R, B, C), when the other rows' outputs are not needed."""
         q = tgt if query_pos is None else tgt + query_pos
-        return self.norm(tgt + self.self_attn(q, q, tgt, attn_mask=tgt_mask))
+        if rows is None:
+            return self.norm(tgt + self.self_attn(q, q, tgt, attn_mask=tgt_mask))
+        mask = None if tgt_mask is None else tgt_mask[:, rows]
+        return self.norm(tgt[rows] + self.self_attn(q[rows], q, tgt, attn_mask=mask))
 
 
 class CrossAttentionLayer(nn.Module):
