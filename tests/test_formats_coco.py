@@ -231,3 +231,15 @@ def test_real_mval_subset_import_export_compare(shared_data: Path, tmp_path: Pat
         assert (out.parent / image["file_name"]).resolve() == (root / original.imgs[image["id"]]["file_name"]).resolve()
     ap = self_eval_ap(out)
     assert ap["segm"] == pytest.approx(1.0) and ap["bbox"] == pytest.approx(1.0)
+
+
+def test_bench_export_reports_its_figures(tmp_path: Path) -> None:
+    from seem_annotator.bench.export import run
+
+    figures = run(40, seed=1, repeats=1, out_dir=tmp_path)
+    assert {"masks", "export_s", "rle_floor_s", "ratio"} <= set(figures)
+    assert figures["masks"] == 40
+    assert figures["polygon_segmentations"] + figures["rle_segmentations"] == 40
+    assert figures["polygon_segmentations"] > 0 and figures["rle_segmentations"] > 0  # holes do occur
+    assert figures["export_s"] > 0 and figures["rle_floor_s"] > 0
+    assert figures["ratio"] == pytest.approx(figures["export_s"] / figures["rle_floor_s"], rel=0.01)

@@ -206,3 +206,24 @@ def test_truncated_json_and_empty_folder(tmp_path: Path) -> None:
     (folder / "p.json").write_text(json.dumps(_lm_doc())[:50])
     with pytest.raises(FormatError, match="not valid JSON"):
         read_labelme_folder(folder)
+
+
+def test_real_mval_subset_through_labelme(shared_data: Path, tmp_path: Path) -> None:
+    from seem_annotator.formats.coco import read_coco
+
+    source = shared_data / "COCO_MVal_subset"
+    (tmp_path / "img").symlink_to(source / "img", target_is_directory=True)
+    ds = read_coco(source / "instances_mval_subset.json", tmp_path)
+    result = export_labelme(ds, tmp_path / "labels")
+    assert result.counts["files"] == 80
+    kinds = [s["shape_type"] for f in result.files for s in json.loads(f.read_text())["shapes"]]
+    assert "mask" in kinds and kinds.count("polygon") > 70
+    back = read_labelme_folder(tmp_path)
+    src = by_id(ds)
+    assert sorted(by_id(back)) == sorted(src)
+    names = {im.id: im.file_name for im in back.images}
+    src_names = {im.id: im.file_name for im in ds.images}
+    for ann in back.annotations:
+        orig = src[ann.id]
+        assert names[ann.image_id] == src_names[orig.image_id] and ann.label_id == orig.label_id
+        assert masks.iou(ann.rle, orig.rle) >= 0.98
