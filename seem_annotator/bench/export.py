@@ -148,12 +148,12 @@ def run(n_masks: int, seed: int = 0, repeats: int = 3, out_dir: Path | None = No
         export_rle_s, _ = _best_of(repeats, lambda: export_coco(dataset, Path(tmp) / "rle.json", rle=True))
     return {
         "masks": n_masks,
-        "export_s": round(export_s, 4),
-        "rle_floor_s": round(floor, 4),
+        "export_s": round(export_s, 6),
+        "rle_floor_s": round(floor, 6),
         "ratio": round(export_s / floor, 3) if floor > 0 else None,
-        "export_rle_s": round(export_rle_s, 4),
-        "export_wall_s": round(export_wall, 4),
-        "rle_floor_wall_s": round(floor_wall, 4),
+        "export_rle_s": round(export_rle_s, 6),
+        "export_wall_s": round(export_wall, 6),
+        "rle_floor_wall_s": round(floor_wall, 6),
         "ratio_wall": round(export_wall / floor_wall, 3) if floor_wall > 0 else None,
         "polygon_segmentations": n_poly,
         "rle_segmentations": len(written["annotations"]) - n_poly,
