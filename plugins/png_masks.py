@@ -75,7 +75,7 @@ class PngMasksExporter(Exporter):
         # staged: nothing appears in OUT until every map is written (and memory stays flat)
         with atomic.StagedFolder(out) as stage:
             for image in progress(dataset.images, len(dataset.images), "PNG masks"):
-                if not image.readable:
+                if image.width <= 0 or image.height <= 0:  # unreadable and never measured
                     continue
                 semantic, instance, table = maps_of(dataset, image, class_index)
                 rel = PurePosixPath(image.file_name).with_suffix(".png")

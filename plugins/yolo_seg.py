@@ -94,7 +94,7 @@ class YoloSegExporter(Exporter):
         images: list[tuple[Path, Path]] = []
         holed = 0
         for image in progress(dataset.images, len(dataset.images), "YOLO labels"):
-            if not image.readable:
+            if image.width <= 0 or image.height <= 0:  # unreadable and never measured
                 continue
             lines, lost = label_lines(dataset, image.id, image.width, image.height, index, DEFAULT_DETAIL)
             holed += lost

@@ -243,3 +243,15 @@ def test_bench_export_reports_its_figures(tmp_path: Path) -> None:
     assert figures["polygon_segmentations"] > 0 and figures["rle_segmentations"] > 0  # holes do occur
     assert figures["export_s"] > 0 and figures["rle_floor_s"] > 0
     assert figures["ratio"] == pytest.approx(figures["export_s"] / figures["rle_floor_s"], rel=0.01)
+
+
+def test_unreadable_images(tmp_path: Path) -> None:
+    ds = make_dataset(tmp_path / "images")
+    ds.images[0].readable = False  # became unreadable after it was annotated: size still known
+    ds.images[1].width = ds.images[1].height = 0  # never measured: cannot be described in COCO
+    result = export_coco(ds, tmp_path / "coco.json")
+    coco = json.loads((tmp_path / "coco.json").read_text())
+    assert [im["id"] for im in coco["images"]] == [1, 3]
+    assert sorted(a["id"] for a in coco["annotations"]) == [10, 11, 13, 14]
+    assert any("currently unreadable" in w for w in result.warnings)
+    assert any("annotation 12" in w for w in result.warnings)

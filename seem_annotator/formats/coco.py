@@ -63,9 +63,11 @@ def build_coco(dataset: Dataset, out_dir: Path, *, rle: bool = False, detail: Po
     images: list[dict[str, Any]] = []
     exported_ids: set[int] = set()
     for image in dataset.images:
-        if not image.readable or image.width <= 0 or image.height <= 0:
-            warnings.append(f"image {image.file_name} is unreadable; left out of the COCO file")
+        if image.width <= 0 or image.height <= 0:
+            warnings.append(f"image {image.file_name} is unreadable and its size unknown; left out of the COCO file")
             continue
+        if not image.readable:
+            warnings.append(f"image {image.file_name} is currently unreadable; exported with its recorded size")
         entry = {"id": image.id, "file_name": relative_posix(image_path(dataset, image), out_dir)
                  if dataset.root else image.file_name, "width": image.width, "height": image.height}
         entry.update({k: v for k, v in image.extra.get("coco", {}).items() if k not in entry})
@@ -88,6 +90,7 @@ def build_coco(dataset: Dataset, out_dir: Path, *, rle: bool = False, detail: Po
             runs = rle_runs_batch([masks.normalize(a.rle) if isinstance(a.rle.get("counts"), list) else a.rle
                                    for a in ordered[k:k + RUNS_BATCH]])
         if ann.image_id not in exported_ids:
+            warnings.append(f"annotation {ann.id} is on an image left out; not exported")
             continue
         if ann.label_id not in label_ids:
             raise FormatError(f"annotation {ann.id} has label id {ann.label_id}, which is not a project label")

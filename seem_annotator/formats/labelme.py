@@ -253,8 +253,8 @@ def export_labelme(dataset: Dataset, out_dir: str | Path, *, holes: str = "mask"
         anns = sorted(by_image.get(image.id, []), key=lambda a: (a.order, a.id))
         if not anns and not image.extra.get("labelme"):
             continue
-        if not image.readable:
-            warnings.append(f"image {image.file_name} is unreadable; no LabelMe file written for it")
+        if image.width <= 0 or image.height <= 0:
+            warnings.append(f"image {image.file_name} is unreadable and its size unknown; no LabelMe file written")
             continue
         json_path = out_dir / _json_name(image.file_name, taken)
         doc = image_document(dataset, image, anns, json_path, holes=holes, image_data=image_data,
