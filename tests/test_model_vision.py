@@ -15,7 +15,11 @@ from conftest import SHARED
 from seem_annotator.errors import CheckpointError
 from seem_annotator.model.backbone import build_backbone, vit_hyperparameters
 from seem_annotator.model.config import load_config
-from seem_annotator.model.ms_deform_attn import MSDeformAttn, ms_deform_attn_core
+from seem_annotator.model.ms_deform_attn import (
+    MSDeformAttn,
+    ms_deform_attn_core_gather,
+    ms_deform_attn_core_grid,
+)
 from seem_annotator.model.pixel_decoder import build_pixel_decoder
 from seem_annotator.model.position_encoding import PositionEmbeddingSine
 from seem_annotator.model.transformer_encoder import multihead_attention
@@ -189,7 +193,8 @@ def _bilinear_zero_pad(img: torch.Tensor, x: float, y: float) -> torch.Tensor:
     return out
 
 
-def test_ms_deform_attn_core_matches_naive_per_point_loop() -> None:
+@pytest.mark.parametrize("core", [ms_deform_attn_core_grid, ms_deform_attn_core_gather], ids=["grid", "gather"])
+def test_ms_deform_attn_core_matches_naive_per_point_loop(core) -> None:
     g = torch.Generator().manual_seed(0)
     n, m, d, p = 2, 2, 3, 3
     shapes = [(4, 5), (2, 3)]
@@ -200,7 +205,7 @@ def test_ms_deform_attn_core_matches_naive_per_point_loop() -> None:
     loc = torch.rand(n, lq, m, len(shapes), p, 2, generator=g) * 1.4 - 0.2
     weights = torch.rand(n, lq, m, len(shapes), p, generator=g)
     weights = weights / weights.sum((-1, -2), keepdim=True)
-    got = ms_deform_attn_core(value, shapes, loc, weights)
+    got = core(value, shapes, loc, weights)
     want = torch.zeros(n, lq, m, d, dtype=torch.float64)
     starts = [0, shapes[0][0] * shapes[0][1]]
     for b in range(n):

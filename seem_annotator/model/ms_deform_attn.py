@@ -30,7 +30,22 @@ def ms_deform_attn_core(
     sampling_locations: (N, Lq, M, L, P, 2) normalised (x, y) in [0, 1] (0/1 = outer pixel edges);
     attention_weights: (N, Lq, M, L, P), already softmax-normalised over L*P.
     Returns (N, Lq, M * D).
+
+    On CPU this uses a gather formulation (`ms_deform_attn_core_gather`, about twice as fast);
+    elsewhere the grid_sample formulation (`ms_deform_attn_core_grid`). Both compute the same sum.
     """
+    if value.device.type == "cpu":
+        return ms_deform_attn_core_gather(value, spatial_shapes, sampling_locations, attention_weights)
+    return ms_deform_attn_core_grid(value, spatial_shapes, sampling_locations, attention_weights)
+
+
+def ms_deform_attn_core_grid(
+    value: torch.Tensor,
+    spatial_shapes: Sequence[tuple[int, int]],
+    sampling_locations: torch.Tensor,
+    attention_weights: torch.Tensor,
+) -> torch.Tensor:
+    """`ms_deform_attn_core` with one `F.grid_sample` per level, then the weighted sum over points."""
     n, _, m, d = value.shape
     _, lq, _, n_levels, p, _ = sampling_locations.shape
     grids = 2 * sampling_locations - 1
@@ -43,12 +58,68 @@ def ms_deform_attn_core(
         # (N, Lq, M, P, 2) -> (N*M, Lq, P, 2)
         g = grids[:, :, :, lvl].transpose(1, 2).reshape(n * m, lq, p, 2)
         sampled = F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False)
-        # (N, Lq, M, P) -> (N*M, 1, Lq, P); the weighted sum over points is a batched mat-vec.
+        # (N, Lq, M, P) -> (N*M, 1, Lq, P)
         wts = attention_weights[:, :, :, lvl].transpose(1, 2).reshape(n * m, 1, lq, p)
         term = (sampled * wts).sum(-1)  # (N*M, D, Lq)
         out = term if out is None else out + term
     assert out is not None
     return out.view(n, m * d, lq).transpose(1, 2)
+
+
+def ms_deform_attn_core_gather(
+    value: torch.Tensor,
+    spatial_shapes: Sequence[tuple[int, int]],
+    sampling_locations: torch.Tensor,
+    attention_weights: torch.Tensor,
+) -> torch.Tensor:
+    """`ms_deform_attn_core` as one weighted gather-sum.
+
+    Each sampling point contributes its 4 bilinear corners; the corner weight (bilinear weight x
+    attention weight, 0 for corners outside the map) and the row of the corner in a flat
+    (N*M*S, D) value table make one bag of L*P*4 entries per (batch, query, head), summed by
+    `F.embedding_bag(mode="sum", per_sample_weights=...)` without materialising the samples.
+    """
+    n, s, m, d = value.shape
+    _, lq, _, n_levels, p, _ = sampling_locations.shape
+    dev, dt = value.device, sampling_locations.dtype
+    table = value.permute(0, 2, 1, 3).reshape(n * m * s, d)
+    sizes = torch.tensor(spatial_shapes, device=dev)  # (L, 2) rows (H, W)
+    level_start = torch.tensor([0] + [h * w for h, w in spatial_shapes[:-1]], device=dev).cumsum(0)
+    shape5 = (1, 1, 1, n_levels, 1)
+    h_l, w_l = sizes[:, 0].view(shape5), sizes[:, 1].view(shape5)
+    # Pixel centres sit at (i + 0.5) / size (grid_sample with align_corners=False).
+    px = sampling_locations[..., 0] * w_l.to(dt) - 0.5
+    py = sampling_locations[..., 1] * h_l.to(dt) - 0.5
+    x0f, y0f = px.floor(), py.floor()
+    fx, fy = px - x0f, py - y0f
+    x0, y0 = x0f.long(), y0f.long()
+
+    def axis(c0: torch.Tensor, frac: torch.Tensor, size: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        # (clamped coordinate, weight with out-of-map corners zeroed) for the two neighbours.
+        out = []
+        for c, wgt in ((c0, 1 - frac), (c0 + 1, frac)):
+            inside = (c >= 0) & (c < size)
+            out.append((torch.minimum(c.clamp(min=0), size - 1), wgt * inside))
+        return out
+
+    xs, ys = axis(x0, fx, w_l), axis(y0, fy, h_l)
+    head = torch.arange(m, device=dev).view(1, 1, m, 1, 1)
+    base = (torch.arange(n, device=dev).view(n, 1, 1, 1, 1) * m + head) * s + level_start.view(shape5)
+    idx = torch.empty(*px.shape, 4, dtype=torch.long, device=dev)
+    wts = torch.empty(*px.shape, 4, dtype=dt, device=dev)
+    k = 0
+    for cy, wy in ys:
+        row = base + cy * w_l
+        aw = attention_weights * wy
+        for cx, wx in xs:
+            idx[..., k] = row + cx
+            wts[..., k] = aw * wx
+            k += 1
+    bags = n * lq * m
+    out = F.embedding_bag(
+        idx.view(bags, n_levels * p * 4), table, per_sample_weights=wts.view(bags, -1).to(table.dtype), mode="sum"
+    )
+    return out.view(n, lq, m * d)
 
 
 class MSDeformAttn(nn.Module):
