@@ -229,12 +229,18 @@ class ImageCanvas(QGraphicsView):
             self._set_hover(None)
         self.set_selected(self._selected_id if self._selected_id in self._paths else None)
 
-    def _rebuild_overlay(self) -> None:
-        if not self._views or not self.display_size[0]:
-            self._overlay_item.setPixmap(QPixmap())
+    def _paint_layer(self, item: QGraphicsPixmapItem, layers: list, opacity: float) -> None:
+        """Tint `layers` into `item`, covering only their bounding box (placed at its offset)."""
+        crop = overlays.compose_crop(layers, opacity) if layers and self.display_size[0] else None
+        if crop is None:
+            item.setPixmap(QPixmap())
             return
-        rgba = overlays.compose_rgba([(v.mask, v.color) for v in self._views], self.display_size, self.opacity)
-        self._overlay_item.setPixmap(QPixmap.fromImage(overlays.rgba_to_qimage(rgba)))
+        rgba, x0, y0 = crop
+        item.setPixmap(QPixmap.fromImage(overlays.rgba_to_qimage(rgba)))
+        item.setPos(x0 * self.display_scale, y0 * self.display_scale)
+
+    def _rebuild_overlay(self) -> None:
+        self._paint_layer(self._overlay_item, [(v.mask, v.color) for v in self._views], self.opacity)
 
     def set_candidate(self, mask: np.ndarray | None, color: tuple[int, int, int] | None = None) -> None:
         """The model's current proposal (display-size bool mask), drawn above annotations."""
@@ -249,9 +255,7 @@ class ImageCanvas(QGraphicsView):
             self._candidate_item.setPixmap(QPixmap())
             self._candidate_outline.setPath(QPainterPath())
             return
-        rgba = overlays.compose_rgba([(mask, self._candidate_color)], self.display_size,
-                                     min(1.0, self.opacity + 0.15))
-        self._candidate_item.setPixmap(QPixmap.fromImage(overlays.rgba_to_qimage(rgba)))
+        self._paint_layer(self._candidate_item, [(mask, self._candidate_color)], min(1.0, self.opacity + 0.15))
         pen = QPen(QColor(255, 255, 255), 2, Qt.PenStyle.DashLine)
         pen.setCosmetic(True)
         self._candidate_outline.setPen(pen)
@@ -259,11 +263,7 @@ class ImageCanvas(QGraphicsView):
 
     def set_review(self, layers: list[tuple[np.ndarray, tuple[int, int, int]]]) -> None:
         """Segment-everything candidates under review: (display-size mask, colour) pairs."""
-        if not layers or not self.display_size[0]:
-            self._review_item.setPixmap(QPixmap())
-            return
-        rgba = overlays.compose_rgba(layers, self.display_size, max(0.35, self.opacity))
-        self._review_item.setPixmap(QPixmap.fromImage(overlays.rgba_to_qimage(rgba)))
+        self._paint_layer(self._review_item, list(layers), max(0.35, self.opacity))
 
     def has_candidate(self) -> bool:
         return self._candidate_mask is not None

@@ -11,46 +11,20 @@ history, after which the view is reloaded from the store - the store is the only
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from seem_annotator.core import masks
 from seem_annotator.core.prompts import Prompt, ReferringPrompt, TextPrompt
-from seem_annotator.core.records import AnnotationRecord, ImageRecord, LabelRecord
+from seem_annotator.core.records import AnnotationRecord, LabelRecord
 from seem_annotator.engine.types import Candidate, DecodeRequest, ImageInput
 from seem_annotator.errors import UserError
 from seem_annotator.gui import overlays
+from seem_annotator.gui.image_loader import ImageLoader, LoadedImage
 
-DISPLAY_MAX_SIDE = 6144  # bigger images are shown through a proxy; masks stay full resolution
-MODEL_MAX_SIDE = 1536  # the model never needs more; backends resize further themselves
 UNKNOWN = "unknown"
-
-
-class LoadedImage:
-    """An image ready for the canvas and the model."""
-
-    def __init__(self, record: ImageRecord, path: Path) -> None:
-        from seem_annotator.core.images import file_sha256, load_for_model
-
-        proxy = load_for_model(path, max_side=DISPLAY_MAX_SIDE)
-        self.record = record
-        self.display = proxy.pixels
-        self.full_size = proxy.full_size
-        pixels = proxy.pixels
-        if max(pixels.shape[:2]) > MODEL_MAX_SIDE:
-            s = MODEL_MAX_SIDE / max(pixels.shape[:2])
-            pixels = cv2.resize(pixels, (max(1, round(pixels.shape[1] * s)), max(1, round(pixels.shape[0] * s))),
-                                interpolation=cv2.INTER_AREA)
-        key = record.sha256 or file_sha256(path)
-        self.model_input = ImageInput(key=key, pixels=np.ascontiguousarray(pixels), full_size=self.full_size)
-
-    @property
-    def display_size(self) -> tuple[int, int]:
-        return self.display.shape[0], self.display.shape[1]
 
 
 class AnnotationController(QObject):
@@ -90,6 +64,7 @@ class AnnotationController(QObject):
         self.keep_last_label = False
         self.reference: ReferringPrompt | None = None
         self.annotations: list[AnnotationRecord] = []
+        self.loader = ImageLoader(self)
         bridge.result.connect(self._on_result)
         bridge.failed.connect(self._on_failed)
 
@@ -108,20 +83,40 @@ class AnnotationController(QObject):
         return tuple(label.color) if label else (255, 255, 255)
 
     def open_image(self, image_id: int) -> None:
-        """Switch to an image: load it, restore its in-progress object and annotations."""
+        """Switch to an image: restore its annotations and in-progress object from the store, and
+        show it (big files load in the background; prompts wait until it is there)."""
         record = self.project.image(image_id)
         self._drop_transient()
+        self.loader.forget()
         self.image = None
-        if record.readable:
-            try:
-                self.image = LoadedImage(record, self.project.image_path(image_id))
-            except UserError as exc:
-                self.error.emit(str(exc))
         self._current_record = record
         self.reload()
+        if not record.readable:
+            self.error.emit(f"{record.file_name} cannot be read: {record.error or 'unknown error'}")
+            self.image_changed.emit()
+            return
+        path = self.project.image_path(image_id)
+        if self.loader.cached(record, path) is None and self.loader.needs_thread(record):
+            self.message.emit(f"Loading {record.file_name} ({record.width}x{record.height})…")
+            self.image_changed.emit()  # clears the canvas meanwhile
+            self.loader.load_async(record, path, lambda image, error: self._loaded(image_id, image, error))
+            return
+        try:
+            image = self.loader.load_now(record, path)
+        except UserError as exc:
+            image = None
+            self.error.emit(str(exc))
+        self._loaded(image_id, image, None)
+
+    def _loaded(self, image_id: int, image: LoadedImage | None, error: Exception | None) -> None:
+        if image_id != self.image_id:
+            return  # the user moved on while it loaded
+        if error is not None:
+            self.error.emit(str(error) if isinstance(error, UserError) else f"Cannot load the image: {error!r}")
+        self.image = image
         self.image_changed.emit()
-        if self.image is not None:
-            self.bridge.prefetch([self.image.model_input])
+        if image is not None:
+            self.bridge.prefetch([image.model_input])
 
     @property
     def image_id(self) -> int | None:
@@ -212,17 +207,16 @@ class AnnotationController(QObject):
         for prompt in self.session_prompts():
             if isinstance(prompt, ReferringPrompt) and prompt.image_id not in refs:
                 record = self.project.image(prompt.image_id)
-                refs[prompt.image_id] = LoadedImage(record, self.project.image_path(record.id)).model_input
+                refs[prompt.image_id] = self.loader.load_now(record, self.project.image_path(record.id)).model_input
         return refs
 
-    def _on_result(self, request: DecodeRequest, candidate: Candidate) -> None:
+    def _on_result(self, request: DecodeRequest, candidate: Candidate, rle: dict | None) -> None:
         if request is not self._latest:
             return  # superseded by a newer prompt or another image: never shown
         self._latest = None
         self.busy_changed.emit(False)
         prompts = tuple(self.pending)
         self.pending = []
-        rle = masks.encode(candidate.mask) if candidate.mask.any() else None
         try:
             round_ = self.project.add_round(self.session.id, prompts, candidate.backend or self.backend_name, rle,
                                             list(candidate.labels), float(candidate.score))

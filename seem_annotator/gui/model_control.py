@@ -131,23 +131,21 @@ class ModelControl:
                            window.images_panel.neighbour(ctl.image_id, -1)) if i is not None and i != ctl.image_id]
         if not ids:
             return
-        from seem_annotator.gui.controller import LoadedImage
-
         project = window.project
         records = [(project.image(i), project.image_path(i)) for i in ids]
         self._prefetch_generation += 1
         generation = self._prefetch_generation
         status = window.status
+        loader = ctl.loader
 
         def run() -> None:
             inputs = []
             for record, path in records:
                 if generation != self._prefetch_generation or not record.readable:
                     continue
-                try:
-                    inputs.append(LoadedImage(record, path).model_input)
-                except Exception:
-                    continue  # an unreadable neighbour is reported when it is opened
+                loaded = loader.preload(record, path)  # also makes A/D to it instant
+                if loaded is not None:
+                    inputs.append(loaded.model_input)
             if inputs and generation == self._prefetch_generation:
                 try:
                     self.bridge.prefetch(inputs)

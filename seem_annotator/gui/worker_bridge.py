@@ -8,10 +8,12 @@ touches widgets runs on the GUI thread and the window never waits for the model.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from seem_annotator.core import masks
 from seem_annotator.engine.types import DecodeRequest, ImageInput
 
 
@@ -20,11 +22,11 @@ class WorkerBridge(QObject):
     `set_backend`, `shutdown`); every callback it makes on its thread becomes a signal here.
 
     Signals carry the request (or a job tag) back with the answer so the receiver can drop stale
-    answers: `result(request, candidate)`, `failed(request, exception)`,
+    answers: `result(request, candidate, rle)`, `failed(request, exception)`,
     `everything_done(image_key, candidates)`, `everything_failed(image_key, exception)`.
     """
 
-    result = Signal(object, object)
+    result = Signal(object, object, object)  # request, candidate, its mask as RLE (None when empty)
     failed = Signal(object, object)
     everything_done = Signal(object, object)
     everything_failed = Signal(object, object)
@@ -34,13 +36,29 @@ class WorkerBridge(QObject):
     def __init__(self, worker: Any, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.worker = worker
+        self._post = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode-result")
 
     notice = Signal(str)  # worker messages (e.g. out-of-memory fallbacks)
 
     # The callbacks run on the worker thread: they only emit.
     def submit(self, request: DecodeRequest) -> None:
-        self.worker.submit(request, lambda req, cand: self._emit(self.result, req, cand),
-                           lambda req, exc: self._emit(self.failed, req, exc))
+        self.worker.submit(request, self._post_result, lambda req, exc: self._emit(self.failed, req, exc))
+
+    def _post_result(self, request: DecodeRequest, candidate: Any) -> None:
+        # RLE-encoding a full-resolution mask takes a second on a 20000 x 15000 image: neither the
+        # worker (its lock is held during callbacks) nor the GUI thread should pay for it.
+        def encode() -> None:
+            try:
+                rle = masks.encode(candidate.mask) if candidate.mask.any() else None
+            except Exception as exc:  # a malformed mask from a plugin backend is its error, reported
+                self._emit(self.failed, request, exc)
+                return
+            self._emit(self.result, request, candidate, rle)
+
+        try:
+            self._post.submit(encode)
+        except RuntimeError:
+            pass  # shutting down
 
     def cancel(self, object_id: str) -> None:
         """Forget an object's queued or running request (Esc, image switch)."""
@@ -77,6 +95,7 @@ class WorkerBridge(QObject):
 
     def shutdown(self) -> None:
         self.worker.shutdown(wait=True, timeout=5.0)
+        self._post.shutdown(wait=True, cancel_futures=True)
 
 
 def make_worker(backend: Any, bridge_holder: list | None = None) -> Any:
