@@ -49,6 +49,18 @@ def test_export_writes_labelme_documents(tmp_path: Path) -> None:
     assert json.loads((root / "rot.json").read_text())["imageWidth"] == 72  # after EXIF orientation
 
 
+def test_box_shaped_object_is_a_rectangle(tmp_path: Path) -> None:
+    ds = make_dataset(tmp_path / "images")
+    box = np.zeros((64, 96), bool)
+    box[10:20, 30:55] = True
+    ds.annotations[0].rle = masks.encode(box)
+    export_labelme(ds, tmp_path / "out")
+    shape = json.loads((tmp_path / "out" / "a.json").read_text())["shapes"][0]
+    assert shape["shape_type"] == "rectangle" and shape["points"] == [[30.0, 10.0], [55.0, 20.0]]
+    back = read_labelme_folder(tmp_path)
+    assert by_id(back)[10].rle == ds.annotations[0].rle
+
+
 def test_holes_as_polygons_warns(tmp_path: Path) -> None:
     ds = make_dataset(tmp_path / "images")
     result = export_labelme(ds, tmp_path / "out", holes="polygons")

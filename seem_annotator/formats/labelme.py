@@ -94,6 +94,10 @@ def shapes_of_mask(mask: np.ndarray, holes: str, detail: PolygonDetail) -> tuple
     if has_holes and holes == "mask":
         shape = mask_shape(mask)
         return ([shape] if shape else []), False
+    if len(parts) == 1 and not has_holes:
+        (x0, y0), (x1, y1) = np.floor(parts[0].bounds[:2]), np.ceil(parts[0].bounds[2:])
+        if np.count_nonzero(mask) == (x1 - x0) * (y1 - y0):  # a filled box: labelme's own rectangle
+            return [{"points": [[float(x0), float(y0)], [float(x1), float(y1)]], "shape_type": "rectangle"}], False
     shapes = [{"points": [[float(x), float(y)] for x, y in list(p.exterior.coords)[:-1]],
                "shape_type": "polygon"} for p in parts]
     return shapes, has_holes
