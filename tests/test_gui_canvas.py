@@ -11,7 +11,7 @@ from PySide6.QtTest import QTest
 from seem_annotator.core.prompts import BoxPrompt, PointPrompt, PolygonPrompt, StrokePrompt
 from seem_annotator.gui import overlays
 from seem_annotator.gui.canvas import AnnotationView, ImageCanvas
-from seem_annotator.gui.tools import TOOL_CLASSES
+from seem_annotator.gui.edit_tools import TOOL_CLASSES
 
 pytestmark = pytest.mark.timeout(60)
 

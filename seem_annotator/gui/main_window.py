@@ -3,6 +3,7 @@ redraws them from the controller's signals. Behaviour lives in controller.py and
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +20,21 @@ from PySide6.QtWidgets import (
 
 from seem_annotator.errors import UserError
 from seem_annotator.gui import menus, overlays, project_open
-from seem_annotator.gui.canvas import AnnotationView, ImageCanvas
+from seem_annotator.gui.canvas import ImageCanvas
 from seem_annotator.gui.commands import Commands
 from seem_annotator.gui.controller import AnnotationController
+from seem_annotator.gui.edit_tools import TOOL_CLASSES
 from seem_annotator.gui.export_flow import SidecarWriter, export_interactive
 from seem_annotator.gui.image_list import ImageListPanel
 from seem_annotator.gui.labels_panel import LabelsPanel
 from seem_annotator.gui.model_control import ModelControl
 from seem_annotator.gui.shortcuts import CheatSheetDialog, ShortcutManager
 from seem_annotator.gui.status import NoCheckpointBanner, StatusPanel
-from seem_annotator.gui.tools import TOOL_CLASSES, Tool
+from seem_annotator.gui.tools import Tool
+from seem_annotator.gui.view_sync import ViewSyncMixin
 
 
-class MainWindow(QMainWindow):
+class MainWindow(ViewSyncMixin, QMainWindow):
     """`window.commands` is the command API (menus, shortcuts, voice); `open_folder` opens a project."""
 
     def __init__(self, settings: QSettings | None = None, backend: Any = None, backend_name: str | None = None,
@@ -66,7 +69,8 @@ class MainWindow(QMainWindow):
         menus.build_menus(self)
         self.tools: dict[str, Tool] = {}
         self.model = ModelControl(self, backend=backend, backend_name=backend_name, device=device)
-        self._mask_cache: dict[tuple[int, float], Any] = {}
+        # Display-size masks by (annotation id, updated_at): revisiting an image skips the decodes.
+        self._mask_cache: OrderedDict[tuple[int, float], Any] = OrderedDict()
         self.sidecars = SidecarWriter(self)
         self._shown_image: int | None = None
         self._wire_panels()
@@ -235,7 +239,6 @@ class MainWindow(QMainWindow):
 
     def _image_changed(self) -> None:
         ctl = self.controller
-        self._mask_cache.clear()
         if ctl.image is None:
             self.canvas.set_image(None, (0, 0))
         else:
@@ -246,74 +249,6 @@ class MainWindow(QMainWindow):
         self.refresh_candidate()
         self._reload_vertex_tool()
         self.model.prefetch_neighbours()
-
-    def _canvas_current(self) -> bool:
-        """False while the canvas still shows the previous image (image_changed redraws then)."""
-        ctl = self.controller
-        return ctl is not None and ctl.image is not None and self.canvas.display_size == ctl.image.display_size \
-            and self.canvas.full_size == ctl.image.full_size and self._shown_image == ctl.image_id
-
-    def refresh_annotations(self) -> None:
-        ctl = self.controller
-        if not self._canvas_current():
-            return
-        from seem_annotator.core import masks
-
-        labels = {label.id: label for label in ctl.labels()}
-        views = []
-        for ann in ctl.annotations:
-            key = (ann.id, ann.updated_at)
-            if key not in self._mask_cache:
-                self._mask_cache[key] = overlays.to_display(masks.decode(ann.rle), ctl.image.display_size)
-            label = labels.get(ann.label_id)
-            views.append(AnnotationView(ann.id, self._mask_cache[key], tuple(label.color) if label else (255, 255, 255),
-                                        label.name if label else "?"))
-        self.canvas.set_annotations(views)
-        self.canvas.set_selected(ctl.selected[0] if ctl.selected else None)
-        self.refresh_labels()
-        self._reload_vertex_tool()
-
-    def refresh_candidate(self) -> None:
-        ctl = self.controller
-        if not self._canvas_current():
-            return
-        mask = ctl.candidate_mask
-        # The candidate keeps one distinct colour (with a dashed outline) so it never passes for an
-        # accepted annotation of the same label.
-        self.canvas.set_candidate(None if mask is None else overlays.to_display(mask, ctl.image.display_size))
-        self.canvas.set_prompts(ctl.session_prompts())
-        self._update_object_info()
-        self._reload_vertex_tool()
-
-    def _update_object_info(self) -> None:
-        ctl = self.controller
-        if ctl.session is None and not ctl.pending:
-            self.object_info.setText("")
-            self.label_field.setPlaceholderText("label for Enter (proposal / last used)")
-            return
-        rounds = len(ctl.session.rounds) if ctl.session else 0
-        proposals = [(n, p) for n, p in (ctl.candidate.labels if ctl.candidate else []) if n != "unknown"][:3]
-        text = f"  object: {rounds} round{'s' if rounds != 1 else ''}"
-        if proposals:
-            text += "  proposals: " + ", ".join(f"{n} {p:.2f}" for n, p in proposals)
-        if len(ctl.alternatives) > 1:
-            text += f"  mask {ctl.alt_index + 1}/{len(ctl.alternatives)} (Tab)"
-        self.object_info.setText(text)
-        label = ctl.resolve_label()
-        self.label_field.setPlaceholderText(f"Enter accepts as: {label}" if label else "type a label, Enter accepts")
-
-    def refresh_labels(self) -> None:
-        ctl = self.controller
-        if ctl is None:
-            return
-        labels = ctl.labels()
-        self.labels_panel.set_labels(labels, ctl.counts())
-        self.label_completer.model().setStringList([label.name for label in labels])
-
-    def _reload_vertex_tool(self) -> None:
-        tool = self.canvas.tool
-        if tool is not None and tool.name == "vertices":
-            tool.reload()
 
     # ------------------------------------------------------------------ tools and view
     def set_tool(self, name: str) -> None:
@@ -409,12 +344,6 @@ class MainWindow(QMainWindow):
 
     def choose_backend(self) -> None:
         self.model.choose_backend()
-
-    def preview_review(self, layers: list) -> None:
-        ctl = self.controller
-        if ctl is None or ctl.image is None:
-            return
-        self.canvas.set_review([(overlays.to_display(mask, ctl.image.display_size), color) for mask, color in layers])
 
     def start_segment_everything(self) -> None:
         self.model.segment_everything()

@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QActionGroup
 from PySide6.QtWidgets import QCompleter, QLabel, QLineEdit, QSlider, QSpinBox, QToolBar
 
-from seem_annotator.gui.tools import TOOL_CLASSES
+from seem_annotator.gui.edit_tools import TOOL_CLASSES
 
 if TYPE_CHECKING:
     from seem_annotator.gui.main_window import MainWindow
