@@ -298,3 +298,28 @@ def test_project_store_in_a_chosen_location_and_recent_list(tmp_path) -> None:
     project_open.remember_project(settings, str(images), str(store_dir))
     recent = project_open.recent_projects(settings)
     assert [project_open.split_recent(e) for e in recent] == [(str(images), str(store_dir)), ("/other", None)]
+
+
+def test_export_dialog_lists_every_format_with_its_options(qtbot, tmp_path) -> None:
+    from seem_annotator.gui.export_dialog import ExportDialog
+    from seem_annotator.gui.export_flow import exporters
+
+    available = exporters()
+    assert {"coco", "labelme"} <= set(available)
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    dialog = ExportDialog(available, tmp_path, settings=settings)
+    qtbot.addWidget(dialog)
+    names = [dialog.format.itemData(i) for i in range(dialog.format.count())]
+    assert names[:2] == ["coco", "labelme"] and set(names) == set(available)
+    dialog.format.setCurrentIndex(names.index("coco"))
+    assert dialog.output_path() == tmp_path / "exports" / "coco.json"
+    assert "rle" in dialog.options() and dialog.options()["rle"] is False
+    dialog._checks["rle"].setChecked(True)
+    assert dialog.options()["rle"] is True
+    dialog.format.setCurrentIndex(names.index("labelme"))
+    assert dialog.output_path() == tmp_path / "exports" / "labelme"
+    dialog.path.setText(str(tmp_path / "mine"))
+    dialog.remember()
+    again = ExportDialog(available, tmp_path, settings=settings)
+    qtbot.addWidget(again)
+    assert again.exporter.name == "labelme" and again.output_path() == tmp_path / "mine"

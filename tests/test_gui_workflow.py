@@ -193,7 +193,12 @@ def test_brush_manual_polygon_and_edits(qtbot, tmp_path: Path, samples: Path) ->
     assert len(ctl.session.rounds) == 2
     key(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # undo the brush stroke only
     assert not ctl.candidate_mask[150, 275] and ctl.candidate_mask[150, 150]
+    window.sidecar_action.setChecked(True)  # File menu: LabelMe files beside the images
     window.commands.accept("saucer")
+    sidecar = samples / "coffee.json"
+    qtbot.waitUntil(sidecar.exists, timeout=5000)
+    assert [s["label"] for s in json.loads(sidecar.read_text())["shapes"]] == ["saucer"]
+    window.sidecar_action.setChecked(False)
     # Second object, then merge the two with Shift+click selection and split them again.
     key(window, Qt.Key.Key_M)
     for x, y in ((300, 300), (350, 300), (350, 350), (300, 350), (300, 300)):
@@ -246,4 +251,22 @@ def test_brush_manual_polygon_and_edits(qtbot, tmp_path: Path, samples: Path) ->
     qtbot.waitUntil(lambda: ctl._latest is None, timeout=30000)
     assert "SEEM" in window.statusBar().currentMessage()
     assert ctl.session is None or not ctl.session.rounds
+    window.close()
+
+
+def test_drop_a_folder_and_recent_projects(qtbot, tmp_path: Path, samples: Path) -> None:
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    window = make_window(qtbot, tmp_path)
+    assert window.project is None
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(samples))])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+    assert window.project is not None and window.project.root == samples.resolve()
+    assert (samples / ".seem-annotator" / "project.sqlite").is_file()  # the store sits beside the images
+    window.fill_recent_menu()
+    assert [a.text() for a in window.recent_menu.actions()] == [str(samples.resolve())]
     window.close()
