@@ -266,7 +266,7 @@ def test_image_list_filter_search_and_neighbours(qtbot, tmp_path) -> None:
     assert panel.visible_ids() == [1, 2]
     chosen = []
     panel.image_chosen.connect(chosen.append)
-    panel.list.itemClicked.emit(panel.list.item(1))
+    panel.list.setCurrentItem(panel.list.item(1))  # as a click or Up/Down does
     assert chosen == [2]
 
 

@@ -77,8 +77,8 @@ class ImageListPanel(QWidget):
         self.list = QListWidget(self)
         self.list.setIconSize(QSize(THUMB, THUMB))
         self.list.setUniformItemSizes(True)
-        self.list.itemActivated.connect(self._activated)
-        self.list.itemClicked.connect(self._activated)
+        # Up/Down (or a click) in the list opens the image; select() moves it without a signal.
+        self.list.currentItemChanged.connect(lambda item, _previous: item is not None and self._activated(item))
         layout.addWidget(self.list)
         self._items: dict[int, QListWidgetItem] = {}
         self._records: dict[int, ImageRecord] = {}
@@ -92,6 +92,7 @@ class ImageListPanel(QWidget):
     # ------------------------------------------------------------------ content
     def set_images(self, images: list[ImageRecord], root: Path) -> None:
         self._generation += 1
+        self.list.blockSignals(True)  # filling the list is not the user choosing an image
         self.list.clear()
         self._items = {}
         self._records = {}
@@ -103,6 +104,7 @@ class ImageListPanel(QWidget):
             self.list.addItem(item)
             self._items[image.id] = item
             self._records[image.id] = image
+        self.list.blockSignals(False)
         self._apply_filter()
         self._load_thumbs([(im.id, root / im.file_name) for im in images if im.readable], self._generation)
 

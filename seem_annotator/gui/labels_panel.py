@@ -97,6 +97,10 @@ class LabelsPanel(QWidget):
         selected = self.selected_id()
         return next((label for label in self.labels if label.id == selected), None)
 
+    def request_add(self) -> None:
+        """Ctrl+L: ask for a new label name."""
+        self._add()
+
     def _add(self) -> None:
         name, ok = QInputDialog.getText(self, "Add label", "Label name:")
         if ok and name.strip():

@@ -75,6 +75,7 @@ class MainWindow(ViewSyncMixin, QMainWindow):
         self._shown_image: int | None = None
         self._wire_panels()
         self.canvas.cursor_moved.connect(self._cursor_moved)
+        self.canvas.hovered.connect(self._hovered)
         self.canvas.zoom_changed.connect(self.status.set_zoom)
         self.banner.choose_file.connect(self.model.choose_checkpoint)
         self._install_voice()
@@ -210,7 +211,7 @@ class MainWindow(ViewSyncMixin, QMainWindow):
     # ------------------------------------------------------------------ images
     def show_image(self, image_id: int) -> None:
         ctl = self.controller
-        if ctl is None:
+        if ctl is None or (image_id == ctl.image_id and ctl.image is not None):
             return
         for tool in self.tools.values():
             tool.cancel()
@@ -303,6 +304,13 @@ class MainWindow(ViewSyncMixin, QMainWindow):
         label = self.labels_panel.by_shortcut(digit)
         if label is not None:
             self.commands.set_label(label.name)
+
+    def _hovered(self, ann_id: int | None) -> None:
+        ctl = self.controller
+        ann = next((a for a in ctl.annotations if a.id == ann_id), None) if ctl is not None else None
+        if ann is not None:
+            score = "" if ann.score is None else f"  score {ann.score:.2f}"
+            self.status.message(f"{ctl.project.label(ann.label_id).name}  (#{ann.id}){score}", 3000)
 
     def _cursor_moved(self, x: float, y: float) -> None:
         h, w = self.canvas.full_size

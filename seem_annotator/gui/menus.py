@@ -31,7 +31,7 @@ def bind_actions(window: MainWindow) -> None:
         "opacity_up": lambda: c.change_opacity(0.1), "opacity_down": lambda: c.change_opacity(-0.1),
         "toggle_outlines": c.toggle_outlines, "width_up": lambda: c.change_width(1.25),
         "width_down": lambda: c.change_width(0.8), "backend": window.choose_backend,
-        "cheat_sheet": window.show_cheat_sheet,
+        "cheat_sheet": window.show_cheat_sheet, "add_label": window.labels_panel.request_add,
     }
     for tool in TOOL_CLASSES:
         handlers[f"tool_{tool.name}"] = lambda name=tool.name: c.set_tool(name)
@@ -73,6 +73,8 @@ def build_menus(window: MainWindow) -> None:
             else:
                 menu.addAction(a[action_id])
     labels_menu = bar.addMenu("&Labels")
+    labels_menu.addAction(a["add_label"])
+    labels_menu.addSeparator()
     for digit in range(1, 10):
         labels_menu.addAction(a[f"label_{digit}"])
 

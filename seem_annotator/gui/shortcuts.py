@@ -77,6 +77,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("tool_vertices", "Tool: edit polygon vertices", ("V",), "Tools"),
     ActionSpec("tool_select", "Tool: select annotations", ("Q",), "Tools"),
     ActionSpec("tool_referring", "Tool: mark reference region", ("Shift+R",), "Tools"),
+    ActionSpec("add_label", "Add a label…", ("Ctrl+L",), "Labels"),
     ActionSpec("backend", "Choose backend / device…", ("Ctrl+B",), "Model"),
     ActionSpec("cheat_sheet", "Keyboard shortcuts…", ("F1", "?"), "Help"),
 ) + tuple(ActionSpec(f"label_{d}", f"Use label {d}", (str(d),), "Labels") for d in range(1, 10))
