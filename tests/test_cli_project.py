@@ -20,6 +20,9 @@ from seem_annotator.errors import UserError
 from seem_annotator.formats import registry as plugin_registry
 from seem_annotator.formats.coco import export_coco
 
+# pycocotools' decode uses a numpy-1 `__array__` idiom that numpy 2 flags on every call; not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -20,6 +20,9 @@ from seem_annotator.errors import FormatError
 from seem_annotator.formats.coco import export_coco, parse_coco, read_coco
 from seem_annotator.formats.rle_crop import rle_runs
 
+# pycocotools' decode uses a numpy-1 `__array__` idiom that numpy 2 flags on every call; not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+
 
 def _quiet(fn, *args):
     with contextlib.redirect_stdout(io.StringIO()):

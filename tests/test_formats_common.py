@@ -17,6 +17,9 @@ from seem_annotator.errors import FormatError, UserError
 from seem_annotator.formats import atomic
 from seem_annotator.formats.common import read_json, relative_posix, resolve_inside
 
+# pycocotools' decode uses a numpy-1 `__array__` idiom that numpy 2 flags on every call; not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+
 # -- a small dataset on disk ---------------------------------------------------------------------
 
 

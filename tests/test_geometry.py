@@ -16,6 +16,9 @@ from seem_annotator.core import geometry as geo
 from seem_annotator.core import masks
 from seem_annotator.formats import rle_crop
 
+# pycocotools' decode uses a numpy-1 `__array__` idiom that numpy 2 flags on every call; not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+
 
 def random_masks(n: int, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)

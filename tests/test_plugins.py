@@ -16,6 +16,9 @@ from seem_annotator.core import geometry, masks
 from seem_annotator.formats.base import Exporter, ExportResult
 from seem_annotator.formats.registry import PluginRegistry, discover
 
+# pycocotools' decode uses a numpy-1 `__array__` idiom that numpy 2 flags on every call; not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+
 GOOD = '''
 from seem_annotator.formats.base import Exporter, ExportResult
 
