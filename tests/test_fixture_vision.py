@@ -53,10 +53,20 @@ def normalized_padded_image(image: torch.Tensor, mean: list[float], std: list[fl
 
 def _max_err(a: torch.Tensor, b: torch.Tensor) -> float:
     assert tuple(a.shape) == tuple(b.shape), f"shape {tuple(a.shape)} != expected {tuple(b.shape)}"
-    return (a.float() - b.float()).abs().max().item()
+    return (a.detach().float().cpu() - b.float().cpu()).abs().max().item()
 
 
-def test_vision_matches_fixture(seem_fixture_dir: Path) -> None:
+DEVICES = [pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=pytest.mark.gpu)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_vision_matches_fixture(seem_fixture_dir: Path, device: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            pytest.skip("no CUDA device")
+        # Full float32 on the GPU: TF32 convolutions/matmuls would round far above the tolerance.
+        monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     cfg = yaml.safe_load((seem_fixture_dir / "config.yaml").read_text())
     state = torch.load(seem_fixture_dir / "state_dict.pt", map_location="cpu", weights_only=True)
     # outputs.pt / inputs.pt hold Python containers (tuples, dicts): a trusted test asset.
@@ -67,6 +77,8 @@ def test_vision_matches_fixture(seem_fixture_dir: Path) -> None:
     pixel_decoder = build_pixel_decoder(cfg, backbone).eval()
     _load_strict(backbone, _subdict(state, "backbone."), "backbone")
     _load_strict(pixel_decoder, _subdict(state, "sem_seg_head.pixel_decoder."), "pixel_decoder")
+    backbone.to(device)
+    pixel_decoder.to(device)
 
     meta = outputs["meta"]
     divisor = int(meta.get("size_divisibility", cfg["MODEL"]["DECODER"]["SIZE_DIVISIBILITY"]))
@@ -77,7 +89,7 @@ def test_vision_matches_fixture(seem_fixture_dir: Path) -> None:
         assert _max_err(x, outputs["normalized_padded_image"]) == 0.0
 
     with torch.no_grad():
-        feats = backbone(x)
+        feats = backbone(x.to(device))
         mask_features, encoder_features, multi_scale = pixel_decoder.forward_features(feats)
 
     errors: dict[str, float] = {}
