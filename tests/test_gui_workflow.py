@@ -218,6 +218,17 @@ def test_brush_manual_polygon_and_edits(qtbot, tmp_path: Path, samples: Path) ->
     click(window, 320, 320)
     key(window, Qt.Key.Key_Delete)
     assert len(ctl.annotations) == 1
+    # Enter pressed before the answer arrives accepts it as soon as it is there.
+    key(window, Qt.Key.Key_C)
+    count = len(ctl.annotations)
+    click(window, 420, 60)
+    key(window, Qt.Key.Key_Return)
+    assert ctl._latest is not None and len(ctl.annotations) == count
+    qtbot.waitUntil(lambda: len(ctl.annotations) == count + 1, timeout=60000)
+    assert ctl.session is None
+    key(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    key(window, Qt.Key.Key_Escape)
+    assert len(ctl.annotations) == count
     # Digit keys pick labels by their shortcut.
     window.project.add_label("cup", shortcut=3)
     window.refresh_labels()

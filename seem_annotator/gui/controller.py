@@ -21,7 +21,7 @@ from seem_annotator.core.prompts import Prompt, ReferringPrompt, TextPrompt
 from seem_annotator.core.records import AnnotationRecord, LabelRecord
 from seem_annotator.engine.types import Candidate, DecodeRequest, ImageInput
 from seem_annotator.errors import UserError
-from seem_annotator.gui.edits import EditsMixin
+from seem_annotator.gui.edits import EditsMixin, reports_errors
 from seem_annotator.gui.image_loader import ImageLoader, LoadedImage
 
 UNKNOWN = "unknown"
@@ -65,6 +65,7 @@ class AnnotationController(EditsMixin, QObject):
         self.reference: ReferringPrompt | None = None
         self.annotations: list[AnnotationRecord] = []
         self.loader = ImageLoader(self)
+        self._accept_when_ready: tuple | None = None
         bridge.result.connect(self._on_result)
         bridge.failed.connect(self._on_failed)
 
@@ -82,6 +83,7 @@ class AnnotationController(EditsMixin, QObject):
         label = next((lab for lab in self.labels() if lab.id == label_id), None)
         return tuple(label.color) if label else (255, 255, 255)
 
+    @reports_errors
     def open_image(self, image_id: int) -> None:
         """Switch to an image: restore its annotations and in-progress object from the store, and
         show it (big files load in the background; prompts wait until it is there)."""
@@ -128,6 +130,7 @@ class AnnotationController(EditsMixin, QObject):
         if self._latest is not None:
             self.bridge.cancel(self._latest.object_id)
         self._latest = None
+        self._accept_when_ready = None
 
     def _drop_transient(self) -> None:
         self.pending = []
@@ -169,6 +172,7 @@ class AnnotationController(EditsMixin, QObject):
         return tuple(stored) + tuple(self.pending)
 
     # ------------------------------------------------------------------ prompts and rounds
+    @reports_errors
     def add_prompt(self, prompt: Prompt) -> None:
         if self.image is None:
             return
@@ -238,17 +242,22 @@ class AnnotationController(EditsMixin, QObject):
             self.message.emit("The model found nothing there; try another prompt.")
         self.candidate_changed.emit()
         self.image_status_changed.emit(self.project.image(self.image_id))
+        pending_accept, self._accept_when_ready = self._accept_when_ready, None
+        if pending_accept is not None and rle is not None:
+            self.accept(*pending_accept)
 
     def _on_failed(self, request: DecodeRequest, exc: BaseException) -> None:
         if request is not self._latest:
             return
         self._latest = None
+        self._accept_when_ready = None
         self.busy_changed.emit(False)
         # The prompts that could not be answered are dropped, so the object stays consistent.
         self.pending = []
         self.candidate_changed.emit()
         self.error.emit(str(exc) if isinstance(exc, UserError) else f"Segmentation failed: {exc!r}")
 
+    @reports_errors
     def next_alternative(self) -> None:
         if len(self.alternatives) < 2:
             return
@@ -261,6 +270,7 @@ class AnnotationController(EditsMixin, QObject):
         self.message.emit("Reference region marked; open another image and press Ctrl+R to segment "
                           "things like it.")
 
+    @reports_errors
     def use_reference(self) -> None:
         if self.reference is None:
             self.message.emit("Mark a reference region first (Shift+R, then lasso it on an image).")
@@ -286,9 +296,12 @@ class AnnotationController(EditsMixin, QObject):
         return self.last_label
 
     def accept(self, label: str | None = None) -> bool:
-        if self.session is None or self.candidate_mask is None or self._latest is not None:
-            if self._latest is not None:
-                self.message.emit("Still segmenting - accept again when the mask appears.")
+        if self._latest is not None:
+            # Enter pressed before the answer came: accept it as soon as it is shown.
+            self._accept_when_ready = (label,)
+            self.message.emit("Accepting as soon as the mask arrives…")
+            return False
+        if self.session is None or self.candidate_mask is None:
             return False
         name = self.resolve_label(label)
         if not name:
@@ -306,6 +319,7 @@ class AnnotationController(EditsMixin, QObject):
         self.reload()
         return True
 
+    @reports_errors
     def accept_many(self, chosen: list[tuple[dict, str, float]], backend: str = "everything") -> int:
         """Store reviewed segment-everything candidates as annotations, one undoable object each.
         Unlabelled ones ("unknown") get the label chosen for the object (digit, voice), else "object"."""
@@ -340,6 +354,7 @@ class AnnotationController(EditsMixin, QObject):
         self.labels_changed.emit()
         return label
 
+    @reports_errors
     def cancel(self) -> None:
         """Esc: drop pending prompts, then the object in progress (undoable), then the selection."""
         if self.pending or self._latest is not None:
@@ -357,6 +372,7 @@ class AnnotationController(EditsMixin, QObject):
             self.selected = []
             self.annotations_changed.emit()
 
+    @reports_errors
     def set_label(self, name: str) -> None:
         """Digit key / voice "label it as X": relabel the selection, or label the object in progress."""
         name = name.strip()
@@ -372,6 +388,7 @@ class AnnotationController(EditsMixin, QObject):
         self.candidate_changed.emit()
 
     # ------------------------------------------------------------------ undo / redo
+    @reports_errors
     def undo(self) -> None:
         if self.pending or self._latest is not None:
             self.cancel()  # an unanswered prompt is undone by forgetting it
@@ -380,6 +397,7 @@ class AnnotationController(EditsMixin, QObject):
             self.message.emit("Nothing to undo on this image.")
         self.reload()
 
+    @reports_errors
     def redo(self) -> None:
         if self.image_id is not None and self.project.redo(self.image_id) is None:
             self.message.emit("Nothing to redo on this image.")

@@ -9,6 +9,7 @@ the project's own undoable actions. After each, the view reloads from the store.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,26 @@ from seem_annotator.errors import UserError
 from seem_annotator.gui import overlays
 
 
+def reports_errors(method: Callable) -> Callable:
+    """A user action that cannot be done (store locked or full, bad mask, ...) becomes a status
+    message through the host's `error` signal instead of an exception escaping into Qt; the
+    store's transaction guarantees nothing half-done was kept."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except UserError as exc:
+            self.error.emit(str(exc))
+            try:
+                self.reload()
+            except UserError:
+                pass  # the store itself is failing; the message above says why
+            return None
+
+    return wrapper
+
+
 class EditsMixin:
     """Needs from the host class: project, image, image_id, session, candidate, candidate_mask,
     alternatives, alt_index, annotations, selected, reload(), and the message/error/labels_changed/
@@ -29,6 +50,7 @@ class EditsMixin:
     selected: list[int]
     annotations: list[AnnotationRecord]
 
+    @reports_errors
     def _store_edit(self, mask: np.ndarray, kind: str) -> None:
         """An edited candidate becomes a prompt-less round, so it is undoable and survives a crash."""
         if self.session is None:
@@ -41,6 +63,7 @@ class EditsMixin:
         if kind == "alternative":
             self.alternatives, self.alt_index = alternatives, alt_index
 
+    @reports_errors
     def manual_polygon(self, points: list[tuple[float, float]]) -> None:
         if self.image is None:
             return
@@ -49,6 +72,7 @@ class EditsMixin:
             mask = mask | self.candidate_mask  # drawing more adds to the object in progress
         self._store_edit(mask, "manual")
 
+    @reports_errors
     def brush_edit(self, points: list[tuple[float, float]], width: float, erase: bool) -> None:
         if self.image is None:
             return
@@ -72,6 +96,7 @@ class EditsMixin:
             return masks.decode(self._annotation(self.selected[0]).rle)
         return None
 
+    @reports_errors
     def vertex_edit(self, mask: np.ndarray) -> None:
         if self.candidate_mask is not None:
             self._store_edit(mask, "vertices")
@@ -99,6 +124,7 @@ class EditsMixin:
             self.selected = [ann_id]
         self.annotations_changed.emit()
 
+    @reports_errors
     def delete_selected(self, hovered: int | None = None) -> None:
         targets = list(self.selected) or ([hovered] if hovered is not None else [])
         if not targets:
@@ -108,12 +134,14 @@ class EditsMixin:
             self._edit_annotation(lambda a=ann_id: self.project.delete(a))
         self.selected = []
 
+    @reports_errors
     def merge_selected(self) -> None:
         if len(self.selected) < 2:
             self.message.emit("Select two or more annotations (Shift+click) to merge.")
             return
         self._edit_annotation(lambda: self.project.merge(list(self.selected)))
 
+    @reports_errors
     def subtract_selected(self) -> None:
         if len(self.selected) < 2:
             self.message.emit("Select the annotation to cut, then Shift+click the ones to subtract.")
@@ -122,18 +150,21 @@ class EditsMixin:
         for other in others:
             self._edit_annotation(lambda o=other: self.project.subtract(first, o))
 
+    @reports_errors
     def split_selected(self) -> None:
         if len(self.selected) != 1:
             self.message.emit("Select one annotation to split into its connected parts.")
             return
         self._edit_annotation(lambda: self.project.split(self.selected[0]))
 
+    @reports_errors
     def move_selected(self, step: int) -> None:
         if len(self.selected) != 1:
             return
         ann_id = self.selected[0]
         self._edit_annotation(lambda: self.project.raise_(ann_id) if step > 0 else self.project.lower(ann_id))
 
+    @reports_errors
     def toggle_done(self) -> None:
         if self.image_id is None:
             return
