@@ -45,9 +45,13 @@ class MultiHeadAttention(nn.Module):
         return F.linear(key, w_k, b_k), F.linear(value, w_v, b_v)
 
     def forward(self, query: Tensor, key: Tensor | None, value: Tensor | None, attn_mask: Tensor | None = None,
-                kv: tuple[Tensor, Tensor] | None = None) -> Tensor:
+                kv: tuple[Tensor, Tensor] | None = None, no_empty_rows: bool = False) -> Tensor:
         """query (L, B, C), key/value (S, B, C) (or ``kv`` = :meth:`project_kv` of them),
-        attn_mask bool (B*heads, L, S), True = blocked. Returns (L, B, C)."""
+        attn_mask bool (B*heads, L, S), True = blocked. Returns (L, B, C).
+
+        ``no_empty_rows``: the caller guarantees every query may attend to some key, which
+        allows the fused attention kernel.
+        """
         L, B, C = query.shape
         h, d = self.num_heads, C // self.num_heads
         w_q, b_q = self.in_proj_weight[:C], self.in_proj_bias[:C]
@@ -59,6 +63,11 @@ class MultiHeadAttention(nn.Module):
         q = F.linear(query, w_q, b_q).reshape(L, B * h, d).transpose(0, 1)
         k = k_proj.reshape(S, B * h, d).transpose(0, 1)
         v = v_proj.reshape(S, B * h, d).transpose(0, 1)
+        if no_empty_rows:
+            allowed = None if attn_mask is None else ~attn_mask.view(B, h, L, S)
+            out = F.scaled_dot_product_attention(q.view(B, h, L, d), k.view(B, h, S, d), v.view(B, h, S, d),
+                                                 attn_mask=allowed)
+            return self.out_proj(out.permute(2, 0, 1, 3).reshape(L, B, C))
         weights = torch.bmm(q * (1.0 / math.sqrt(d)), k.transpose(1, 2))
         if attn_mask is not None:
             weights = weights.masked_fill(attn_mask, float("-inf"))
@@ -109,7 +118,9 @@ class CrossAttentionLayer(nn.Module):
         q = tgt if query_pos is None else tgt + query_pos
         if kv is None:
             kv = self.multihead_attn.project_kv(memory if pos is None else memory + pos, memory)
-        return self.norm(tgt + self.multihead_attn(q, None, None, attn_mask=memory_mask, kv=kv))
+        # memory_mask must leave every query some key: the decoder unblocks fully blocked rows.
+        return self.norm(tgt + self.multihead_attn(q, None, None, attn_mask=memory_mask, kv=kv,
+                                                   no_empty_rows=True))
 
 
 class FFNLayer(nn.Module):
