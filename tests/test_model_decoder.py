@@ -340,3 +340,13 @@ def test_cached_cross_attention_keys_values_give_the_same_answer(v1: SEEM) -> No
     b = v1.decode_spatial(cached, pos, sampler=TorchSampler(2))
     assert torch.allclose(a.mask_logits, b.mask_logits, atol=1e-5)
     assert torch.allclose(a.raw["pred_logits"], b.raw["pred_logits"], atol=1e-5)
+
+
+def test_fused_attention_path_matches_explicit_path() -> None:
+    torch.manual_seed(1)
+    attn = MultiHeadAttention(16, 4)
+    q, k = torch.randn(5, 2, 16), torch.randn(9, 2, 16)
+    mask = torch.rand(8, 5, 9) > 0.5
+    mask[:, :, 3] = False
+    assert torch.allclose(attn(q, k, k, attn_mask=mask, no_empty_rows=True), attn(q, k, k, attn_mask=mask),
+                          atol=1e-5)
