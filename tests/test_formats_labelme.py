@@ -218,6 +218,12 @@ def test_truncated_json_and_empty_folder(tmp_path: Path) -> None:
     write_image(folder / "p.png", 16, 16)
     with pytest.raises(FormatError, match="no LabelMe"):
         read_labelme_folder(folder)
+    (folder / "coco.json").write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
+    with pytest.raises(FormatError, match="not LabelMe files"):
+        read_labelme_folder(folder)
+    (folder / "p.json").write_text(json.dumps(_lm_doc()))
+    ds = read_labelme_folder(folder)  # another tool's JSON beside LabelMe files is skipped, with a note
+    assert len(ds.annotations) == 1 and ds.extra["warnings"] == ["coco.json is not a LabelMe file; skipped"]
     (folder / "p.json").write_text(json.dumps(_lm_doc())[:50])
     with pytest.raises(FormatError, match="not valid JSON"):
         read_labelme_folder(folder)

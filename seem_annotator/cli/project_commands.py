@@ -122,6 +122,8 @@ def _import(args: argparse.Namespace) -> int:
     if not source.exists():
         raise UserError(f"{source} does not exist")
     dataset = importer.read(source, vars(args), tqdm_progress)
+    for warning in dataset.extra.get("warnings", []):
+        _warn(warning)
     project_dir = Path(args.project)
     with _project_for_import(project_dir, dataset) as project:
         rebased = _rebase(dataset, project.root)

@@ -82,11 +82,13 @@ class _Reader:
         used.add(value)
         return value
 
-    def read_file(self, json_path: Path) -> None:
+    def read_file(self, json_path: Path) -> bool:
+        """Add one file's image and objects; False (nothing added) for a JSON file that is not a
+        LabelMe file at all (no `shapes` and no `imagePath`, e.g. a COCO file in the same folder)."""
         what = str(json_path.relative_to(self.root))
         doc = read_json(json_path, "LabelMe file")
-        if not isinstance(doc, dict):
-            raise FormatError(f"{what} is not a LabelMe file (expected a JSON object)")
+        if not isinstance(doc, dict) or ("shapes" not in doc and "imagePath" not in doc):
+            return False
         shapes = doc.get("shapes")
         if not isinstance(shapes, list):
             raise FormatError(f"{what} has no 'shapes' list; is it a LabelMe file?")
@@ -158,6 +160,7 @@ class _Reader:
             saved["other_shapes"] = other
         self.images.append(ImageRecord(id=image_id, file_name=rel, width=width, height=height,
                                        extra={"labelme": saved}))
+        return True
 
 
 def read_labelme_folder(folder: str | Path, progress: Progress = no_progress) -> Dataset:
@@ -169,10 +172,13 @@ def read_labelme_folder(folder: str | Path, progress: Progress = no_progress) ->
     if not files:
         raise FormatError(f"no LabelMe .json files found under {root}")
     reader = _Reader(root)
-    for path in progress(files, len(files), "LabelMe files"):
-        reader.read_file(path)
+    skipped = [str(p.relative_to(root)) for p in progress(files, len(files), "LabelMe files")
+               if not reader.read_file(p)]
+    if not reader.images:
+        raise FormatError(f"no LabelMe files under {root} (the .json files there are not LabelMe files)")
+    extra = {"warnings": [f"{name} is not a LabelMe file; skipped" for name in skipped]} if skipped else {}
     return Dataset(images=reader.images, labels=sorted(reader.labels.values(), key=lambda lab: lab.id),
-                   annotations=reader.annotations, root=str(root))
+                   annotations=reader.annotations, root=str(root), extra=extra)
 
 
 class LabelmeExporter(Exporter):
