@@ -284,6 +284,21 @@ def test_vit_attention_matches_explicit_softmax_with_rel_pos() -> None:
     assert get_rel_pos(5, 5, table)[:, :, 0].tolist()[0] == [4.0, 3.0, 2.0, 1.0, 0.0]
 
 
+def test_vit_attention_head_chunking_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    import seem_annotator.model.vit as vit
+
+    torch.manual_seed(0)
+    attn = Attention(24, 3, use_rel_pos=True, input_size=(5, 6)).eval()
+    with torch.no_grad():
+        attn.rel_pos_h.normal_()
+        attn.rel_pos_w.normal_()
+        x = torch.randn(2, 5, 6, 24)
+        whole = attn(x)
+        monkeypatch.setattr(vit, "_BIAS_BUDGET", 2 * 30 * 30)  # two heads per chunk: 2 + 1
+        chunked = attn(x)
+    assert (whole - chunked).abs().max().item() < 1e-6
+
+
 def test_window_partition_roundtrip_with_padding() -> None:
     x = torch.randn(2, 9, 11, 3)
     windows, padded = window_partition(x, 4)

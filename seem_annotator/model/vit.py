@@ -19,6 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# Elements of relative-position bias materialised at once per attention call (4 heads of the
+# 64x64-token global attention).
+_BIAS_BUDGET = 4 * 4096 * 4096
+
 
 def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
     """Relative-position embeddings for every (query, key) index pair along one axis.
@@ -98,15 +102,23 @@ class Attention(nn.Module):
         nh = self.num_heads
         # (B, HW, 3, nh, hd) -> 3 x (B, nh, HW, hd)
         q, k, v = self.qkv(x).view(b, h * w, 3, nh, c // nh).permute(2, 0, 3, 1, 4).unbind(0)
-        bias = None
-        if self.use_rel_pos:
+        if not self.use_rel_pos:
+            out = F.scaled_dot_product_attention(q, k, v)
+        else:
             rh = get_rel_pos(h, h, self.rel_pos_h)  # (h, kh, hd)
             rw = get_rel_pos(w, w, self.rel_pos_w)  # (w, kw, hd)
-            rq = q.reshape(b, nh, h, w, -1)
-            rel_h = torch.einsum("bnhwc,hkc->bnhwk", rq, rh)
-            rel_w = torch.einsum("bnhwc,wkc->bnhwk", rq, rw)
-            bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, nh, h * w, h * w)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+            # The bias is (HW x HW) per head: for global attention over the 64x64 grid that is
+            # 64 MiB per head, so it is built a few heads at a time.
+            step = max(1, min(nh, _BIAS_BUDGET // max(1, (h * w) ** 2)))
+            outs = []
+            for i in range(0, nh, step):
+                qs = q[:, i : i + step]
+                rq = qs.reshape(b, -1, h, w, qs.shape[-1])
+                rel_h = torch.einsum("bnhwc,hkc->bnhwk", rq, rh)
+                rel_w = torch.einsum("bnhwc,wkc->bnhwk", rq, rw)
+                bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, -1, h * w, h * w)
+                outs.append(F.scaled_dot_product_attention(qs, k[:, i : i + step], v[:, i : i + step], attn_mask=bias))
+            out = outs[0] if len(outs) == 1 else torch.cat(outs, 1)
         return self.proj(out.transpose(1, 2).reshape(b, h, w, c))
 
 
