@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pycocotools import mask as mask_utils
 
 from seem_annotator import __version__
@@ -36,7 +37,7 @@ from seem_annotator.formats.common import (
     relative_posix,
     resolve_inside,
 )
-from seem_annotator.formats.rle_crop import coco_polygons_from_rle, rle_runs_batch
+from seem_annotator.formats.rle_crop import coco_polygons_from_rle, rle_runs, rle_runs_batch
 
 IMAGE_KEYS = {"id", "file_name", "width", "height"}
 CATEGORY_KEYS = {"id", "name"}
@@ -197,14 +198,15 @@ def _segmentation_rle(seg: Any, height: int, width: int, what: str) -> dict:
                                   f"{height * width}")
             return masks.normalize({"size": [height, width], "counts": counts})
         if isinstance(counts, str) and counts:
-            rle = {"size": [height, width], "counts": counts}
-            try:
-                decoded = masks.decode(rle)  # proves the string is a well-formed RLE of this size
-            except Exception as exc:
-                raise FormatError(f"{what}: RLE counts are not valid ({exc})") from exc
-            if decoded.shape != (height, width):
+            # Validated with numpy before pycocotools sees it: pycocotools' decoder trusts the run
+            # lengths and would write past its buffer for a string describing too many pixels.
+            raw = np.frombuffer(counts.encode("utf-8"), dtype=np.uint8)
+            if ((raw < 48) | (raw > 111)).any() or raw[-1] >= 48 + 32:
+                raise FormatError(f"{what}: RLE counts are not a valid compressed RLE string")
+            runs = rle_runs({"size": [height, width], "counts": counts})
+            if (runs < 0).any() or int(runs.sum()) != height * width:
                 raise FormatError(f"{what}: RLE counts do not describe a {height}x{width} mask")
-            return masks.normalize(rle)
+            return masks.normalize({"size": [height, width], "counts": counts})
         raise FormatError(f"{what}: RLE 'counts' must be a string or a list of integers")
     raise FormatError(f"{what}: 'segmentation' must be polygons or an RLE object")
 
