@@ -67,7 +67,7 @@ def decode_mask_png(data: str, what: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(base64.b64decode(data))) as img:
             arr = np.asarray(img)
-    except (binascii.Error, ValueError, OSError) as exc:
+    except (binascii.Error, ValueError, OSError, Image.DecompressionBombError) as exc:
         raise FormatError(f"{what}: 'mask' is not a base64 PNG image ({exc})") from exc
     if arr.ndim == 3:
         arr = arr[..., 0]
