@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, QSettings, Qt
+from PySide6.QtCore import QPoint, QPointF, QSettings, Qt
 from PySide6.QtTest import QTest
 
 from seem_annotator.core import masks
@@ -214,6 +214,14 @@ def test_brush_manual_polygon_and_edits(qtbot, tmp_path: Path, samples: Path) ->
     click(window, 150, 150)
     key(window, Qt.Key.Key_K, Qt.KeyboardModifier.ControlModifier)
     assert len(ctl.annotations) == 2
+    # Z-order: bring the bottom one to the top with "]", and back with "[".
+    bottom = ctl.annotations[0].id
+    click(window, *next(p for p in ((150, 150), (320, 320)) if window.canvas.annotation_at(QPointF(*p)) == bottom))
+    assert ctl.selected == [bottom]
+    key(window, Qt.Key.Key_BracketRight)
+    assert ctl.annotations[-1].id == bottom
+    key(window, Qt.Key.Key_BracketLeft)
+    assert ctl.annotations[0].id == bottom
     # Delete the hovered/selected one.
     click(window, 320, 320)
     key(window, Qt.Key.Key_Delete)
