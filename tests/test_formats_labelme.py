@@ -14,6 +14,7 @@ from PIL import Image
 from test_formats_common import by_id, listing, make_dataset, write_image
 
 from seem_annotator.core import masks
+from seem_annotator.core.records import ImageRecord
 from seem_annotator.errors import FormatError
 from seem_annotator.formats.labelme import decode_mask_png, export_labelme
 from seem_annotator.formats.labelme_read import read_labelme_folder
@@ -62,6 +63,20 @@ def test_box_shaped_object_is_a_rectangle(tmp_path: Path) -> None:
     assert shape["shape_type"] == "rectangle" and shape["points"] == [[30.0, 10.0], [55.0, 20.0]]
     back = read_labelme_folder(tmp_path)
     assert by_id(back)[10].rle == ds.annotations[0].rle
+
+
+def test_stale_file_of_ours_is_emptied_others_untouched(tmp_path: Path) -> None:
+    root = tmp_path / "images"
+    ds = make_dataset(root)
+    export_labelme(ds, root)
+    (root / "foreign.png").write_bytes((root / "a.png").read_bytes())
+    foreign = {"version": "5.0.1", "flags": {}, "shapes": [], "imagePath": "foreign.png", "imageData": None}
+    (root / "foreign.json").write_text(json.dumps(foreign))
+    ds.images.append(ImageRecord(id=4, file_name="foreign.png", width=96, height=64))
+    ds.annotations = [a for a in ds.annotations if a.image_id != 1]  # every object on a.png deleted
+    export_labelme(ds, root)
+    assert json.loads((root / "a.json").read_text())["shapes"] == []  # not left showing deleted objects
+    assert json.loads((root / "foreign.json").read_text()) == foreign  # another tool's file: untouched
 
 
 def test_holes_as_polygons_warns(tmp_path: Path) -> None:

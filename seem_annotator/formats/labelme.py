@@ -24,6 +24,7 @@ import base64
 import binascii
 import hashlib
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +238,21 @@ def image_document(dataset: Dataset, image: ImageRecord, anns: list[AnnotationRe
     return doc
 
 
+def _written_by_us(json_path: Path, file_name: str) -> bool:
+    """Whether `json_path` is a LabelMe file an earlier export wrote for this image: it is then
+    rewritten (without the objects deleted since) rather than left stale. Other files are never
+    touched for an image without objects."""
+    if not json_path.is_file():
+        return False
+    try:
+        doc = json.loads(json_path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(doc, dict) and isinstance(doc.get(META_KEY), dict)
+            and isinstance(doc.get("imagePath"), str)
+            and Path(doc["imagePath"].replace("\\", "/")).name == Path(file_name).name)
+
+
 def export_labelme(dataset: Dataset, out_dir: str | Path, *, holes: str = "mask", image_data: bool = False,
                    detail: PolygonDetail = DEFAULT_DETAIL, progress: Progress = no_progress) -> ExportResult:
     """One labelme JSON per annotated image under `out_dir` (mirroring the images' sub-folders).
@@ -255,12 +271,12 @@ def export_labelme(dataset: Dataset, out_dir: str | Path, *, holes: str = "mask"
     n_shapes = 0
     for image in progress(dataset.images, len(dataset.images), "LabelMe files"):
         anns = sorted(by_image.get(image.id, []), key=lambda a: (a.order, a.id))
-        if not anns and not image.extra.get("labelme"):
-            continue
+        json_path = out_dir / _json_name(image.file_name, taken)  # names reserved for every image
+        if not anns and not image.extra.get("labelme") and not _written_by_us(json_path, image.file_name):
+            continue  # nothing to say about this image (an earlier file of ours is emptied instead)
         if image.width <= 0 or image.height <= 0:
             warnings.append(f"image {image.file_name} is unreadable and its size unknown; no LabelMe file written")
             continue
-        json_path = out_dir / _json_name(image.file_name, taken)
         doc = image_document(dataset, image, anns, json_path, holes=holes, image_data=image_data,
                              detail=detail, warnings=warnings)
         n_shapes += len(doc["shapes"])
