@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QMouseEvent, QPainterPath, QPen
-from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsRectItem
+from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsItem, QGraphicsPathItem, QGraphicsRectItem
 
 from seem_annotator.core.prompts import BoxPrompt, PointPrompt, PolygonPrompt, Prompt, StrokePrompt
 
@@ -277,6 +277,7 @@ class _DragTool(Tool):
         self._button = Qt.MouseButton.NoButton
         self._event_positive = True
         self._item: QGraphicsPathItem | None = None
+        self._footprint: QGraphicsEllipseItem | None = None
 
     def width(self) -> float:
         return self.host.stroke_width
@@ -297,6 +298,7 @@ class _DragTool(Tool):
         self._redraw()
 
     def move(self, point: QPointF, event: QMouseEvent) -> None:
+        self._show_footprint(point)
         if self._item is None:
             return
         p = self._clamp(point)
@@ -304,6 +306,22 @@ class _DragTool(Tool):
             return
         self._points.append(p)
         self._redraw()
+
+    def _show_footprint(self, point: QPointF) -> None:
+        """A circle the size of the stroke under the pointer, so the width is visible before painting."""
+        r = self.width() / 2
+        if self._footprint is None:
+            self._footprint = QGraphicsEllipseItem()
+            self._footprint.setPen(_pen(QColor(255, 255, 255, 200), 1, Qt.PenStyle.DashLine))
+            self._footprint.setZValue(8)
+            self.canvas.scene().addItem(self._footprint)
+        self._footprint.setRect(point.x() - r, point.y() - r, 2 * r, 2 * r)
+
+    def deactivate(self) -> None:
+        super().deactivate()
+        if self._footprint is not None and self._footprint.scene() is not None:
+            self._footprint.scene().removeItem(self._footprint)
+        self._footprint = None
 
     def release(self, point: QPointF, event: QMouseEvent) -> None:
         if self._item is None or event.button() != self._button:
