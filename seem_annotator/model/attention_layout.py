@@ -196,3 +196,29 @@ class GroupState:
             mobj = self.memory_objects.to(device)
             mask[:, q, mm] = (qobj[:, None] != mobj[None, :])[None]
             mask[:, mm, mm] = (mobj[:, None] != mobj[None, :])[None]
+
+
+# v-style layout used when a demo config (whose own layout puts prompts in token slots of the
+# object queries) is built: its parameters are the same, and segment-everything only uses the
+# object queries, on which both layouts agree.
+V_STYLE_ARCH: dict[str, Any] = {
+    "SELF_ATTENTION": {
+        "queries": {"object": ["queries_object"], "grounding": ["queries_grounding", "tokens_grounding"],
+                    "spatial": ["queries_spatial", "tokens_spatial", "memories_spatial"]},
+        "tokens": {"grounding": ["queries_grounding", "tokens_grounding"], "spatial": ["tokens_spatial"]},
+        "memories": {"spatial": ["memories_spatial"]},
+    },
+    "CROSS_ATTENTION": {"queries": {"object": True, "grounding": True, "spatial": True},
+                        "memories": {"spatial": True}, "tokens": {"grounding": False, "spatial": False}},
+    "MASKING": ["tokens_spatial", "tokens_grounding"],
+    "QUERY_NUMBER": 3,
+}
+
+
+def layout_arch(arch: Mapping[str, Any], is_demo: bool = False) -> dict[str, Any]:
+    """The ``ATTENTION_ARCH`` to build a decoder with: the config's own, or for a demo config
+    (``seem_demo``) the v-style layout with the demo's number of memories."""
+    arch = dict(arch)
+    if is_demo:
+        return {**V_STYLE_ARCH, "SPATIAL_MEMORIES": arch.get("SPATIAL_MEMORIES", 32)}
+    return arch

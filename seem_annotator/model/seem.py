@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import CheckpointError
+from .attention_layout import layout_arch
 from .backbone import build_backbone
 from .config import cfg_get, load_config
 from .language import build_language_encoder
@@ -431,7 +432,7 @@ def build_seem(cfg: Mapping[str, Any] | str | Path) -> SEEM:
         dec_layers=int(cfg_get(cfg, "MODEL.DECODER.DEC_LAYERS")) - 1,
         mask_dim=int(cfg_get(cfg, "MODEL.ENCODER.MASK_DIM")),
         max_spatial_len=[int(v) for v in cfg_get(cfg, "MODEL.DECODER.MAX_SPATIAL_LEN", [512] * 4)],
-        attn_arch=_layout_arch(cfg, is_demo),
+        attn_arch=layout_arch(cfg_get(cfg, "ATTENTION_ARCH"), is_demo),
         version=versions[decoder_name],
         enforce_input_project=bool(cfg_get(cfg, "MODEL.DECODER.ENFORCE_INPUT_PROJ", False)),
         spatial=bool(cfg_get(cfg, "MODEL.DECODER.SPATIAL.ENABLED", False)),
@@ -459,27 +460,3 @@ def build_seem(cfg: Mapping[str, Any] | str | Path) -> SEEM:
                                                           False)),
         prompts_supported=not is_demo,
     )
-
-
-# v-style layout used when a demo config (whose own layout puts prompts in token slots of the
-# object queries) is built: its parameters are the same, and segment-everything only uses the
-# object queries, on which both layouts agree.
-_V_STYLE_ARCH: dict[str, Any] = {
-    "SELF_ATTENTION": {
-        "queries": {"object": ["queries_object"], "grounding": ["queries_grounding", "tokens_grounding"],
-                    "spatial": ["queries_spatial", "tokens_spatial", "memories_spatial"]},
-        "tokens": {"grounding": ["queries_grounding", "tokens_grounding"], "spatial": ["tokens_spatial"]},
-        "memories": {"spatial": ["memories_spatial"]},
-    },
-    "CROSS_ATTENTION": {"queries": {"object": True, "grounding": True, "spatial": True},
-                        "memories": {"spatial": True}, "tokens": {"grounding": False, "spatial": False}},
-    "MASKING": ["tokens_spatial", "tokens_grounding"],
-    "QUERY_NUMBER": 3,
-}
-
-
-def _layout_arch(cfg: Mapping[str, Any], is_demo: bool) -> dict[str, Any]:
-    arch = dict(cfg_get(dict(cfg), "ATTENTION_ARCH"))
-    if is_demo:
-        return {**_V_STYLE_ARCH, "SPATIAL_MEMORIES": arch.get("SPATIAL_MEMORIES", 32)}
-    return arch
