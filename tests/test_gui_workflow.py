@@ -289,3 +289,17 @@ def test_drop_a_folder_and_recent_projects(qtbot, tmp_path: Path, samples: Path)
     window.fill_recent_menu()
     assert [a.text() for a in window.recent_menu.actions()] == [str(samples.resolve())]
     window.close()
+
+
+def test_switching_to_seem_without_checkpoint_keeps_working(qtbot, tmp_path: Path, samples: Path,
+                                                            monkeypatch) -> None:
+    monkeypatch.setenv("SEEM_ANNOTATOR_CACHE", str(tmp_path / "cache"))
+    window = make_window(qtbot, tmp_path)
+    window.open_folder(samples)
+    window.model.switch("seem:focalt_v1", "cpu")
+    qtbot.waitUntil(lambda: "models download focalt_v1" in window.statusBar().currentMessage(), timeout=60000)
+    assert window.model.backend_name == "classical" and window.banner.isVisibleTo(window)
+    open_image(window, "chelsea.jpg")
+    click(window, *CHELSEA_CAT)  # the classical backend still answers
+    wait_candidate(qtbot, window)
+    window.close()

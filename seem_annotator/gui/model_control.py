@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QLabel
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QInputDialog,
+    QLabel,
+)
 
 from seem_annotator.engine import backends
 from seem_annotator.errors import UserError
@@ -17,6 +25,27 @@ from seem_annotator.gui.worker_bridge import WorkerBridge, make_worker
 
 if TYPE_CHECKING:
     from seem_annotator.gui.main_window import MainWindow
+
+
+def known_model_names() -> list[str]:
+    try:
+        from seem_annotator.model.config import known_models
+    except ImportError:
+        return []
+    return list(known_models())
+
+
+def _guess_model(file_name: str, names: list[str]) -> str | None:
+    """The known model a checkpoint file name mentions ("seem_focall_v1.pt" -> "focall_v1")."""
+    lowered = file_name.lower()
+    return next((n for n in sorted(names, key=len, reverse=True) if n in lowered), None)
+
+
+def backend_choices() -> list[str]:
+    """Backends to offer: the engine's list, plus every bundled SEEM model it may not list."""
+    names = list(backends.backend_names())
+    names += [f"seem:{n}" for n in known_model_names() if f"seem:{n}" not in names]
+    return names
 
 
 class ModelControl:
@@ -78,7 +107,7 @@ class ModelControl:
         dialog.setWindowTitle("Backend and device")
         form = QFormLayout(dialog)
         names = QComboBox(dialog)
-        names.addItems(backends.backend_names())
+        names.addItems(backend_choices())
         names.setCurrentText(self.backend_name)
         devices = QComboBox(dialog)
         devices.addItems(["auto", *backends.available_devices()])
@@ -96,23 +125,28 @@ class ModelControl:
             self.switch(names.currentText(), self.device_choice)
 
     def choose_checkpoint(self) -> None:
+        """Use a SEEM checkpoint file from anywhere: pick the file, confirm which model it is."""
         path, _ = QFileDialog.getOpenFileName(self.window, "Choose a SEEM checkpoint", str(Path.home()),
                                               "Checkpoints (*.pt *.pth *.bin *.safetensors);;All files (*)")
         if not path:
             return
+        names = known_model_names()
+        guess = _guess_model(Path(path).name, names)
+        model, ok = QInputDialog.getItem(self.window, "SEEM model", f"Which model is {Path(path).name}?", names,
+                                         names.index(guess) if guess in names else 0, False)
+        if ok:
+            self.load_checkpoint(model, path)
+
+    def load_checkpoint(self, model: str, path: str) -> None:
+        """Load `path` as SEEM model `model` on the worker thread (strict: a mismatch is reported)."""
         device = self.device_choice
 
         def factory() -> Any:
-            import importlib
+            from seem_annotator.engine.predictor import SeemPredictor
 
-            predictor = importlib.import_module("seem_annotator.engine.predictor")
-            from_file = getattr(predictor.SeemPredictor, "from_checkpoint", None)
-            if from_file is None:
-                raise UserError("Loading a checkpoint from a chosen file is not supported by this build; "
-                                "run `seem-annotator models download focalt_v1` instead.")
-            return from_file(path, device=backends.resolve_device(device))
+            return SeemPredictor.from_name(model, device=backends.resolve_device(device), checkpoint=path)
 
-        self.window.status.message(f"Loading {path}…", 0)
+        self.window.status.message(f"Loading {path} as {model}…", 0)
         self.bridge.set_backend(factory)
 
     def shutdown(self) -> None:
