@@ -60,6 +60,7 @@ def test_voice_parse_as_a_real_process() -> None:
     assert json.loads(proc.stdout) == {"action": "label", "label": "cat"}
 
 
+@pytest.mark.slow
 def test_voice_transcribe_with_a_checkpoint_file(capsys, tmp_path: Path) -> None:
     ckpt = save_tiny_whisper(tmp_path / "tiny-random.pt")
     wav = tmp_path / "take.wav"

@@ -100,7 +100,7 @@ def best_correlation(captured: np.ndarray, reference: np.ndarray, max_lag: int =
 
 
 TINY_DIMS = dict(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=1,
-                 n_vocab=51865, n_text_ctx=64, n_text_state=64, n_text_head=2, n_text_layer=1)
+                 n_vocab=51865, n_text_ctx=32, n_text_state=64, n_text_head=2, n_text_layer=1)
 
 
 EOT_TOKEN = 50257  # <|endoftext|> in both of Whisper's tokenizers; special tokens follow it
