@@ -263,3 +263,17 @@ def test_real_mval_subset_through_labelme(shared_data: Path, tmp_path: Path) -> 
         orig = src[ann.id]
         assert names[ann.image_id] == src_names[orig.image_id] and ann.label_id == orig.label_id
         assert masks.iou(ann.rle, orig.rle) >= 0.98
+
+
+def test_image_level_keys_survive_a_project(tmp_path: Path) -> None:
+    # The project scans pic.png before the import, so the import must merge, not drop, the image's
+    # LabelMe-level fields (flags, unknown keys).
+    from seem_annotator.core.project import Project
+
+    folder = _hand_written_folder(tmp_path)
+    with Project.create(folder, store_path=tmp_path / "store" / "project.sqlite") as project:
+        assert [im.file_name for im in project.images()] == ["pic.png"]
+        project.import_dataset(read_labelme_folder(folder))
+        export_labelme(project.snapshot(), tmp_path / "out")
+    doc = json.loads((tmp_path / "out" / "pic.json").read_text())
+    assert doc["reviewer"] == "ann" and doc["flags"] == {"reviewed": True}

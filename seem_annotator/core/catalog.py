@@ -66,6 +66,15 @@ class Catalog:
             (file_name, int(width), int(height), sha256, int(readable), error, dumps(extra or {})))
         return int(cur.lastrowid)
 
+    def merge_extra(self, image_id: int, extra: dict) -> None:
+        """Add an importer's image-level fields (LabelMe flags, unknown keys) to an existing image,
+        the imported values winning (inside the caller's transaction)."""
+        if not extra:
+            return
+        row = self.store.one("SELECT extra FROM images WHERE id = ?", (int(image_id),))
+        merged = {**json.loads(row["extra"]), **extra}
+        self.store.execute("UPDATE images SET extra = ? WHERE id = ?", (dumps(merged), int(image_id)))
+
     def rescan(self, progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
         known = {r["file_name"]: r for r in self.store.query("SELECT id, file_name, readable FROM images")}
         on_disk = list(imgio.iter_image_files(self.root)) if self.root.is_dir() else []

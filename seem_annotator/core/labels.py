@@ -165,6 +165,15 @@ def add_label(store: Store, name: str, color: str | Sequence[int] | None = None,
         return get_label(store, int(cur.lastrowid))
 
 
+def merge_extra(store: Store, label_id: int, extra: dict) -> None:
+    """Add an importer's label-level fields to an existing label (imported values win)."""
+    if not extra:
+        return
+    row = store.one("SELECT extra FROM labels WHERE id = ?", (int(label_id),))
+    merged = {**json.loads(row["extra"]), **extra}
+    store.execute("UPDATE labels SET extra = ? WHERE id = ?", (dumps(merged), int(label_id)))
+
+
 def rename_label(store: Store, label_id: int, new_name: str) -> LabelRecord:
     clean = normalize_name(new_name)
     with store.transaction():

@@ -53,6 +53,7 @@ def import_dataset(store: Store, catalog: Catalog, dataset: Dataset,
             if existing is not None:
                 image_map[img.id] = existing.id
                 sizes[existing.id] = (existing.width, existing.height)
+                catalog.merge_extra(existing.id, img.extra)
                 summary["images_matched"] += 1
                 continue
             path = root / name
@@ -78,6 +79,7 @@ def import_dataset(store: Store, catalog: Catalog, dataset: Dataset,
             found = label_ops.find_by_name(store, label.name)
             if found is not None:
                 label_map[label.id] = found.id
+                label_ops.merge_extra(store, found.id, label.extra)
                 summary["labels_matched"] += 1
                 continue
             shortcut = label.shortcut
