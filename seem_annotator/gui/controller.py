@@ -18,7 +18,7 @@ from PySide6.QtCore import QObject, Signal
 
 from seem_annotator.core import masks
 from seem_annotator.core.prompts import Prompt, ReferringPrompt, TextPrompt
-from seem_annotator.core.records import AnnotationRecord, LabelRecord
+from seem_annotator.core.records import AnnotationRecord, ImageRecord, LabelRecord
 from seem_annotator.engine.types import Candidate, DecodeRequest, ImageInput
 from seem_annotator.errors import UserError
 from seem_annotator.gui.edits import EditsMixin, reports_errors
@@ -47,6 +47,7 @@ class AnnotationController(EditsMixin, QObject):
         self.bridge = bridge
         self.backend_name = "classical"
         self.image: LoadedImage | None = None
+        self._current_record: ImageRecord | None = None
         self.session: Any = None  # core.rounds.ObjectSession (open) or None
         self.pending: list[Prompt] = []
         self.candidate: Candidate | None = None
@@ -78,10 +79,6 @@ class AnnotationController(EditsMixin, QObject):
 
     def label_by_name(self, name: str) -> LabelRecord | None:
         return self.project.label_by_name(name)
-
-    def color_of(self, label_id: int) -> tuple[int, int, int]:
-        label = next((lab for lab in self.labels() if lab.id == label_id), None)
-        return tuple(label.color) if label else (255, 255, 255)
 
     @reports_errors
     def open_image(self, image_id: int) -> None:
@@ -122,8 +119,7 @@ class AnnotationController(EditsMixin, QObject):
 
     @property
     def image_id(self) -> int | None:
-        record = getattr(self, "_current_record", None)
-        return None if record is None else record.id
+        return None if self._current_record is None else self._current_record.id
 
     def _forget_request(self) -> None:
         """Drop the request in flight (its answer will never be shown)."""
@@ -296,6 +292,8 @@ class AnnotationController(EditsMixin, QObject):
         return self.last_label
 
     def accept(self, label: str | None = None) -> bool:
+        """Turn the object in progress into an annotation (see `resolve_label` for the label).
+        True when stored; while an answer is still coming, it is accepted on arrival."""
         if self._latest is not None:
             # Enter pressed before the answer came: accept it as soon as it is shown.
             self._accept_when_ready = (label,)
