@@ -303,3 +303,29 @@ def test_switching_to_seem_without_checkpoint_keeps_working(qtbot, tmp_path: Pat
     click(window, *CHELSEA_CAT)  # the classical backend still answers
     wait_candidate(qtbot, window)
     window.close()
+
+
+def test_labels_panel_actions_are_stored(qtbot, tmp_path: Path, samples: Path) -> None:
+    window = make_window(qtbot, tmp_path)
+    window.open_folder(samples)
+    open_image(window, "coffee.jpg")
+    ctl = window.controller
+    key(window, Qt.Key.Key_M)
+    for x, y in ((100, 100), (200, 100), (200, 200), (100, 200), (100, 100)):
+        click(window, x, y)
+    window.commands.accept("cup")
+    panel = window.labels_panel
+    cup = window.project.label_by_name("cup")
+    panel.add_requested.emit("mug")
+    mug = window.project.label_by_name("mug")
+    assert [panel.tree.topLevelItem(i).text(0) for i in range(panel.tree.topLevelItemCount())] == ["cup", "mug"]
+    panel.rename_requested.emit(cup.id, "teacup")
+    panel.color_requested.emit(mug.id, (1, 2, 3))
+    panel.shortcut_requested.emit(mug.id, 4)
+    assert window.project.label(mug.id).color == (1, 2, 3) and window.project.label(mug.id).shortcut == 4
+    panel.merge_requested.emit(cup.id, mug.id)
+    assert [window.project.label(a.label_id).name for a in ctl.annotations] == ["mug"]
+    assert panel.tree.topLevelItem(0).text(0) == "mug" and panel.tree.topLevelItem(0).text(2) == "1"
+    key(window, Qt.Key.Key_4)  # the digit set above
+    assert ctl.pending_label == "mug"  # nothing selected, no object: the next object gets it
+    window.close()

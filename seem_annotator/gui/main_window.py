@@ -80,6 +80,10 @@ class MainWindow(ViewSyncMixin, QMainWindow):
         self.banner.choose_file.connect(self.model.choose_checkpoint)
         self._install_voice()
         self.set_tool(str(self.settings.value("tools/last", "point")))
+        # Docks, toolbars and size as the user left them.
+        if self.settings.contains("window/geometry"):
+            self.restoreGeometry(self.settings.value("window/geometry"))
+            self.restoreState(self.settings.value("window/state"))
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -204,6 +208,9 @@ class MainWindow(ViewSyncMixin, QMainWindow):
                 return
 
     def closeEvent(self, event) -> None:
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState())
+        self.sidecars.write_now()  # a pending LabelMe sidecar is written, not lost
         self.model.shutdown()
         self.close_project()
         super().closeEvent(event)
