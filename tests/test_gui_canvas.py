@@ -323,3 +323,26 @@ def test_export_dialog_lists_every_format_with_its_options(qtbot, tmp_path) -> N
     again = ExportDialog(available, tmp_path, settings=settings)
     qtbot.addWidget(again)
     assert again.exporter.name == "labelme" and again.output_path() == tmp_path / "mine"
+
+
+def test_cheat_sheet_lists_and_edits_shortcuts(qtbot, tmp_path) -> None:
+    from PySide6.QtGui import QKeySequence
+    from PySide6.QtWidgets import QWidget
+
+    from seem_annotator.gui.shortcuts import ACTIONS, CheatSheetDialog, ShortcutManager
+
+    owner = QWidget()
+    qtbot.addWidget(owner)
+    manager = ShortcutManager(owner, QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    for spec in ACTIONS:
+        manager.bind(spec.id, lambda: None)
+    dialog = CheatSheetDialog(manager)
+    qtbot.addWidget(dialog)
+    assert dialog.table.rowCount() == len(ACTIONS)
+    texts = {dialog.table.item(r, 1).text() for r in range(dialog.table.rowCount())}
+    assert "Accept object" in texts and "Undo" in texts
+    dialog._editors["undo"].setKeySequence(QKeySequence("Alt+U"))
+    dialog._changed("undo")
+    assert [s.toString() for s in manager.actions["undo"].shortcuts()] == ["Alt+U"]
+    dialog._restore()
+    assert [s.toString() for s in manager.actions["undo"].shortcuts()] == ["Ctrl+Z"]
