@@ -112,7 +112,8 @@ def test_negative_click_removes_a_wrongly_included_region_over_rounds():
     # The previous round leaked onto the square; one negative click on it must remove all of it.
     previous = truth | square
     prompts = [PointPrompt(110, 120), PointPrompt(245, 100, False)]
-    second = _predict(backend, image, prompts, memory=previous)
+    second = backend.predict(DecodeRequest(image=image, object_id="o", round_index=1, prompts=tuple(prompts),
+                                           previous_mask=previous))
     assert (second.mask & square).sum() < 0.05 * square.sum()
     assert mask_iou(second.mask, truth) > 0.9
     # and a positive click on it brings it back (both parts kept)

@@ -12,6 +12,9 @@ the app is useful before any checkpoint is downloaded. One round:
 3. GrabCut (colour models + graph cut) refines only a band around that split's boundary; left free
    it would spread into every similarly coloured neighbour. A box alone is plain GrabCut in the box.
 4. Only parts connected to a positive prompt are kept, small holes are filled.
+5. From the second round on, only changes connected to the newest prompts are accepted; the rest
+   of the previous round's mask (its memory) is kept, so a click fixes one error without
+   disturbing what earlier rounds got right.
 
 Text, voice and referring prompts need SEEM and raise ModelUnavailableError. Segment-everything is
 a colour/position over-segmentation whose regions come back unlabelled ("unknown").
@@ -22,6 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -57,15 +61,27 @@ class _Prepared:
         self.nbytes = self.rgb.nbytes * 3
 
 
+@dataclass(frozen=True)
+class ClassicalMemory:
+    """A round's answer on the working grid and how many prompts it answered."""
+
+    image_key: str
+    mask: np.ndarray
+    prompts: int
+
+
 class ClassicalBackend:
     """OpenCV watershed + GrabCut backend (no weights). Thread-safe; CPU only."""
 
     name = "classical"
     device = "cpu"
 
-    def __init__(self, max_side: int = 320, iterations: int = 2, cache_images: int = 8) -> None:
+    def __init__(self, max_side: int = 320, iterations: int = 2, cache_images: int = 8,
+                 local_updates: bool = True, band: int = 25) -> None:
         self.max_side = max_side
+        self.band = band
         self.iterations = iterations
+        self.local_updates = local_updates
         self._cache: OrderedDict[str, _Prepared] = OrderedDict()
         self._cache_images = cache_images
         self._lock = threading.Lock()
@@ -86,12 +102,19 @@ class ClassicalBackend:
         prep = self._prepared(request.image)
         t1 = time.perf_counter()
         masks = rasterize(request.prompts, prep.size, prep.scale)
-        prev = self._previous(request, prep.size)
-        work = segment(prep, masks, prev, self.iterations) if masks.has_positive() else np.zeros(prep.size, bool)
+        prev, seen = self._previous(request, prep.size)
+        if not masks.has_positive():
+            work = np.zeros(prep.size, bool)
+        else:
+            work = segment(prep, masks, prev, self.iterations, self.band)
+            new = request.prompts[seen:] if prev is not None and seen < len(request.prompts) else ()
+            if self.local_updates and new and not any(p.kind == "box" for p in new):
+                work = _local_update(prev, work, masks, rasterize(new, prep.size, prep.scale))
         full = resize_mask(work, request.image.full_size)
         t2 = time.perf_counter()
         return Candidate(
-            mask=full, score=1.0 if work.any() else 0.0, labels=[(UNKNOWN, 0.0)], memory=work,
+            mask=full, score=1.0 if work.any() else 0.0, labels=[(UNKNOWN, 0.0)],
+            memory=ClassicalMemory(request.image.key, work, len(request.prompts)),
             timings={"encode": (t1 - t0) * 1e3, "decode": (t2 - t1) * 1e3, "total": (t2 - t0) * 1e3},
             backend=self.name,
         )
@@ -120,13 +143,16 @@ class ClassicalBackend:
         return prep
 
     @staticmethod
-    def _previous(request: DecodeRequest, size: tuple[int, int]) -> np.ndarray | None:
+    def _previous(request: DecodeRequest, size: tuple[int, int]) -> tuple[np.ndarray | None, int]:
+        """(previous mask on the working grid, how many of the prompts it already answered)."""
         memory = request.memory
-        if isinstance(memory, np.ndarray) and memory.dtype == bool and memory.ndim == 2:
-            return memory if memory.shape == size else resize_mask(memory, size)
+        if isinstance(memory, ClassicalMemory) and memory.image_key == request.image.key:
+            mask = memory.mask if memory.mask.shape == size else resize_mask(memory.mask, size)
+            return mask, memory.prompts
         if request.previous_mask is not None:
-            return resize_mask(np.asarray(request.previous_mask, bool), size)
-        return None
+            # Only the persisted mask survived: the newest prompt is the one to answer.
+            return resize_mask(np.asarray(request.previous_mask, bool), size), len(request.prompts) - 1
+        return None, 0
 
 
 def _disk(radius: int) -> np.ndarray:
@@ -181,13 +207,41 @@ def _grabcut(bgr: np.ndarray, gc: np.ndarray, fg: np.ndarray, bg: np.ndarray, it
     is_fg = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
     if not is_fg.any() or is_fg.all() or iterations <= 0:
         return is_fg  # GrabCut needs samples of both sides to fit its colour models
+    # Only pixels GrabCut may change cost anything: run it on their bounding box plus a margin of
+    # fixed pixels for the colour models (the rest of the image keeps its fixed labels).
+    free = (gc == cv2.GC_PR_FGD) | (gc == cv2.GC_PR_BGD)
+    if not free.any():
+        return is_fg
+    ys, xs = np.nonzero(free)
+    h, w = gc.shape
+    m = max(8, (ys.max() - ys.min() + xs.max() - xs.min()) // 8)
+    y0, y1 = max(0, ys.min() - m), min(h, ys.max() + 1 + m)
+    x0, x1 = max(0, xs.min() - m), min(w, xs.max() + 1 + m)
+    crop = np.ascontiguousarray(gc[y0:y1, x0:x1])
     bgd = np.zeros((1, 65), np.float64)
     fgd = np.zeros((1, 65), np.float64)
     try:
-        cv2.grabCut(bgr, gc, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+        cv2.grabCut(np.ascontiguousarray(bgr[y0:y1, x0:x1]), crop, None, bgd, fgd, iterations,
+                    cv2.GC_INIT_WITH_MASK)
     except cv2.error:
         return is_fg  # too few distinct colours for the colour models: keep the initial split
+    gc[y0:y1, x0:x1] = crop
     return (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+
+
+def _local_update(prev: np.ndarray, result: np.ndarray, masks: PromptMasks, new: PromptMasks) -> np.ndarray:
+    """Accept only the changes connected to the newest prompts; elsewhere keep the previous answer
+    (a click fixes one error without disturbing what earlier rounds got right)."""
+    touched = cv2.dilate((new.positive | new.negative).astype(np.uint8), _disk(2)).astype(bool)
+    diff = (result != prev).astype(np.uint8)
+    count, labels = cv2.connectedComponents(diff, connectivity=8)
+    accept = np.zeros(count, bool)
+    hit = np.unique(labels[touched & (diff > 0)])
+    accept[hit[hit > 0]] = True
+    out = np.where(accept[labels], result, prev)
+    out[masks.positive] = True
+    out[masks.negative & ~masks.positive] = False
+    return _clean(out, masks.positive, masks.box_region)
 
 
 def _clean(mask: np.ndarray, fg: np.ndarray, box: np.ndarray | None) -> np.ndarray:
