@@ -1,14 +1,13 @@
 """Choosing a backend: "classical" (no weights) or a SEEM model by name, on a chosen device.
 
-Names: "classical", or a SEEM model such as "focalt_v1" / "seem:focalt_v1" (the known model names
-and their checkpoints come from `seem_annotator.model`). Plugins add more with `register_backend`.
-`default_backend_name()` is what the app starts with: the first SEEM model whose checkpoint is in
-the cache, else "classical".
+Names: "classical", or a SEEM model such as "focalt_v1" / "seem:focalt_v1" (a released model whose
+checkpoint is in the cache), or a checkpoint path whose file name names its model. Plugins add more
+with `register_backend`. `default_backend_name()` is what the app starts with: the first SEEM model
+whose checkpoint is in the cache, else "classical".
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 from seem_annotator.engine.types import SegmentationBackend
@@ -52,13 +51,10 @@ def resolve_device(device: str | None) -> str:
 
 
 def seem_model_names() -> list[str]:
-    """Known SEEM model names (from the model package), empty when it is not importable."""
-    try:
-        checkpoint = importlib.import_module("seem_annotator.model.checkpoint")
-    except ImportError:
-        return []
-    names = getattr(checkpoint, "KNOWN_MODELS", None) or getattr(checkpoint, "MODELS", None) or {}
-    return sorted(names)
+    """Known (released) SEEM model names, in the model package's order."""
+    from seem_annotator.model.config import known_models
+
+    return list(known_models())
 
 
 def backend_names() -> list[str]:
@@ -79,26 +75,22 @@ def create_backend(name: str, device: str | None = "auto") -> SegmentationBacken
 
         return ClassicalBackend()
     model = name.split(":", 1)[1] if name.startswith("seem:") else name
-    try:
-        predictor = importlib.import_module("seem_annotator.engine.predictor")
-    except ImportError as exc:
-        raise UserError(f"unknown backend {name!r}: the SEEM model package is not available ({exc})") from exc
-    return predictor.SeemPredictor.from_name(model, device=resolve_device(device))
+    if not model:
+        raise UserError(f"unknown backend {name!r}: use 'classical' or one of {', '.join(backend_names()[1:])}")
+    from seem_annotator.engine.predictor import SeemPredictor
+
+    # Unknown names and missing checkpoints raise CheckpointError saying how to get the model.
+    return SeemPredictor.from_name(model, device=resolve_device(device))
 
 
 def default_backend_name() -> str:
-    """The first SEEM model whose checkpoint is already downloaded, else "classical"."""
+    """The first known SEEM model whose checkpoint is already downloaded, else "classical"."""
     try:
-        checkpoint = importlib.import_module("seem_annotator.model.checkpoint")
-        cached = getattr(checkpoint, "cached_checkpoint", None)
-    except ImportError:
+        from seem_annotator.model.hub import list_models
+
+        for row in list_models():
+            if row.cached:
+                return f"seem:{row.info.name}"
+    except Exception:  # an unreadable cache must not stop the app from starting
         return "classical"
-    if cached is None:
-        return "classical"
-    for model in ("focalt_v1", "focall_v1", "samvitb_v1", "samvitl_v1", "focalt_v0", "focall_v0"):
-        try:
-            if cached(model):
-                return f"seem:{model}"
-        except Exception:  # a broken cache must not stop the app from starting
-            continue
     return "classical"

@@ -94,9 +94,11 @@ class SeemPredictor:
         """Load a released model ("focalt_v1") or a config path with `checkpoint`; strict loading."""
         from seem_annotator.model.checkpoint import load_seem
         from seem_annotator.model.config import resolve_model_name
+        from seem_annotator.model.hub import resolve_checkpoint
 
         info = resolve_model_name(model_name)
-        model, _report = load_seem(model_name, checkpoint or model_name, device=device)
+        path = resolve_checkpoint(checkpoint or model_name)  # fails fast, saying how to download it
+        model, _report = load_seem(model_name, path, device=device)
         label = info.name if info is not None else model_name
         return cls(model, name=f"seem:{label}", **kwargs)
 
