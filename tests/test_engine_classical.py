@@ -155,3 +155,21 @@ def test_segment_everything_gives_unlabelled_regions_covering_the_objects():
     assert max(mask_iou(c.mask, truth) for c in cands) > 0.8
     areas = [c.mask.sum() for c in cands]
     assert areas == sorted(areas, reverse=True)
+
+
+def test_local_update_keeps_what_the_previous_round_got_right():
+    backend = ClassicalBackend()
+    image, _truth = _scene(2)
+    prompts = [PointPrompt(110, 120), PointPrompt(245, 100)]
+    first = _predict(backend, image, prompts)
+    # a negative click on background far from both objects changes nothing of the answer
+    second = backend.predict(DecodeRequest(image=image, object_id="o", round_index=1,
+                                           prompts=tuple(prompts) + (PointPrompt(20, 220, False),),
+                                           memory=first.memory))
+    assert np.array_equal(second.memory.mask, first.memory.mask)
+    assert second.memory.prompts == 3
+    # memory of another image is not used
+    other = ImageInput(key="other", pixels=image.pixels, full_size=image.full_size)
+    third = backend.predict(DecodeRequest(image=other, object_id="o", round_index=1, prompts=tuple(prompts),
+                                          memory=first.memory))
+    assert np.array_equal(third.mask, first.mask)
