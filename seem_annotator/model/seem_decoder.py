@@ -259,18 +259,20 @@ class SEEMDecoder(nn.Module):
             self_names = state.self_names()
             output, query_pos, self_index = state.concat(self_names)
             attn_mask = state.self_attn_mask(self_names, self_index, bs, self.num_heads, output.device)
-            if "tokens_spatial" in self_index:
-                # Spatial tokens are re-read from the prompt every layer, so their own updates are
-                # never used: update only the other rows (exactly the same result for them).
-                a, b = self_index["tokens_spatial"]
-                rows = torch.cat([torch.arange(a, device=output.device),
-                                  torch.arange(b, output.shape[0], device=output.device)])
+            # Spatial tokens are re-read from the prompt every layer, and after the last layer only
+            # the queries are read: the other rows' updates are never used, so skip them (the
+            # kept rows get exactly the same result).
+            skip = {"tokens_spatial"} if i < self.num_layers - 1 else {"tokens_spatial", "tokens_grounding",
+                                                                      "memories_spatial"}
+            if skip.isdisjoint(self_index):
+                output = self.transformer_self_attention_layers[i](output, tgt_mask=attn_mask, query_pos=query_pos)
+                output = self.transformer_ffn_layers[i](output)
+            else:
+                rows = torch.cat([torch.arange(a, b, device=output.device)
+                                  for n, (a, b) in self_index.items() if n not in skip])
                 upd = self.transformer_self_attention_layers[i](output, tgt_mask=attn_mask, query_pos=query_pos,
                                                                 rows=rows)
                 output = output.index_copy(0, rows, self.transformer_ffn_layers[i](upd))
-            else:
-                output = self.transformer_self_attention_layers[i](output, tgt_mask=attn_mask, query_pos=query_pos)
-                output = self.transformer_ffn_layers[i](output)
             state.split(output, self_index)
             output, query_pos, index = state.concat(names)
             next_level = (i + 1) % self.num_feature_levels
