@@ -140,6 +140,11 @@ def test_torch_sampler_seeded_is_reproducible_and_replay_checks_order() -> None:
         replay.randint(2, 3)  # value 2 out of range
     with pytest.raises(ReplayError):
         ReplaySampler([]).randint(3, 1)
+    recorded = {"fn": "torch.multinomial", "args": [torch.ones(14)], "kwargs": {"replacement": False},
+                "out": torch.arange(3)}
+    assert ReplaySampler([recorded]).multinomial(torch.ones(14), 3, False).tolist() == [0, 1, 2]
+    with pytest.raises(ReplayError):  # drawn over another number of pixels than recorded
+        ReplaySampler([recorded]).multinomial(torch.ones(13), 3, False)
 
 
 # -- attention layout --------------------------------------------------------------------------

@@ -83,21 +83,29 @@ class ReplaySampler:
     def exhausted(self) -> bool:
         return self.position == len(self.calls)
 
-    def _next(self, fn: str, size: int) -> Tensor:
+    def _next(self, fn: str, size: int, first_arg: Any = None, replacement: bool | None = None) -> Tensor:
         if self.position >= len(self.calls):
             raise ReplayError(f"no recorded draw left for {fn} (used {self.position})")
         call = self.calls[self.position]
         name = str(call["fn"]).split(".")[-1]
         out = torch.as_tensor(call["out"]).to(torch.int64).cpu()
+        where = f"draw {self.position}: decoder asked for {fn}({size})"
         if name != fn or out.numel() != size:
-            raise ReplayError(
-                f"draw {self.position}: decoder asked for {fn}({size}), record has {name}({out.numel()})"
-            )
+            raise ReplayError(f"{where}, record has {name}({out.numel()})")
+        # When the record carries the call's arguments, they must agree too.
+        args, kwargs = call.get("args") or (), call.get("kwargs") or {}
+        if first_arg is not None and args:
+            rec = args[0]
+            rec_n = rec.numel() if isinstance(rec, Tensor) else rec
+            if isinstance(rec_n, int) and rec_n != first_arg:
+                raise ReplayError(f"{where} over {first_arg}, record drew over {rec_n}")
+        if replacement is not None and "replacement" in kwargs and bool(kwargs["replacement"]) != replacement:
+            raise ReplayError(f"{where} with replacement={replacement}, record differs")
         self.position += 1
         return out.reshape(size)
 
     def multinomial(self, probs: Tensor, num_samples: int, replacement: bool) -> Tensor:
-        return self._next("multinomial", num_samples)
+        return self._next("multinomial", num_samples, probs.numel(), replacement)
 
     def randint(self, high: int, size: int) -> Tensor:
         out = self._next("randint", size)
