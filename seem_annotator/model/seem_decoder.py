@@ -293,21 +293,25 @@ class SEEMDecoder(nn.Module):
                inputs: DecoderInputs, level: int, final: bool) -> dict[str, Tensor]:
         """Prediction heads on the query groups; stores each group's next attention mask."""
         names = [n for n in QUERY_GROUPS if n in index]
-        start, end = index[names[0]][0], index[names[-1]][1]  # query groups are contiguous, first
+        start, end = index[names[0]][0], index[names[-1]][1]
+        if end - start != sum(b - a for n, (a, b) in index.items() if n in names):
+            raise ValueError("ATTENTION_ARCH must list the query groups contiguously in CROSS_ATTENTION")
         d = self.decoder_norm(output[start:end]).transpose(0, 1)  # (B, Q, C)
         caption = d @ self.class_embed
         mask_emb = self.mask_embed(d)
-        small = torch.einsum("bqc,bchw->bqhw", mask_emb, inputs.mask_levels[level])
-        blocked = (small.sigmoid().flatten(2) < 0.5).repeat_interleave(self.num_heads, dim=0)
         out: dict[str, Tensor] = {}
-        if final:
+        if final:  # full-resolution masks; no further attention masks are needed
             full = torch.einsum("bqc,bchw->bqhw", mask_emb, inputs.mask_features)
+        else:
+            small = torch.einsum("bqc,bchw->bqhw", mask_emb, inputs.mask_levels[level])
+            blocked = (small.sigmoid().flatten(2) < 0.5).repeat_interleave(self.num_heads, dim=0)
         for n in names:
             a, b = index[n][0] - start, index[n][1] - start
-            state.groups[n].attn_mask = blocked[:, a:b]
             out[CAPTION_KEYS[n]] = caption[:, a:b]
             if final:
                 out[MASK_KEYS[n]] = full[:, a:b]
+            else:
+                state.groups[n].attn_mask = blocked[:, a:b]
             if n == "queries_object":
                 out["pred_logits"] = self.lang_encoder.compute_similarity(caption[:, a:b])
             elif n == "queries_spatial":
@@ -315,28 +319,14 @@ class SEEMDecoder(nn.Module):
                 out["pred_slogits"] = self.lang_encoder.compute_similarity(caption[:, a:b])
         return out
 
-    def select_spatial(self, result: Mapping[str, Tensor]) -> Tensor:
-        """Pick each object's answer among the spatial queries -> (B, n_obj, H/4, W/4) logits.
+    def selected_index(self, result: Mapping[str, Tensor]) -> Tensor:
+        """(B, n_obj) index among the spatial queries of each object's answer.
 
         Score = mask embedding · positive prompt vector; v1 restricts each object to its own
-        QUERY_NUMBER queries, v0 takes the best of all queries for the (single) object.
+        QUERY_NUMBER queries, v0 takes the best of all queries for its (single) object.
         """
-        emb, prompt, masks = result["pred_smaskembs"], result["pred_pspatials"], result["pred_smasks"]
-        scores = emb @ prompt.transpose(1, 2)  # (B, Ns, n_obj)
-        if self.version == "v0":
-            idx = scores[:, :, 0].argmax(dim=1)
-            return masks[torch.arange(len(idx)), idx][:, None]
-        n_obj = prompt.shape[1]
-        owner = torch.arange(n_obj, device=emb.device).repeat_interleave(self.layout.query_number)
-        scores = scores.masked_fill(owner[None, :, None] != torch.arange(n_obj, device=emb.device)[None, None],
-                                    float("-inf"))
-        idx = scores.argmax(dim=1)  # (B, n_obj)
-        return torch.gather(masks, 1, idx[:, :, None, None].expand(-1, -1, *masks.shape[-2:]))
-
-    def selected_index(self, result: Mapping[str, Tensor]) -> Tensor:
-        """(B, n_obj) index of the chosen spatial query per object (same rule as select_spatial)."""
         emb, prompt = result["pred_smaskembs"], result["pred_pspatials"]
-        scores = emb @ prompt.transpose(1, 2)
+        scores = emb @ prompt.transpose(1, 2)  # (B, Ns, n_obj)
         if self.version == "v0":
             return scores[:, :, 0].argmax(dim=1)[:, None]
         n_obj = prompt.shape[1]
@@ -344,3 +334,9 @@ class SEEMDecoder(nn.Module):
         scores = scores.masked_fill(owner[None, :, None] != torch.arange(n_obj, device=emb.device)[None, None],
                                     float("-inf"))
         return scores.argmax(dim=1)
+
+    def select_spatial(self, result: Mapping[str, Tensor]) -> Tensor:
+        """Each object's answer (see :meth:`selected_index`) -> (B, n_obj, H/4, W/4) mask logits."""
+        masks = result["pred_smasks"]
+        idx = self.selected_index(result)
+        return torch.gather(masks, 1, idx[:, :, None, None].expand(-1, -1, *masks.shape[-2:]))
