@@ -355,3 +355,19 @@ def test_fused_attention_path_matches_explicit_path() -> None:
     mask[:, :, 3] = False
     assert torch.allclose(attn(q, k, k, attn_mask=mask, no_empty_rows=True), attn(q, k, k, attn_mask=mask),
                           atol=1e-5)
+
+
+def test_autocast_runs_every_path_and_returns_float32() -> None:
+    model = tiny_seem("focalt_v1")
+    x, hw = model.preprocess(torch.randint(0, 255, (3, 60, 90), dtype=torch.uint8))
+    ref_feats = model.encode_image(x, hw)
+    pos = model.pad_masks(blob_masks(hw, [(10, 10, 30, 40)]), ref_feats)
+    ref = model.decode_spatial(ref_feats, pos, sampler=TorchSampler(0))
+    model.autocast_dtype = torch.bfloat16  # the CPU stand-in for CUDA fp16/bf16
+    feats = model.encode_image(x, hw)
+    assert feats.mask_features.dtype == torch.bfloat16
+    r = model.decode_spatial(feats, pos, prev_mask=ref.mask_logits, sampler=TorchSampler(0), object_queries=False)
+    g = model.decode_grounding(feats, ["a cat"])
+    out = model.postprocess_generic(model.decode_generic(feats), feats)
+    assert r.mask_logits.dtype == g.mask_logits.dtype == out["sem_seg"].dtype == torch.float32
+    assert torch.isfinite(r.mask_logits).all() and torch.isfinite(g.scores).all()

@@ -125,7 +125,7 @@ class SEEM(nn.Module):
             thing_ids = COCO_THING_IDS if num_classes == 133 else ()
         self.thing_ids: set[int] = {int(t) for t in thing_ids}
         self.prompts_supported = prompts_supported
-        self.autocast_dtype: torch.dtype | None = None  # e.g. torch.float16 on CUDA
+        self.autocast_dtype: torch.dtype | None = None  # e.g. torch.float16 on CUDA, torch.bfloat16 on CPU
 
     # -- plumbing --------------------------------------------------------------------------
     @property
@@ -143,7 +143,7 @@ class SEEM(nn.Module):
 
     @contextlib.contextmanager
     def _autocast(self) -> Iterator[None]:
-        if self.autocast_dtype is not None and self.device.type in ("cuda", "mps"):
+        if self.autocast_dtype is not None:
             with torch.autocast(self.device.type, dtype=self.autocast_dtype):
                 yield
         else:
@@ -290,8 +290,10 @@ class SEEM(nn.Module):
 
     def _spatial_result(self, raw: dict[str, Any], n_obj: int) -> SpatialResult:
         dec = self.predictor
-        masks, emb, logits, caps = raw["pred_smasks"], raw["pred_smaskembs"], raw["pred_slogits"], raw["pred_stexts"]
-        scores = emb @ raw["pred_pspatials"].transpose(1, 2)  # (B, Ns, n_obj)
+        # float32 results also under autocast
+        masks, emb, logits, caps = (raw[k].float() for k in ("pred_smasks", "pred_smaskembs", "pred_slogits",
+                                                              "pred_stexts"))
+        scores = emb @ raw["pred_pspatials"].float().transpose(1, 2)  # (B, Ns, n_obj)
         if dec.version == "v1":
             k = dec.layout.query_number
             h, w = masks.shape[-2:]
@@ -299,10 +301,10 @@ class SEEM(nn.Module):
             cand_scores = scores[0].reshape(n_obj, k, n_obj).diagonal(dim1=0, dim2=2).t()
             cand_logits = logits[0].reshape(n_obj, k, -1)
             cand_caps = caps[0].reshape(n_obj, k, -1)
-            mask_logits = raw["prev_mask"].transpose(0, 1)
+            mask_logits = raw["prev_mask"].float().transpose(0, 1)
         else:  # batch = objects, every object has all Q queries
             cand_masks, cand_scores, cand_logits, cand_caps = masks, scores[:, :, 0], logits, caps
-            mask_logits = raw["prev_mask"]
+            mask_logits = raw["prev_mask"].float()
         sel = cand_scores.argmax(dim=1)
         rows = torch.arange(n_obj, device=sel.device)
         return SpatialResult(
@@ -344,15 +346,15 @@ class SEEM(nn.Module):
                                         grounding_padding=torch.zeros(1, tokens.shape[0], dtype=torch.bool,
                                                                       device=self.device),
                                         object_queries=object_queries)
-        v = raw["pred_gtexts"][0]
+        v = raw["pred_gtexts"][0].float()
         t = token_embeddings["class_emb"].to(v)
         v = v / (v.norm(dim=-1, keepdim=True) + 1e-7)
         t = t / (t.norm(dim=-1, keepdim=True) + 1e-7)
         scores = torch.clamp(self.language.logit_scale.exp(), max=100) * v @ t.t()
         matched = scores.argmax(0)
-        caps = raw["pred_gtexts"][0][matched]
+        caps = raw["pred_gtexts"][0][matched].float()
         return GroundingResult(
-            mask_logits=raw["pred_gmasks"][0][matched][:, None],
+            mask_logits=raw["pred_gmasks"][0][matched][:, None].float(),
             scores=scores,
             matched=matched,
             class_logits=self.language.compute_similarity(caps[None])[0],
