@@ -77,8 +77,9 @@ class ClassicalBackend:
     device = "cpu"
 
     def __init__(self, max_side: int = 320, iterations: int = 2, cache_images: int = 8,
-                 local_updates: bool = True, band: int = 25) -> None:
+                 local_updates: bool = True, band: int = 25, box_editing: bool = True) -> None:
         self.max_side = max_side
+        self.box_editing = box_editing
         self.band = band
         self.iterations = iterations
         self.local_updates = local_updates
@@ -106,7 +107,7 @@ class ClassicalBackend:
         if not masks.has_positive():
             work = np.zeros(prep.size, bool)
         else:
-            work = segment(prep, masks, prev, self.iterations, self.band)
+            work = segment(prep, masks, prev, self.iterations, self.band, self.box_editing)
             new = request.prompts[seen:] if prev is not None and seen < len(request.prompts) else ()
             if self.local_updates and new and not any(p.kind == "box" for p in new):
                 work = _local_update(prev, work, masks, rasterize(new, prep.size, prep.scale))
@@ -160,7 +161,7 @@ def _disk(radius: int) -> np.ndarray:
 
 
 def segment(prep: _Prepared, masks: PromptMasks, prev: np.ndarray | None, iterations: int,
-            band: int = 15) -> np.ndarray:
+            band: int = 15, box_editing: bool = True) -> np.ndarray:
     """One round on the working grid: bool (h, w) object mask."""
     h, w = prep.size
     fg = masks.positive.copy()
@@ -168,10 +169,13 @@ def segment(prep: _Prepared, masks: PromptMasks, prev: np.ndarray | None, iterat
     box = masks.box_region
     if box is not None:
         bg |= ~box
-        if not fg.any():
-            # A box alone: GrabCut inside the box, its colour models from inside vs outside.
-            result = _grabcut(prep.bgr, np.where(box, cv2.GC_PR_FGD, cv2.GC_BGD).astype(np.uint8),
-                              fg, bg, iterations)
+        if not fg.any() or (prev is not None and box_editing):
+            # GrabCut inside the box, its colour models from inside vs outside; later rounds start
+            # from the previous answer with the clicks as hard constraints (GrabCut's own editing).
+            init = np.where(box, cv2.GC_PR_FGD, cv2.GC_BGD).astype(np.uint8)
+            if prev is not None:
+                init[box & ~prev] = cv2.GC_PR_BGD
+            result = _grabcut(prep.bgr, init, fg, bg, iterations)
             return _clean(result, fg, box)
     markers = np.zeros((h, w), np.int32)
     if box is None and h > 4 and w > 4:
@@ -245,14 +249,15 @@ def _local_update(prev: np.ndarray, result: np.ndarray, masks: PromptMasks, new:
 
 
 def _clean(mask: np.ndarray, fg: np.ndarray, box: np.ndarray | None) -> np.ndarray:
-    """Keep the parts connected to a positive seed (or, with only a box, the largest part)."""
+    """Keep the parts connected to a positive seed (and, with a box, the largest part)."""
     if not mask.any():
         return mask
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     keep = np.zeros(count, bool)
     seeded = np.unique(labels[fg & mask])
     keep[seeded[seeded > 0]] = True
-    if not keep.any():
+    if box is not None or not keep.any():
+        # A box says "the object is in here", not where: its largest part is kept too.
         keep[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))] = True
     out = keep[labels]
     # Fill holes smaller than 1% of the object: GrabCut leaves pinholes at specular highlights.
