@@ -20,11 +20,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -71,10 +72,13 @@ class SeemPredictor:
 
     def __init__(self, model: SEEM, name: str = "seem:custom", short_side: int = 512, max_side: int = 1333,
                  cache_bytes: int | None = None, class_names: Sequence[str] | None = None,
-                 reduced: bool = True) -> None:
+                 reduced: bool = True, decode_threads: int | None = 1) -> None:
         self.model = model.eval()
         self.name = name
         self.device = str(model.device) if model.device.type != "cuda" else f"cuda:{model.device.index or 0}"
+        # A click round is many small ops: on a CPU one thread beats several (no pool
+        # synchronisation, far less sensitive to other busy processes). None = torch's setting.
+        self.decode_threads = decode_threads if self.device == "cpu" else None
         self.short_side, self.max_side = short_side, max_side
         self.reduced = reduced
         self.cache = FeatureCache(cache_bytes if cache_bytes is not None else default_budget(self.device))
@@ -105,7 +109,7 @@ class SeemPredictor:
     def on_cpu(self) -> SeemPredictor:
         """The same predictor on the CPU (the worker's out-of-memory fallback)."""
         return SeemPredictor(self.model.to("cpu"), self.name, self.short_side, self.max_side,
-                             class_names=self.class_names, reduced=self.reduced)
+                             class_names=self.class_names, reduced=self.reduced, decode_threads=1)
 
     # -- SegmentationBackend -------------------------------------------------------------------
 
@@ -131,7 +135,8 @@ class SeemPredictor:
         with self._lock, torch.no_grad():
             enc, encode_ms = self._timed_encode(request.image)
             t1 = time.perf_counter()
-            cand = self._predict(request, enc)
+            with self.threads():
+                cand = self._predict(request, enc)
         t2 = time.perf_counter()
         cand.timings.update(encode=encode_ms, decode=(t2 - t1) * 1e3, total=(t2 - t0) * 1e3)
         return cand
@@ -164,6 +169,19 @@ class SeemPredictor:
                                      timings={"decode": (time.perf_counter() - t0) * 1e3}))
         out.sort(key=lambda c: -c.score)
         return out
+
+    @contextlib.contextmanager
+    def threads(self) -> Iterator[None]:
+        """Run the body with `decode_threads` torch threads (process-wide, restored after)."""
+        if not self.decode_threads:
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.decode_threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     # -- encoding ------------------------------------------------------------------------------
 
