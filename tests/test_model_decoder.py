@@ -163,7 +163,7 @@ def test_v1_self_attention_keeps_objects_and_groups_apart(v1: SEEM) -> None:
     names = state.self_names()
     assert names == ["queries_object", "queries_spatial", "tokens_spatial", "memories_spatial"]
     _, _, index = state.concat(names)
-    m = state.self_attn_mask(names, index, 1, 2, torch.device("cpu"))[0]
+    m = state.self_attn_mask(names, index, 1, torch.device("cpu"))[0]
     qo, qs, ts, ms = (slice(*index[n]) for n in names)
     assert not m[qo, qo].any() and m[qo, qs].all() and m[qs, qo].all()  # object <-> spatial blocked
     assert m[qs, qs].tolist()[0] == [False, False, False, True, True, True]  # own object's queries
@@ -176,10 +176,10 @@ def test_v1_self_attention_keeps_objects_and_groups_apart(v1: SEEM) -> None:
 
 def test_cross_attention_mask_unblocks_fully_blocked_rows(v1: SEEM) -> None:
     state = GroupState(v1.predictor.layout)
-    blocked = torch.zeros(2, 3, 6, dtype=torch.bool)
+    blocked = torch.zeros(1, 3, 6, dtype=torch.bool)
     blocked[:, 1] = True
     state.groups["queries_object"] = Group(torch.zeros(3, 1, 4), torch.zeros(3, 1, 4), attn_mask=blocked)
-    mask = state.cross_attn_mask(["queries_object"], (2, 3), 2, None, TorchSampler(0))
+    mask = state.cross_attn_mask(["queries_object"], (2, 3), None, TorchSampler(0))
     assert not mask[:, 1].any()
 
 
@@ -355,6 +355,11 @@ def test_fused_attention_path_matches_explicit_path() -> None:
     mask[:, :, 3] = False
     assert torch.allclose(attn(q, k, k, attn_mask=mask, no_empty_rows=True), attn(q, k, k, attn_mask=mask),
                           atol=1e-5)
+    shared = mask.view(2, 4, 5, 9)[:, 0]  # one (B, L, S) mask for all heads
+    per_head = shared.repeat_interleave(4, dim=0)
+    for fused in (False, True):
+        assert torch.allclose(attn(q, k, k, attn_mask=shared, no_empty_rows=fused),
+                              attn(q, k, k, attn_mask=per_head, no_empty_rows=fused), atol=1e-6)
 
 
 def test_autocast_runs_every_path_and_returns_float32() -> None:

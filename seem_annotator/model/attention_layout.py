@@ -12,7 +12,8 @@ Layout versions: ``v0`` (one object per batch element; memories follow the singl
 mask) and ``v1`` (several objects per image: spatial queries, tokens and memories only see
 those of their own object, memories are assigned to objects at random).
 
-Masks are bool, True = blocked, with the batch and heads folded as ``b * heads + h``.
+Masks are bool, True = blocked, shaped (B, queries, keys) and shared by all attention heads
+(the reference repeats them per head; they are identical).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def spans(names: list[str], sizes: Mapping[str, int]) -> dict[str, tuple[int, in
 
 @dataclass
 class Group:
-    """One group's vectors: output/pos (N, B, C); attn_mask (B*heads, N, HW) from the last
+    """One group's vectors: output/pos (N, B, C); attn_mask (B, N, HW) from the last
     prediction (cross-attention groups); padding (B, N) True = padded (token groups)."""
 
     output: Tensor
@@ -110,11 +111,10 @@ class GroupState:
         self,
         names: list[str],
         size: tuple[int, int],
-        num_heads: int,
         prev_mask: Tensor | None,
         sampler: Sampler,
     ) -> Tensor:
-        """(B*heads, N, h*w) mask for the groups ``names`` over a level of ``size``.
+        """(B, N, h*w) mask for the groups ``names`` over a level of ``size``.
 
         Query groups use their own previous prediction; memories use ``prev_mask``
         (B, c, H/4, W/4), the previous round's selected masks: v0 all memories follow channel 0,
@@ -123,19 +123,19 @@ class GroupState:
         parts = []
         for n in names:
             if n == "memories_spatial":
-                parts.append(self._memory_mask(prev_mask, size, num_heads, sampler))
+                parts.append(self._memory_mask(prev_mask, size, sampler))
             else:
                 parts.append(self.groups[n].attn_mask)
         mask = torch.cat(parts, dim=1)
         return mask.masked_fill(mask.all(-1, keepdim=True), False)
 
-    def _memory_mask(self, prev_mask: Tensor | None, size: tuple[int, int], heads: int, sampler: Sampler) -> Tensor:
+    def _memory_mask(self, prev_mask: Tensor | None, size: tuple[int, int], sampler: Sampler) -> Tensor:
         if prev_mask is None:
             raise ValueError("memories are active but no previous mask was given")
         m = self.groups["memories_spatial"].output.shape[0]
         prev = F.interpolate(prev_mask.to(self.groups["memories_spatial"].output.dtype), size, mode="bilinear",
                              align_corners=False)
-        blocked = (prev.sigmoid().flatten(2) < 0.5).repeat_interleave(heads, dim=0)  # (B*h, c, hw)
+        blocked = prev.sigmoid().flatten(2) < 0.5  # (B, c, hw)
         c = blocked.shape[1]
         if self.layout.version == "v0":
             return blocked[:, :1].expand(-1, m, -1)
@@ -147,8 +147,8 @@ class GroupState:
 
     # -- self-attention --------------------------------------------------------------------
     def self_attn_mask(self, names: list[str], index: Mapping[str, tuple[int, int]], batch: int,
-                       num_heads: int, device: torch.device) -> Tensor:
-        """(B*heads, N, N) self-attention mask over the concatenation of ``names``."""
+                       device: torch.device) -> Tensor:
+        """(B, N, N) self-attention mask over the concatenation of ``names``."""
         total = max(b for _, b in index.values())
         mask = torch.ones(batch, total, total, dtype=torch.bool, device=device)
         masking = self.layout.masking
@@ -176,7 +176,7 @@ class GroupState:
                 block.transpose(1, 2)[self.groups[k2].padding] = True
         if self.layout.version == "v1":
             self._v1_object_blocks(mask, index, device)
-        return mask.repeat_interleave(num_heads, dim=0)
+        return mask
 
     def _v1_object_blocks(self, mask: Tensor, index: Mapping[str, tuple[int, int]], device: torch.device) -> None:
         # v1 keeps the objects apart: a spatial query sees only its own object's queries,

@@ -47,7 +47,8 @@ class MultiHeadAttention(nn.Module):
     def forward(self, query: Tensor, key: Tensor | None, value: Tensor | None, attn_mask: Tensor | None = None,
                 kv: tuple[Tensor, Tensor] | None = None, no_empty_rows: bool = False) -> Tensor:
         """query (L, B, C), key/value (S, B, C) (or ``kv`` = :meth:`project_kv` of them),
-        attn_mask bool (B*heads, L, S), True = blocked. Returns (L, B, C).
+        attn_mask bool (B, L, S) shared by the heads or (B*heads, L, S), True = blocked.
+        Returns (L, B, C).
 
         ``no_empty_rows``: the caller guarantees every query may attend to some key, which
         allows the fused attention kernel.
@@ -64,13 +65,14 @@ class MultiHeadAttention(nn.Module):
         k = k_proj.reshape(S, B * h, d).transpose(0, 1)
         v = v_proj.reshape(S, B * h, d).transpose(0, 1)
         if no_empty_rows:
-            allowed = None if attn_mask is None else ~attn_mask.view(B, h, L, S)
+            allowed = None if attn_mask is None else ~attn_mask.view(B, -1, L, S)
             out = F.scaled_dot_product_attention(q.view(B, h, L, d), k.view(B, h, S, d), v.view(B, h, S, d),
                                                  attn_mask=allowed)
             return self.out_proj(out.permute(2, 0, 1, 3).reshape(L, B, C))
         weights = torch.bmm(q * (1.0 / math.sqrt(d)), k.transpose(1, 2))
         if attn_mask is not None:
-            weights = weights.masked_fill(attn_mask, float("-inf"))
+            weights = weights.view(B, h, L, S).masked_fill(attn_mask.view(B, -1, L, S), float("-inf"))
+            weights = weights.view(B * h, L, S)
         # Fully blocked rows give NaN after softmax; the reference maps them to zero attention.
         weights = torch.softmax(weights, dim=-1).nan_to_num()
         out = torch.bmm(weights, v).transpose(0, 1).reshape(L, B, C)
@@ -87,7 +89,7 @@ class SelfAttentionLayer(nn.Module):
 
     def forward(self, tgt: Tensor, tgt_mask: Tensor | None = None, query_pos: Tensor | None = None,
                 rows: Tensor | None = None) -> Tensor:
-        """tgt/query_pos (L, B, C); tgt_mask bool (B*heads, L, L). Returns (L, B, C), or only the
+        """tgt/query_pos (L, B, C); tgt_mask bool (B or B*heads, L, L). Returns (L, B, C), or only the
         updated ``rows`` (R,) of it, (R, B, C), when the other rows' outputs are not needed."""
         q = tgt if query_pos is None else tgt + query_pos
         if rows is None:
@@ -113,7 +115,7 @@ class CrossAttentionLayer(nn.Module):
         query_pos: Tensor | None = None,
         kv: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
-        """tgt (L, B, C), memory (S, B, C), memory_mask bool (B*heads, L, S). ``kv``: cached
+        """tgt (L, B, C), memory (S, B, C), memory_mask bool (B or B*heads, L, S). ``kv``: cached
         ``multihead_attn.project_kv(memory + pos, memory)``. Returns (L, B, C)."""
         q = tgt if query_pos is None else tgt + query_pos
         if kv is None:

@@ -247,7 +247,7 @@ class SEEMDecoder(nn.Module):
         history.append(self._heads(state, output, index, inputs, 0, final=self.num_layers == 0))
         for i in range(self.num_layers):
             level = i % self.num_feature_levels
-            memory_mask = state.cross_attn_mask(names, inputs.sizes[level], self.num_heads, prev_mask, sampler)
+            memory_mask = state.cross_attn_mask(names, inputs.sizes[level], prev_mask, sampler)
             output = self.transformer_cross_attention_layers[i](
                 output, inputs.src[level], memory_mask=memory_mask, pos=inputs.pos[level], query_pos=query_pos,
                 kv=None if inputs.kv is None else inputs.kv[i])
@@ -258,7 +258,7 @@ class SEEMDecoder(nn.Module):
                 state.token_objects = None if spatial.token_objects is None else spatial.token_objects[level]
             self_names = state.self_names()
             output, query_pos, self_index = state.concat(self_names)
-            attn_mask = state.self_attn_mask(self_names, self_index, bs, self.num_heads, output.device)
+            attn_mask = state.self_attn_mask(self_names, self_index, bs, output.device)
             # Spatial tokens are re-read from the prompt every layer, and after the last layer only
             # the queries are read: the other rows' updates are never used, so skip them (the
             # kept rows get exactly the same result).
@@ -304,7 +304,7 @@ class SEEMDecoder(nn.Module):
             full = torch.einsum("bqc,bchw->bqhw", mask_emb, inputs.mask_features)
         else:
             small = torch.einsum("bqc,bchw->bqhw", mask_emb, inputs.mask_levels[level])
-            blocked = (small.sigmoid().flatten(2) < 0.5).repeat_interleave(self.num_heads, dim=0)
+            blocked = small.sigmoid().flatten(2) < 0.5  # (B, Q, hw), shared by the heads
         for n in names:
             a, b = index[n][0] - start, index[n][1] - start
             out[CAPTION_KEYS[n]] = caption[:, a:b]
