@@ -275,3 +275,22 @@ def test_shutdown_drops_queued_work_and_rejects_new():
         worker.submit(_request("c", 0), got.on_result, got.on_error)
     assert not any(t.name == "seem-annotator-inference" and t.is_alive() for t in threading.enumerate()
                    if t is worker._thread)
+
+
+def test_out_of_memory_uses_the_backends_own_input_reduction():
+    class Shrinking(OomBackend):
+        def reduce_input(self) -> None:
+            self.budget = 10**9  # the smaller input now fits
+            self.calls.append(("reduce_input", None))
+
+    backend = Shrinking(budget=1)
+    worker = InferenceWorker(backend)
+    got: list[Candidate] = []
+    try:
+        worker.submit(_request("a", 0), lambda r, c: got.append(c), lambda r, e: None)
+        assert worker.wait_idle(5)
+        assert [c[0] for c in backend.calls] == ["predict", "reduce_input", "predict"]
+        assert backend.calls[-1][1] == (16, 16)  # same image; the backend shrinks its own input
+        assert got and worker.backend is backend
+    finally:
+        worker.shutdown()

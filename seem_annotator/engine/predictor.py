@@ -111,6 +111,13 @@ class SeemPredictor:
         return SeemPredictor(self.model.to("cpu"), self.name, self.short_side, self.max_side,
                              class_names=self.class_names, reduced=self.reduced, decode_threads=1)
 
+    def reduce_input(self) -> None:
+        """Halve the model input size (the worker's first out-of-memory fallback) and drop the
+        cached features to free device memory."""
+        self.short_side = max(128, self.short_side // 2)
+        self.max_side = max(256, self.max_side // 2)
+        self.cache.clear()
+
     # -- SegmentationBackend -------------------------------------------------------------------
 
     def supports(self, prompt_kind: str) -> bool:

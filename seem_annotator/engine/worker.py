@@ -16,14 +16,16 @@ Rules:
   are dropped if still queued and discarded when they finish.
 - Priority: backend switches, then object requests (oldest object first), then segment-everything,
   then prefetch (newest first).
-- A CUDA out-of-memory error is retried at half the input size, then on the CPU (when the backend
-  offers `on_cpu()`); each fallback is announced through `on_notice(message)`.
+- A CUDA out-of-memory error is retried at half the input size (the backend's `reduce_input()`
+  when it has one, else a half-size image), then on the CPU (when the backend offers `on_cpu()`);
+  each fallback is announced through `on_notice(message)`.
 - Qt-free.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -57,13 +59,10 @@ class _Job:
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """Whether an exception is a GPU out-of-memory error (torch's class or its message)."""
-    try:
-        import torch
-
-        if isinstance(exc, torch.cuda.OutOfMemoryError):
-            return True
-    except ImportError:
-        pass
+    torch = sys.modules.get("torch")  # never import torch here: without it there is no torch OOM
+    oom_type = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
+    if oom_type is not None and isinstance(exc, oom_type):
+        return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
@@ -279,7 +278,12 @@ class InferenceWorker:
                 raise
         _empty_cuda_cache()
         self._notice("The GPU ran out of memory; retrying this image at half resolution.")
-        small = replace(request, image=downscaled(request.image), memory=None)
+        reduce_input = getattr(backend, "reduce_input", None)
+        if callable(reduce_input):
+            reduce_input()  # the backend halves its own input size (and frees cached features)
+            small = replace(request, memory=None)
+        else:
+            small = replace(request, image=downscaled(request.image), memory=None)
         try:
             return backend.predict(small)
         except Exception as exc:
@@ -296,10 +300,6 @@ class InferenceWorker:
 
 
 def _empty_cuda_cache() -> None:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
