@@ -133,6 +133,11 @@ def test_feature_cache_is_bounded_in_bytes(focalt: Path):
     small.encode(other)
     assert len(small.cache) == 1 and small.cache.nbytes <= small.cache.budget
     assert ("other", small.input_size(*image.full_size)) in small.cache
+    # the worker's out-of-memory fallback: half the input size, cached features dropped
+    before = small.input_size(*image.full_size)
+    small.reduce_input()
+    assert len(small.cache) == 0 and small.input_size(*image.full_size)[0] < before[0]
+    assert small.predict(_request(other, [PointPrompt(70, 55)])).mask.shape == image.full_size
 
 
 def test_memory_from_persisted_mask_and_foreign_memory(focalt: Path):
