@@ -172,7 +172,7 @@ class SEEM(nn.Module):
     def encode_image(self, x: Tensor, image_hw: tuple[int, int] | None = None, cache_kv: bool = True) -> ImageFeatures:
         """Backbone + pixel decoder on a preprocessed (1, 3, Hp, Wp) batch -> :class:`ImageFeatures`.
 
-        ``cache_kv`` also stores the decoder's per-layer cross-attention keys/values (about 5% more
+        ``cache_kv`` also stores the decoder's per-layer cross-attention keys/values (about 8% more
         encode time, ~2x the feature memory), which makes every later decode of the image cheap.
         """
         hp, wp = int(x.shape[-2]), int(x.shape[-1])
