@@ -71,7 +71,39 @@ def point_sample(features: Tensor, points_xy: Tensor) -> Tensor:
     return F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=True).squeeze(3)
 
 
-def sample_points_v1(mask: Tensor, max_len: int, sampler: Sampler) -> Tensor:
+@dataclass
+class PromptPixels:
+    """The True pixels of a prompt mask (n_obj, Hp, Wp), listed once and sampled many times.
+
+    points: (3, N) float32 rows (object index, row / Hp, col / Wp) in row-major order.
+    probs: (N,) float32 sampling weights, 1 / (objects present * pixels of the pixel's object).
+    num_objects: n_obj (mask rows, including empty ones).
+    """
+
+    points: Tensor
+    probs: Tensor
+    num_objects: int
+
+    @classmethod
+    def of(cls, mask: Tensor) -> PromptPixels:
+        n_obj, h, w = mask.shape
+        coords = mask.nonzero()
+        points = (coords.float() / torch.tensor([1.0, h, w], device=mask.device)).t()
+        obj = coords[:, 0]
+        present, counts = obj.unique(return_counts=True)
+        per_obj = torch.zeros(n_obj, dtype=torch.float32, device=mask.device)
+        per_obj[present] = 1.0 / (len(present) * counts.float())
+        return cls(points, per_obj[obj], n_obj)
+
+    def __len__(self) -> int:
+        return self.num_objects
+
+
+def _pixels(mask: Tensor | PromptPixels) -> PromptPixels:
+    return mask if isinstance(mask, PromptPixels) else PromptPixels.of(mask)
+
+
+def sample_points_v1(mask: Tensor | PromptPixels, max_len: int, sampler: Sampler) -> Tensor:
     """Subsample the True pixels of ``mask`` (n_obj, Hp, Wp) bool, every object equally likely.
 
     Returns (3, n) float32 rows (object index, row / Hp, col / Wp), n = min(max_len, #pixels),
@@ -79,33 +111,25 @@ def sample_points_v1(mask: Tensor, max_len: int, sampler: Sampler) -> Tensor:
     one multinomial draw without replacement (always drawn, even when n = #pixels, so the random
     stream matches the reference). An empty mask gives (3, 0) and draws nothing.
     """
-    coords = mask.nonzero()
-    if coords.shape[0] == 0:
-        return torch.zeros(3, 0, device=mask.device)
-    _, h, w = mask.shape
-    points = (coords.float() / torch.tensor([1.0, h, w], device=mask.device)).t()
-    obj = coords[:, 0]
-    present, counts = obj.unique(return_counts=True)
-    per_obj = torch.zeros(mask.shape[0], dtype=torch.float32, device=mask.device)
-    per_obj[present] = 1.0 / (len(present) * counts.float())
-    probs = per_obj[obj]
-    idx = sampler.multinomial(probs, min(max_len, len(probs)), False).sort()[0].to(mask.device)
-    return points[:, idx]
+    px = _pixels(mask)
+    n = px.probs.shape[0]
+    if n == 0:
+        return px.points
+    idx = sampler.multinomial(px.probs, min(max_len, n), False).sort()[0].to(px.points.device)
+    return px.points[:, idx]
 
 
-def sample_points_v0(mask: Tensor, max_len: int, sampler: Sampler) -> Tensor:
+def sample_points_v0(mask: Tensor | PromptPixels, max_len: int, sampler: Sampler) -> Tensor:
     """v0: all True pixels of ``mask`` (c, Hp, Wp) as (2, n) rows (row / Hp, col / Wp); when there
     are more than ``max_len`` a uniform random subset (``randperm`` order, not re-sorted)."""
-    _, h, w = mask.shape
-    coords = mask.nonzero()[:, 1:]
-    points = (coords.float() / torch.tensor([float(h), float(w)], device=mask.device)).t()
+    points = _pixels(mask).points[1:]
     if points.shape[1] <= max_len:
         return points
-    idx = sampler.randperm(points.shape[1])[:max_len].to(mask.device)
+    idx = sampler.randperm(points.shape[1])[:max_len].to(points.device)
     return points[:, idx]
 
 
-def _mean_prompt_v1(mask_features: Tensor, masks: list[Tensor], max_len: int, sampler: Sampler) -> Tensor:
+def _mean_prompt_v1(mask_features: Tensor, masks: list[PromptPixels], max_len: int, sampler: Sampler) -> Tensor:
     """(n_obj, B, C): per image and object, mean of mask_features over the sampled points."""
     pts = [sample_points_v1(m, max_len, sampler).t() for m in masks]
     padded = pad_sequence(pts, padding_value=-1).permute(1, 0, 2)  # (B, N, 3)
@@ -122,7 +146,7 @@ def _mean_prompt_v1(mask_features: Tensor, masks: list[Tensor], max_len: int, sa
     return pad_sequence(rows, padding_value=-1).nan_to_num()
 
 
-def _mean_prompt_v0(mask_features: Tensor, masks: list[Tensor], max_len: int, sampler: Sampler) -> Tensor:
+def _mean_prompt_v0(mask_features: Tensor, masks: list[PromptPixels], max_len: int, sampler: Sampler) -> Tensor:
     """(1, B, C): per image, mean of mask_features over the sampled points (0 if none)."""
     pts = [sample_points_v0(m, max_len, sampler).t() for m in masks]
     padded = pad_sequence(pts, padding_value=-1).permute(1, 0, 2)  # (B, N, 2)
@@ -155,23 +179,26 @@ def encode_spatial_prompt(
     """
     if len(pos_masks) != len(neg_masks):
         raise ValueError("need one positive and one negative mask per image")
+    # List each mask's pixels once; they are sampled four times (prompt vector + three levels).
+    pos_px = [PromptPixels.of(m) for m in pos_masks]
+    neg_px = [PromptPixels.of(m) for m in neg_masks]
     if version == "v1":
-        query_pos = _mean_prompt_v1(mask_features, pos_masks, max_spatial_len[-1], sampler)
-        query_neg = _mean_prompt_v1(mask_features, neg_masks, max_spatial_len[-1], sampler)
+        query_pos = _mean_prompt_v1(mask_features, pos_px, max_spatial_len[-1], sampler)
+        query_neg = _mean_prompt_v1(mask_features, neg_px, max_spatial_len[-1], sampler)
     else:
-        query_pos = _mean_prompt_v0(mask_features, pos_masks, max_spatial_len[-1], sampler)
-        query_neg = _mean_prompt_v0(mask_features, neg_masks, max_spatial_len[-1], sampler)
+        query_pos = _mean_prompt_v0(mask_features, pos_px, max_spatial_len[-1], sampler)
+        query_neg = _mean_prompt_v0(mask_features, neg_px, max_spatial_len[-1], sampler)
     tokens, paddings, objects = [], [], []
     for i, level in enumerate(level_maps):
         if version == "v1":
-            pos = [sample_points_v1(m, max_spatial_len[i], sampler).t() for m in pos_masks]
-            neg = [sample_points_v1(m, max_spatial_len[i], sampler).t() for m in neg_masks]
+            pos = [sample_points_v1(m, max_spatial_len[i], sampler).t() for m in pos_px]
+            neg = [sample_points_v1(m, max_spatial_len[i], sampler).t() for m in neg_px]
             points = [torch.cat([p[:, 1:], q[:, 1:]]) for p, q in zip(pos, neg)]
             index = [torch.cat([p[:, :1], q[:, :1]]) for p, q in zip(pos, neg)]
             objects.append(pad_sequence(index, padding_value=-1).permute(1, 0, 2).long())
         else:
-            pos = [sample_points_v0(m, max_spatial_len[i], sampler).t() for m in pos_masks]
-            neg = [sample_points_v0(m, max_spatial_len[i], sampler).t() for m in neg_masks]
+            pos = [sample_points_v0(m, max_spatial_len[i], sampler).t() for m in pos_px]
+            neg = [sample_points_v0(m, max_spatial_len[i], sampler).t() for m in neg_px]
             points = [torch.cat([p, q]) for p, q in zip(pos, neg)]
         sign = [
             torch.cat([torch.ones(len(p), device=level.device), -torch.ones(len(q), device=level.device)])
