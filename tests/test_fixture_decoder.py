@@ -138,7 +138,7 @@ def test_fixture_interactive_replay(fx: Fixture, entry: str, object_queries: boo
     prev = ref["prev_mask_in"]
     sampler = ReplaySampler(ref["rng_calls"])
     result = fx.model.decode_spatial(fx.features, pos, neg, prev_mask=None if prev is None else prev.transpose(0, 1),
-                                     sampler=sampler, object_queries=object_queries)
+                                     sampler=sampler, object_queries=object_queries, aux=True)
     assert sampler.exhausted, "fewer random draws than the reference"
     check_spatial(fx, entry, result, ref, full=object_queries)
 

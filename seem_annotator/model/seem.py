@@ -246,6 +246,7 @@ class SEEM(nn.Module):
         sampler: Sampler | None = None,
         object_queries: bool = True,
         prompt: SpatialPrompt | None = None,
+        aux: bool = False,
     ) -> SpatialResult:
         """One interactive round for ``n_obj`` objects.
 
@@ -254,7 +255,8 @@ class SEEM(nn.Module):
         :meth:`encode_reference` (then the masks are not used).
         prev_mask: (n_obj, 1, h4, w4) the previous round's ``mask_logits`` (memory), or None.
         object_queries: False skips the object queries; the answer is the same (see
-        :mod:`.seem_decoder`) and much cheaper.
+        :mod:`.seem_decoder`) and much cheaper. aux: also return the earlier layers' predictions
+        in ``raw["aux_outputs"]``.
         """
         self._check_prompts()
         sampler = sampler or TorchSampler()
@@ -285,7 +287,8 @@ class SEEM(nn.Module):
                 if prev_mask.shape[0] != n_obj:
                     raise ValueError(f"prev_mask has {prev_mask.shape[0]} objects, the prompt has {n_obj}")
                 prev = prev_mask.transpose(0, 1) if v1 else prev_mask
-            raw = dec.decode(inputs, spatial=prompt, prev_mask=prev, sampler=sampler, object_queries=object_queries)
+            raw = dec.decode(inputs, spatial=prompt, prev_mask=prev, sampler=sampler, object_queries=object_queries,
+                             aux=aux)
         return self._spatial_result(raw, n_obj)
 
     def _spatial_result(self, raw: dict[str, Any], n_obj: int) -> SpatialResult:
@@ -325,6 +328,7 @@ class SEEM(nn.Module):
         texts: Sequence[str] | None = None,
         token_embeddings: Mapping[str, Any] | None = None,
         object_queries: bool = False,
+        aux: bool = False,
     ) -> GroundingResult:
         """Text grounding: one mask per phrase.
 
@@ -345,7 +349,7 @@ class SEEM(nn.Module):
             raw = self.predictor.decode(features.decoder_inputs, grounding_tokens=tokens.to(token_emb.dtype),
                                         grounding_padding=torch.zeros(1, tokens.shape[0], dtype=torch.bool,
                                                                       device=self.device),
-                                        object_queries=object_queries)
+                                        object_queries=object_queries, aux=aux)
         v = raw["pred_gtexts"][0].float()
         t = token_embeddings["class_emb"].to(v)
         v = v / (v.norm(dim=-1, keepdim=True) + 1e-7)
@@ -364,11 +368,11 @@ class SEEM(nn.Module):
 
     # -- segment everything ----------------------------------------------------------------
     @torch.no_grad()
-    def decode_generic(self, features: ImageFeatures) -> dict[str, Any]:
+    def decode_generic(self, features: ImageFeatures, aux: bool = True) -> dict[str, Any]:
         """Object queries only: ``pred_logits`` (1, Q, K+1), ``pred_masks`` (1, Q, h4, w4),
-        ``pred_captions`` (1, Q, D), ``aux_outputs``."""
+        ``pred_captions`` (1, Q, D), ``aux_outputs`` (earlier layers, with ``aux``)."""
         with self._autocast():
-            return self.predictor.decode(features.decoder_inputs)
+            return self.predictor.decode(features.decoder_inputs, aux=aux)
 
     @torch.no_grad()
     def postprocess_generic(self, raw: Mapping[str, Any], features: ImageFeatures,

@@ -205,7 +205,7 @@ class SEEMDecoder(nn.Module):
         grounding queries; ``pred_smasks``/``pred_stexts``/``pred_smaskembs``/``pred_slogits``,
         ``pred_pspatials``/``pred_nspatials`` (B, n_obj, C) and the selected ``prev_mask``
         (B, n_obj, H/4, W/4) for spatial prompts; ``aux_outputs``: the same small tensors (no
-        masks) for the earlier prediction rounds.
+        masks) for the earlier prediction rounds (empty without ``aux``).
         """
         sampler = sampler or TorchSampler()
         bs = inputs.batch
@@ -244,7 +244,7 @@ class SEEMDecoder(nn.Module):
         history: list[dict[str, Tensor]] = []
         names = state.cross_names()
         output, query_pos, index = state.concat(names)
-        history.append(self._heads(state, output, index, inputs, 0, final=self.num_layers == 0))
+        history.append(self._heads(state, output, index, inputs, 0, final=self.num_layers == 0, aux=aux))
         for i in range(self.num_layers):
             level = i % self.num_feature_levels
             memory_mask = state.cross_attn_mask(names, inputs.sizes[level], prev_mask, sampler)
@@ -276,7 +276,8 @@ class SEEMDecoder(nn.Module):
             state.split(output, self_index)
             output, query_pos, index = state.concat(names)
             next_level = (i + 1) % self.num_feature_levels
-            history.append(self._heads(state, output, index, inputs, next_level, final=i == self.num_layers - 1))
+            history.append(self._heads(state, output, index, inputs, next_level, final=i == self.num_layers - 1,
+                                       aux=aux))
         result = history[-1]
         if spatial is not None:
             for h in history:
@@ -287,19 +288,27 @@ class SEEMDecoder(nn.Module):
             result["aux_outputs"] = [{k: v for k, v in h.items() if k not in ("pred_masks", "pred_gmasks",
                                                                               "pred_smasks")}
                                      for h in history[:-1]]
+        else:
+            result["aux_outputs"] = []
         return result
 
     def _heads(self, state: GroupState, output: Tensor, index: Mapping[str, tuple[int, int]],
-               inputs: DecoderInputs, level: int, final: bool) -> dict[str, Tensor]:
-        """Prediction heads on the query groups; stores each group's next attention mask."""
+               inputs: DecoderInputs, level: int, final: bool, aux: bool = True) -> dict[str, Tensor]:
+        """Prediction heads on the query groups; stores each group's next attention mask.
+        Without ``aux``, earlier rounds only compute what the next attention masks need."""
         names = [n for n in QUERY_GROUPS if n in index]
         start, end = index[names[0]][0], index[names[-1]][1]
         if end - start != sum(b - a for n, (a, b) in index.items() if n in names):
             raise ValueError("ATTENTION_ARCH must list the query groups contiguously in CROSS_ATTENTION")
         d = self.decoder_norm(output[start:end]).transpose(0, 1)  # (B, Q, C)
-        caption = d @ self.class_embed
         mask_emb = self.mask_embed(d)
         out: dict[str, Tensor] = {}
+        if not (final or aux):
+            blocked = torch.einsum("bqc,bchw->bqhw", mask_emb, inputs.mask_levels[level]).sigmoid().flatten(2) < 0.5
+            for n in names:
+                state.groups[n].attn_mask = blocked[:, index[n][0] - start: index[n][1] - start]
+            return out
+        caption = d @ self.class_embed
         if final:  # full-resolution masks; no further attention masks are needed
             full = torch.einsum("bqc,bchw->bqhw", mask_emb, inputs.mask_features)
         else:
