@@ -173,3 +173,38 @@ def test_local_update_keeps_what_the_previous_round_got_right():
     third = backend.predict(DecodeRequest(image=other, object_id="o", round_index=1, prompts=tuple(prompts),
                                           memory=first.memory))
     assert np.array_equal(third.mask, first.mask)
+
+
+def test_positive_click_outside_the_box_adds_its_region_and_keeps_the_object():
+    backend = ClassicalBackend()
+    image, truth = _scene(3)
+    # The box misses the ellipse's right end (x > 150); a positive click there must add that end
+    # and keep everything the box round found.
+    box = BoxPrompt(45, 70, 150, 170)
+    first = _predict(backend, image, [box])
+    assert first.mask.sum() > 0.6 * truth.sum()
+    click = PointPrompt(162, 120)
+    for kwargs in ({"memory": first.memory}, {"previous_mask": first.mask}):
+        second = backend.predict(DecodeRequest(image=image, object_id="o", round_index=1,
+                                               prompts=(box, click), **kwargs))
+        assert (second.mask & first.mask).sum() >= 0.98 * first.mask.sum()
+        missed = truth & (np.mgrid[0:240, 0:320][1] > 152)
+        assert (second.mask & missed).sum() > 0.8 * missed.sum(), kwargs
+        assert mask_iou(second.mask, truth) > 0.85
+
+
+def test_positive_click_on_the_sample_photo_never_shrinks_the_box_answer():
+    from conftest import REPO_ROOT
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(REPO_ROOT / "resources" / "samples" / "coffee.jpg").convert("RGB"))
+    image = ImageInput(key="coffee", pixels=pixels, full_size=pixels.shape[:2])
+    backend = ClassicalBackend()
+    box = BoxPrompt(191, 38, 404, 277)  # a box round that misses part of the cup
+    first = _predict(backend, image, [box])
+    for click in (PointPrompt(146, 231), PointPrompt(417, 338)):  # saucer, outside the box
+        second = backend.predict(DecodeRequest(image=image, object_id="o", round_index=1,
+                                               prompts=(box, click), memory=first.memory))
+        assert (second.mask & first.mask).sum() >= 0.98 * first.mask.sum(), click
+        # the click adds the region around it, not a 3x3 island
+        assert second.mask.sum() - first.mask.sum() > 1000, click

@@ -11,6 +11,8 @@ the app is useful before any checkpoint is downloaded. One round:
    cut away a whole wrongly included region, and one positive click add a whole missed part.
 3. GrabCut (colour models + graph cut) refines only a band around that split's boundary; left free
    it would spread into every similarly coloured neighbour. A box alone is plain GrabCut in the box.
+   A positive prompt outside the box means the object reaches past it: the region around that
+   prompt is grown on its own and added to the box's answer (never taking any of it away).
 4. Only parts connected to a positive prompt are kept, small holes are filled.
 5. From the second round on, only changes connected to the newest prompts are accepted; the rest
    of the previous round's mask (its memory) is kept, so a click fixes one error without
@@ -163,44 +165,66 @@ def _disk(radius: int) -> np.ndarray:
 def segment(prep: _Prepared, masks: PromptMasks, prev: np.ndarray | None, iterations: int,
             band: int = 15, box_editing: bool = True) -> np.ndarray:
     """One round on the working grid: bool (h, w) object mask."""
-    h, w = prep.size
     fg = masks.positive.copy()
     bg = masks.negative & ~fg
     box = masks.box_region
-    if box is not None:
-        bg |= ~box
-        if not fg.any() or (prev is not None and box_editing):
-            # GrabCut inside the box, its colour models from inside vs outside; later rounds start
-            # from the previous answer with the clicks as hard constraints (GrabCut's own editing).
-            init = np.where(box, cv2.GC_PR_FGD, cv2.GC_BGD).astype(np.uint8)
-            if prev is not None:
-                init[box & ~prev] = cv2.GC_PR_BGD
-            result = _grabcut(prep.bgr, init, fg, bg, iterations)
-            return _clean(result, fg, box)
+    if box is None:
+        return _clean(_free_round(prep, fg, bg, prev, iterations, band, ring=True), fg, None)
+    inside = fg & box
+    if not inside.any() or (prev is not None and box_editing):
+        # GrabCut inside the box, its colour models from inside vs outside; later rounds start
+        # from the previous answer with the clicks as hard constraints (GrabCut's own editing).
+        init = np.where(box, cv2.GC_PR_FGD, cv2.GC_BGD).astype(np.uint8)
+        if prev is not None:
+            init[box & ~prev] = cv2.GC_PR_BGD
+        result = _grabcut(prep.bgr, init, inside, bg | ~box, iterations)
+    else:
+        result = _free_round(prep, inside, bg | ~box, prev, iterations, band, ring=False)
+    result = _clean(result, inside, box)
+    outside = fg & ~box
+    if outside.any():
+        # A positive prompt outside the box says the object reaches past it: grow the region
+        # around that prompt (the rest of the box, already decided, is background) and add it -
+        # it never takes away what the box round found.
+        grown = _free_round(prep, outside, bg, result, iterations, band, ring=True,
+                            known=result)
+        result = _clean(result | grown, fg, box)
+    return result
+
+
+def _free_round(prep: _Prepared, fg: np.ndarray, bg: np.ndarray, prev: np.ndarray | None,
+                iterations: int, band: int, ring: bool, known: np.ndarray | None = None) -> np.ndarray:
+    """Watershed from the seeds, then GrabCut in a band around its boundary: bool (h, w).
+
+    known: object pixels already decided; a watershed region of their own (so the seeds' region
+    stops where they start) and hard foreground for GrabCut."""
+    h, w = prep.size
     markers = np.zeros((h, w), np.int32)
-    if box is None and h > 4 and w > 4:
+    if ring and h > 4 and w > 4:
         # Weak assumption: the object does not fill the frame, so a ring just inside the border
         # (cv2.watershed overwrites the outermost pixels) seeds background - except where the
         # previous answer reached, which the user has accepted as object.
-        ring = np.zeros((h, w), bool)
-        ring[1, 1:-1] = ring[-2, 1:-1] = ring[1:-1, 1] = ring[1:-1, -2] = True
-        ring &= ~fg
+        border = np.zeros((h, w), bool)
+        border[1, 1:-1] = border[-2, 1:-1] = border[1:-1, 1] = border[1:-1, -2] = True
+        border &= ~fg
         if prev is not None:
-            ring &= ~prev
-        markers[ring] = 2
+            border &= ~prev
+        markers[border] = 2
     markers[bg] = 2
+    if known is not None:
+        markers[known] = 3
     markers[fg] = 1
-    split = markers
-    cv2.watershed(prep.smooth, split)
-    init = split == 1
+    cv2.watershed(prep.smooth, markers)
+    init = markers == 1
     # GrabCut only decides near the watershed boundary: left free it grows into every
     # similarly coloured neighbour, while the watershed split already knows the topology.
     k = _disk(band)
     gc = np.where(init, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
     gc[cv2.erode(init.astype(np.uint8), k).astype(bool)] = cv2.GC_FGD
     gc[~cv2.dilate(init.astype(np.uint8), k).astype(bool)] = cv2.GC_BGD
-    result = _grabcut(prep.bgr, gc, fg, bg, iterations)
-    return _clean(result, fg, box)
+    if known is not None:
+        gc[known] = cv2.GC_FGD
+    return _grabcut(prep.bgr, gc, fg, bg, iterations)
 
 
 def _grabcut(bgr: np.ndarray, gc: np.ndarray, fg: np.ndarray, bg: np.ndarray, iterations: int) -> np.ndarray:
