@@ -294,3 +294,33 @@ def test_out_of_memory_uses_the_backends_own_input_reduction():
         assert got and worker.backend is backend
     finally:
         worker.shutdown()
+
+
+def test_prefetch_progress_counts_queued_and_finished_encodes():
+    backend = SlowBackend()
+    reports: list[tuple[int, int]] = []
+    worker = InferenceWorker(backend, on_progress=lambda done, total: reports.append((done, total)))
+    try:
+        got = Collector()
+        backend.gate.clear()
+        worker.submit(_request("busy", 0), got.on_result, got.on_error)  # holds the thread
+        assert backend.started.wait(2)
+        for key in ("a", "b", "a", "c"):  # "a" again is the same encode, not a new one
+            worker.prefetch(_image(key))
+        assert worker.prefetch_progress() == (0, 3)
+        assert reports == [(0, 1), (0, 2), (0, 2), (0, 3)]
+        backend.gate.set()
+        assert worker.wait_idle(5)
+        assert [c[1] for c in backend.calls if c[0] == "encode"] == ["c", "a", "b"]
+        assert reports[4:] == [(1, 3), (2, 3), (3, 3), (0, 0)]
+        assert worker.prefetch_progress() == (0, 0)
+        # a backend switch drops the queued encodes from the count
+        backend.gate.clear()
+        worker.submit(_request("busy", 1), got.on_result, got.on_error)
+        worker.prefetch(_image("d"))
+        worker.set_backend(backend)
+        assert worker.prefetch_progress() == (0, 0) and reports[-1] == (0, 0)
+        backend.gate.set()
+        assert worker.wait_idle(5)
+    finally:
+        worker.shutdown()

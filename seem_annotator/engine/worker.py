@@ -2,7 +2,7 @@
 
 API (all methods return at once; nothing waits for inference on the caller's thread):
 
-    worker = InferenceWorker(backend, on_notice=print)
+    worker = InferenceWorker(backend, on_notice=print, on_progress=show)  # show(done, total)
     worker.submit(request, on_result, on_error)      # on_result(request, candidate) / on_error(request, exc)
     worker.segment_everything(image, labels, on_result, on_error)   # on_result(image, [candidates])
     worker.prefetch(image)                           # encode in the background, lowest priority
@@ -16,6 +16,9 @@ Rules:
   are dropped if still queued and discarded when they finish.
 - Priority: backend switches, then object requests (oldest object first), then segment-everything,
   then prefetch (newest first).
+- Prefetch progress: `on_progress(done, total)` after every queued, finished or dropped prefetch
+  encode; `total` counts the encodes queued since the prefetch queue was last empty, and
+  `(0, 0)` says it is empty again (the batch is finished). `prefetch_progress()` reads it.
 - A CUDA out-of-memory error is retried at half the input size (the backend's `reduce_input()`
   when it has one, else a half-size image), then on the CPU (when the backend offers `on_cpu()`);
   each fallback is announced through `on_notice(message)`.
@@ -40,6 +43,7 @@ from seem_annotator.errors import DeviceError
 log = logging.getLogger(__name__)
 
 ResultCallback = Callable[[DecodeRequest, Candidate], None]
+ProgressCallback = Callable[[int, int], None]
 ErrorCallback = Callable[[Any, BaseException], None]
 EverythingCallback = Callable[[ImageInput, list[Candidate]], None]
 BackendSource = SegmentationBackend | Callable[[], SegmentationBackend]
@@ -78,9 +82,13 @@ class InferenceWorker:
     """One background thread running backend calls in priority order (see module docstring)."""
 
     def __init__(self, backend: SegmentationBackend | None = None,
-                 on_notice: Callable[[str], None] | None = None, name: str = "seem-annotator-inference") -> None:
+                 on_notice: Callable[[str], None] | None = None, name: str = "seem-annotator-inference",
+                 on_progress: ProgressCallback | None = None) -> None:
         self._backend = backend
         self._on_notice = on_notice
+        self._on_progress = on_progress
+        self._encodes_done = 0  # prefetch encodes finished (or failed) in the current batch
+        self._encodes_total = 0  # prefetch encodes queued in the current batch
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
         self._switches: deque[_Job] = deque()
@@ -126,11 +134,19 @@ class InferenceWorker:
         """Encode an image in the background when nothing more urgent is waiting (errors ignored)."""
         with self._wake:
             self._check_open()
-            self._prefetch.pop(image.key, None)
+            if self._prefetch.pop(image.key, None) is None:
+                self._encodes_total += 1
             self._prefetch[image.key] = image
             while len(self._prefetch) > _MAX_PREFETCH:
                 self._prefetch.popitem(last=False)
+                self._encodes_total -= 1
             self._wake.notify()
+        self._report_progress()
+
+    def prefetch_progress(self) -> tuple[int, int]:
+        """(done, total) prefetch encodes of the current batch; (0, 0) when none is queued or running."""
+        with self._lock:
+            return self._encodes_done, self._encodes_total
 
     def set_backend(self, source: BackendSource, on_ready: Callable[[SegmentationBackend], None] | None = None,
                     on_error: Callable[[BaseException], None] | None = None) -> None:
@@ -146,8 +162,11 @@ class InferenceWorker:
         with self._wake:
             self._check_open()
             self._switches.append(job)
+            self._encodes_total -= len(self._prefetch)
             self._prefetch.clear()  # features of the old backend are of no use to the new one
+            self._settle_progress()
             self._wake.notify()
+        self._report_progress()
 
     def pending(self) -> int:
         """Queued jobs (not counting prefetch) plus the one running."""
@@ -168,6 +187,7 @@ class InferenceWorker:
             self._switches.clear()
             self._objects.clear()
             self._prefetch.clear()
+            self._encodes_done = self._encodes_total = 0
             self._wake.notify_all()
         if wait and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
@@ -188,6 +208,20 @@ class InferenceWorker:
             self._objects[key] = _Job(key, self._seq, run, deliver, fail)
             self._wake.notify()
             return self._seq
+
+    def _settle_progress(self) -> None:
+        """Start a new batch once nothing is queued or encoding (call with the lock held)."""
+        if not self._prefetch and self._encodes_done >= self._encodes_total:
+            self._encodes_done = self._encodes_total = 0
+
+    def _report_progress(self) -> None:
+        if self._on_progress is None:
+            return
+        done, total = self.prefetch_progress()
+        try:
+            self._on_progress(done, total)
+        except Exception:  # a faulty listener must not kill the worker (or the caller)
+            log.exception("on_progress callback failed")
 
     def _notice(self, message: str) -> None:
         log.warning(message)
@@ -242,12 +276,21 @@ class InferenceWorker:
 
     def _run_prefetch(self, image: ImageInput) -> None:
         backend = self._backend
-        if backend is None:
-            return
         try:
-            backend.encode(image)
+            if backend is not None:
+                backend.encode(image)
         except Exception as exc:  # the request that needs this image will report it properly
             log.info("prefetch of %s failed: %s", image.key, exc)
+        with self._lock:
+            if self._stopped:
+                return
+            self._encodes_done = min(self._encodes_done + 1, self._encodes_total)
+            finished = not self._prefetch and self._encodes_done >= self._encodes_total
+        self._report_progress()  # (done, total); (total, total) when the batch is finished
+        if finished:
+            with self._lock:
+                self._settle_progress()
+            self._report_progress()  # (0, 0): idle
 
     def _run_job(self, job: _Job) -> None:
         try:

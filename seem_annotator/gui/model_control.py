@@ -60,6 +60,7 @@ class ModelControl:
         self.bridge = WorkerBridge(make_worker(initial, holder), window)
         holder.append(self.bridge)
         self.bridge.notice.connect(lambda text: window.status.message(text, 10000))
+        self.bridge.encode_progress.connect(window.status.set_encode_progress)
         self.backend = initial
         self.bridge.backend_changed.connect(self._backend_changed)
         self.bridge.backend_failed.connect(self._backend_failed)
@@ -191,7 +192,8 @@ class ModelControl:
         threading.Thread(target=run, name="prefetch-neighbours", daemon=True).start()
 
     def _poll_idle(self) -> None:
-        # The worker reports no per-image encode progress; show work until it is idle again.
+        # Loading the neighbours shows a busy indicator until their encodes are queued (then the
+        # worker's counts take over); hide it once the worker is idle, e.g. when nothing was queued.
         wait_idle = getattr(self.bridge.worker, "wait_idle", None)
         if wait_idle is None or wait_idle(0):
             self._idle_timer.stop()

@@ -49,10 +49,24 @@ class StatusPanel:
         self.busy.setText("segmenting…" if busy else "")
 
     def set_encode_busy(self, images: int) -> None:
-        """Background pre-encoding of `images` neighbouring images (hidden at 0)."""
+        """Loading `images` neighbouring images to pre-encode (a busy indicator; hidden at 0)."""
         self.encode.setVisible(images > 0)
-        self.encode.setRange(0, 0)  # busy indicator: the worker reports no per-image progress
+        self.encode.setRange(0, 0)  # not queued on the worker yet: no counts to show
         self.encode.setFormat(f"pre-encoding {images}")
+        self._encode_tooltip(images)
+
+    def set_encode_progress(self, done: int, total: int) -> None:
+        """The worker's background pre-encoding: `done` of `total` encodes (hidden when finished)."""
+        if total <= 0 or done >= total:
+            self.encode.setVisible(False)
+            return
+        self.encode.setRange(0, total)
+        self.encode.setValue(done)
+        self.encode.setFormat(f"pre-encoding {done}/{total}")
+        self.encode.setVisible(True)
+        self._encode_tooltip(total - done)
+
+    def _encode_tooltip(self, images: int) -> None:
         self.encode.setToolTip(f"Encoding the next/previous image{'s' if images != 1 else ''} in the background "
                                "so switching to them is instant")
 

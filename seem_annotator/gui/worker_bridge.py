@@ -24,6 +24,7 @@ class WorkerBridge(QObject):
     Signals carry the request (or a job tag) back with the answer so the receiver can drop stale
     answers: `result(request, candidate, rle)`, `failed(request, exception)`,
     `everything_done(image_key, candidates)`, `everything_failed(image_key, exception)`.
+    `encode_progress(done, total)` follows the background pre-encoding ((0, 0): nothing queued).
     """
 
     result = Signal(object, object, object)  # request, candidate, its mask as RLE (None when empty)
@@ -39,6 +40,7 @@ class WorkerBridge(QObject):
         self._post = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode-result")
 
     notice = Signal(str)  # worker messages (e.g. out-of-memory fallbacks)
+    encode_progress = Signal(int, int)  # prefetch encodes done, queued in this batch
 
     # The callbacks run on the worker thread: they only emit.
     def submit(self, request: DecodeRequest) -> None:
@@ -99,11 +101,16 @@ class WorkerBridge(QObject):
 
 
 def make_worker(backend: Any, bridge_holder: list | None = None) -> Any:
-    """The engine's inference worker around `backend`; its notices go to `bridge_holder[0].notice`."""
+    """The engine's inference worker around `backend`; its notices and pre-encode progress go to
+    `bridge_holder[0].notice` and `.encode_progress`."""
     from seem_annotator.engine.worker import InferenceWorker
 
     def on_notice(message: str) -> None:
         if bridge_holder:
             WorkerBridge._emit(bridge_holder[0].notice, message)
 
-    return InferenceWorker(backend, on_notice=on_notice)
+    def on_progress(done: int, total: int) -> None:
+        if bridge_holder:
+            WorkerBridge._emit(bridge_holder[0].encode_progress, done, total)
+
+    return InferenceWorker(backend, on_notice=on_notice, on_progress=on_progress)
