@@ -37,16 +37,23 @@ class MultiHeadAttention(nn.Module):
         nn.init.zeros_(self.in_proj_bias)
         nn.init.zeros_(self.out_proj.bias)
 
-    def project_kv(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
-        """Key/value projections (S, B, C) each; cache them when the same memory is attended
-        many times (the image features of the cross-attention)."""
+    def project_kv(self, key: Tensor, value: Tensor, heads_first: bool = False) -> tuple[Tensor, Tensor]:
+        """Key/value projections of key/value (S, B, C): (S, B, C) each, or with ``heads_first``
+        contiguous (B, heads, S, C/heads), the layout the attention kernel reads. Cache the latter
+        when the same memory is attended many times (the image features of the cross-attention):
+        it saves a strided copy of both per call."""
         _, w_k, w_v = self.in_proj_weight.chunk(3)
         _, b_k, b_v = self.in_proj_bias.chunk(3)
-        return F.linear(key, w_k, b_k), F.linear(value, w_v, b_v)
+        k, v = F.linear(key, w_k, b_k), F.linear(value, w_v, b_v)
+        if heads_first:
+            S, B, C = k.shape
+            h = self.num_heads
+            k, v = (t.reshape(S, B, h, C // h).permute(1, 2, 0, 3).contiguous() for t in (k, v))
+        return k, v
 
     def forward(self, query: Tensor, key: Tensor | None, value: Tensor | None, attn_mask: Tensor | None = None,
                 kv: tuple[Tensor, Tensor] | None = None, no_empty_rows: bool = False) -> Tensor:
-        """query (L, B, C), key/value (S, B, C) (or ``kv`` = :meth:`project_kv` of them),
+        """query (L, B, C), key/value (S, B, C) (or ``kv`` = :meth:`project_kv` of them, either layout),
         attn_mask bool (B, L, S) shared by the heads or (B*heads, L, S), True = blocked.
         Returns (L, B, C).
 
@@ -60,10 +67,14 @@ class MultiHeadAttention(nn.Module):
             assert key is not None and value is not None
             kv = self.project_kv(key, value)
         k_proj, v_proj = kv
-        S = k_proj.shape[0]
         q = F.linear(query, w_q, b_q).reshape(L, B * h, d).transpose(0, 1)
-        k = k_proj.reshape(S, B * h, d).transpose(0, 1)
-        v = v_proj.reshape(S, B * h, d).transpose(0, 1)
+        if k_proj.ndim == 4:  # heads first (B, h, S, d)
+            S = k_proj.shape[2]
+            k, v = k_proj.view(B * h, S, d), v_proj.view(B * h, S, d)
+        else:
+            S = k_proj.shape[0]
+            k = k_proj.reshape(S, B * h, d).transpose(0, 1)
+            v = v_proj.reshape(S, B * h, d).transpose(0, 1)
         if no_empty_rows:
             allowed = None if attn_mask is None else ~attn_mask.view(B, -1, L, S)
             out = F.scaled_dot_product_attention(q.view(B, h, L, d), k.view(B, h, S, d), v.view(B, h, S, d),

@@ -189,7 +189,9 @@ class SEEM(nn.Module):
             inputs = self.predictor.prepare(list(multi_scale_features), mask_features)
             if cache_kv:
                 self.predictor.cache_kv(inputs)
-        return ImageFeatures(mask_features, list(multi_scale_features), tuple(padded_hw), tuple(image_hw), inputs)
+        # The decoder's (channels-last) copy of mask_features is the one kept: no second copy.
+        return ImageFeatures(inputs.mask_features, list(multi_scale_features), tuple(padded_hw), tuple(image_hw),
+                             inputs)
 
     def pad_masks(self, masks: Tensor, features: ImageFeatures) -> Tensor:
         """bool (n, H, W) at image resolution -> (n, Hp, Wp) zero-padded bottom/right."""

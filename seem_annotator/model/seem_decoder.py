@@ -19,7 +19,8 @@ Work split for interactive use:
 
 Attention masks are computed from ``mask_features`` already resized to each level (bilinear
 resizing is linear, so this equals resizing the full-resolution mask logits); full-resolution
-masks are only computed for the final prediction.
+masks are only computed for the final prediction. The maps are kept channels-last so that a
+mask prediction is one pixel-major matrix product (:func:`mask_logits`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,19 @@ CAPTION_KEYS = {"queries_object": "pred_captions", "queries_grounding": "pred_gt
 QUERY_GROUPS = ("queries_object", "queries_grounding", "queries_spatial")
 
 
+def mask_logits(embeddings: Tensor, maps: Tensor) -> Tensor:
+    """Mask embeddings (B, Q, C) · feature maps (B, C, h, w) -> mask logits (B, Q, h, w).
+
+    One matrix product over the pixels; with channels-last ``maps`` (as :meth:`SEEMDecoder.prepare`
+    stores them) the (B, h*w, C) view needs no copy and each pixel's channels are read together,
+    about twice as fast as the (C, h*w) layout for the few queries of a click round. The result
+    is a (B, Q, h, w) view of a pixel-major product (not contiguous).
+    """
+    b, c, h, w = maps.shape
+    pixels = maps.permute(0, 2, 3, 1).reshape(b, h * w, c)
+    return torch.matmul(pixels, embeddings.transpose(1, 2)).transpose(1, 2).view(b, -1, h, w)
+
+
 @dataclass
 class DecoderInputs:
     """Per-image decoder inputs derived from the pixel decoder (cache these per image).
@@ -52,11 +66,12 @@ class DecoderInputs:
     src: per level (h_i*w_i, B, C), input projection + level embedding; level order 1/32, 1/16, 1/8.
     pos: per level (h_i*w_i, B, C) sine positional embedding.
     sizes: per level (h_i, w_i).
-    mask_features: (B, C_mask, H/4, W/4).
-    mask_levels: ``mask_features`` bilinearly resized to each level size (for attention masks).
+    mask_features: (B, C_mask, H/4, W/4), stored channels-last (see :func:`mask_logits`).
+    mask_levels: ``mask_features`` bilinearly resized to each level size (for attention masks),
+        channels-last too.
     kv: optional, per decoder layer, the cross-attention key/value projections of that layer's
-        level, (h*w, B, C) each (:meth:`SEEMDecoder.cache_kv`); they are most of the cost of a
-        decoder pass with few queries.
+        level, heads first (B, heads, h*w, C/heads) each (:meth:`SEEMDecoder.cache_kv`); they are
+        most of the cost of a decoder pass with few queries.
     """
 
     src: list[Tensor]
@@ -77,7 +92,7 @@ class DecoderInputs:
 
     def repeat(self, n: int) -> DecoderInputs:
         """The same inputs repeated ``n`` times along the batch (v0: one object per element)."""
-        kv = None if self.kv is None else [(k.repeat(1, n, 1), v.repeat(1, n, 1)) for k, v in self.kv]
+        kv = None if self.kv is None else [(k.repeat(n, 1, 1, 1), v.repeat(n, 1, 1, 1)) for k, v in self.kv]
         return DecoderInputs(
             [s.repeat(1, n, 1) for s in self.src], [p.repeat(1, n, 1) for p in self.pos], list(self.sizes),
             self.mask_features.repeat(n, 1, 1, 1), [m.repeat(n, 1, 1, 1) for m in self.mask_levels], kv)
@@ -150,6 +165,9 @@ class SEEMDecoder(nn.Module):
     def prepare(self, multi_scale_features: Sequence[Tensor], mask_features: Tensor) -> DecoderInputs:
         """multi_scale_features: ``num_feature_levels`` maps (B, C_in, h_i, w_i), low -> high res;
         mask_features (B, C_mask, H/4, W/4). Returns :class:`DecoderInputs`."""
+        # Channels-last maps: a mask prediction (a few embeddings against every pixel) then reads
+        # each map once, contiguously (see mask_logits).
+        mask_features = mask_features.contiguous(memory_format=torch.channels_last)
         src, pos, sizes, levels = [], [], [], []
         for i in range(self.num_feature_levels):
             x = multi_scale_features[i]
@@ -157,7 +175,8 @@ class SEEMDecoder(nn.Module):
             pos.append(self.pe_layer(x).flatten(2).permute(2, 0, 1).to(x.dtype))
             s = self.input_proj[i](x).flatten(2) + self.level_embed.weight[i][None, :, None]
             src.append(s.permute(2, 0, 1))
-            levels.append(F.interpolate(mask_features, size=sizes[-1], mode="bilinear", align_corners=False))
+            level = F.interpolate(mask_features, size=sizes[-1], mode="bilinear", align_corners=False)
+            levels.append(level.contiguous(memory_format=torch.channels_last))
         return DecoderInputs(src, pos, sizes, mask_features, levels)
 
     def cache_kv(self, inputs: DecoderInputs) -> DecoderInputs:
@@ -166,7 +185,8 @@ class SEEMDecoder(nn.Module):
         kv = []
         for i, layer in enumerate(self.transformer_cross_attention_layers):
             lvl = i % self.num_feature_levels
-            kv.append(layer.multihead_attn.project_kv(inputs.src[lvl] + inputs.pos[lvl], inputs.src[lvl]))
+            kv.append(layer.multihead_attn.project_kv(inputs.src[lvl] + inputs.pos[lvl], inputs.src[lvl],
+                                                      heads_first=True))
         inputs.kv = kv
         return inputs
 
@@ -304,15 +324,15 @@ class SEEMDecoder(nn.Module):
         mask_emb = self.mask_embed(d)
         out: dict[str, Tensor] = {}
         if not (final or aux):
-            blocked = torch.einsum("bqc,bchw->bqhw", mask_emb, inputs.mask_levels[level]).sigmoid().flatten(2) < 0.5
+            blocked = mask_logits(mask_emb, inputs.mask_levels[level]).sigmoid().flatten(2) < 0.5
             for n in names:
                 state.groups[n].attn_mask = blocked[:, index[n][0] - start: index[n][1] - start]
             return out
         caption = d @ self.class_embed
         if final:  # full-resolution masks; no further attention masks are needed
-            full = torch.einsum("bqc,bchw->bqhw", mask_emb, inputs.mask_features)
+            full = mask_logits(mask_emb, inputs.mask_features)
         else:
-            small = torch.einsum("bqc,bchw->bqhw", mask_emb, inputs.mask_levels[level])
+            small = mask_logits(mask_emb, inputs.mask_levels[level])
             blocked = small.sigmoid().flatten(2) < 0.5  # (B, Q, hw), shared by the heads
         for n in names:
             a, b = index[n][0] - start, index[n][1] - start

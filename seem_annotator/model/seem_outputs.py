@@ -17,7 +17,7 @@ from .seem_decoder import DecoderInputs
 class ImageFeatures:
     """Everything the decoder needs from one image (cache this).
 
-    mask_features: (1, C, Hp/4, Wp/4); multi_scale_features: 3 maps (1, C, h_i, w_i), 1/32 -> 1/8;
+    mask_features: (1, C, Hp/4, Wp/4) (channels-last); multi_scale_features: 3 maps (1, C, h_i, w_i), 1/32 -> 1/8;
     padded_hw: (Hp, Wp); image_hw: (H, W) unpadded; decoder_inputs: prepared decoder inputs.
     """
 
