@@ -23,7 +23,7 @@ from voice_support import (
     speak,
 )
 
-from seem_annotator.core.prompts import TextPrompt
+from seem_annotator.core.prompts import TextPrompt, VoicePrompt, prompt_text
 from seem_annotator.engine.classical import ClassicalBackend
 from seem_annotator.engine.types import Candidate, DecodeRequest
 from seem_annotator.gui import voice_panel
@@ -91,12 +91,26 @@ def test_harmless_commands_run_at_once_and_guesses_wait(qtbot, available) -> Non
     for text in ("Next image, please.", "Segment the red car.", "Label it as dogs.", "Zoom in.",
                  "Remove.", "Undo.", "Everything!"):
         panel.handle_text(text, spoken=True)
-    assert calls == [("next_image", ()), ("text_prompt", ("red car",)), ("set_label", ("dog",)),
+    assert calls == [("next_image", ()), ("voice_prompt", ("red car",)), ("set_label", ("dog",)),
                      ("zoom_in", ()), ("set_polarity", (False,)), ("undo", ()), ("segment_everything", ())]
     panel.handle_text("a purple thing on the left", spoken=True)  # not in the grammar: shown first
     assert len(calls) == 7 and panel.pending.action == "prompt"
+    press_enter(panel)  # confirmed as heard: still a spoken prompt
+    assert calls[-1] == ("voice_prompt", ("purple thing on the left",))
+
+
+def test_typed_or_corrected_prompts_are_text_prompts(qtbot, available) -> None:
+    window, panel = double_window(qtbot)
+    calls = window.commands.calls
+    panel.handle_text("a purple ting", spoken=True)  # misheard: held, then corrected by typing
+    panel.transcript.clear()
+    QTest.keyClicks(panel.transcript, "segment the purple thing")
     press_enter(panel)
-    assert calls[-1] == ("text_prompt", ("purple thing on the left",))
+    assert calls == [("text_prompt", ("purple thing",))]
+    panel.transcript.clear()
+    QTest.keyClicks(panel.transcript, "the green cup")  # typed from scratch
+    press_enter(panel)
+    assert calls[-1] == ("text_prompt", ("green cup",))
 
 
 def test_confirm_all_setting_holds_everything(qtbot, available) -> None:
@@ -157,10 +171,10 @@ class TextAwareBackend(ClassicalBackend):
         self.texts: list[str] = []
 
     def supports(self, prompt_kind: str) -> bool:
-        return prompt_kind == "text" or super().supports(prompt_kind)
+        return prompt_kind in ("text", "voice") or super().supports(prompt_kind)
 
     def predict(self, request: DecodeRequest) -> Candidate:
-        texts = [p.text for p in request.prompts if isinstance(p, TextPrompt)]
+        texts = [prompt_text(p) for p in request.prompts if isinstance(p, (TextPrompt, VoicePrompt))]
         if not texts:
             return super().predict(request)
         self.texts.append(texts[-1])
@@ -207,6 +221,8 @@ def test_transcripts_drive_the_main_window(qtbot, tmp_path: Path, available) -> 
     qtbot.waitUntil(lambda: ctl._latest is None and ctl.candidate_mask is not None, timeout=60000)
     assert backend.texts == ["astronaut"]
     assert ctl.candidate_mask.sum() > 0
+    # persisted as what it was: a spoken prompt
+    assert project.session(ctl.session.id).all_prompts() == (VoicePrompt("astronaut"),)
 
     # Label, then relabel before accepting.
     say("Label it as person.")

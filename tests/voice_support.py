@@ -158,6 +158,7 @@ class RecordingCommands:
     def zoom_in(self) -> None: self._record("zoom_in")
     def zoom_out(self) -> None: self._record("zoom_out")
     def text_prompt(self, text: str) -> None: self._record("text_prompt", text)
+    def voice_prompt(self, text: str) -> None: self._record("voice_prompt", text)
     def set_label(self, name: str) -> None: self._record("set_label", name)
 
 

@@ -59,9 +59,16 @@ class Commands:
         self._ctl.cancel()
 
     def text_prompt(self, text: str) -> None:
+        """A typed description of the object (stored as a text prompt)."""
         if self._ready() and text.strip():
             self._ctl.text_prompt(text)
             self.window.text_field.clear()
+            self.window.canvas.setFocus()
+
+    def voice_prompt(self, text: str) -> None:
+        """A spoken description, as transcribed (stored as a voice prompt)."""
+        if self._ready() and text.strip():
+            self._ctl.voice_prompt(text)
             self.window.canvas.setFocus()
 
     def set_label(self, name: str) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from seem_annotator.core import masks
-from seem_annotator.core.prompts import Prompt, ReferringPrompt, TextPrompt
+from seem_annotator.core.prompts import Prompt, ReferringPrompt, TextPrompt, VoicePrompt
 from seem_annotator.core.records import AnnotationRecord, ImageRecord, LabelRecord
 from seem_annotator.engine.types import Candidate, DecodeRequest, ImageInput
 from seem_annotator.errors import UserError
@@ -181,6 +181,11 @@ class AnnotationController(EditsMixin, QObject):
         text = text.strip()
         if text:
             self.add_prompt(TextPrompt(text))
+
+    def voice_prompt(self, transcript: str) -> None:
+        transcript = transcript.strip()
+        if transcript:
+            self.add_prompt(VoicePrompt(transcript))
 
     def _submit(self) -> None:
         if self.session is None:

@@ -88,6 +88,7 @@ class VoicePanel(QWidget):
         self.recorder: Recorder | None = None
         self.job: TranscriptionJob | None = None
         self.pending: grammar.VoiceCommand | None = None
+        self._heard: str | None = None  # the last transcript, to tell a confirmed one from typing
         self._surfaces: list[QWidget] = []
         self._build()
         self.job_finished.connect(self._on_job_finished, Qt.ConnectionType.QueuedConnection)
@@ -276,9 +277,13 @@ class VoicePanel(QWidget):
         """Parse `text`; run it now, or hold it for confirmation. Returns the parsed command.
 
         `spoken`: it came from Whisper, so it is shown in the field and may need confirming.
+        Text run from the field counts as spoken while it is still exactly what was heard (a
+        prompt is then stored as a voice prompt); once corrected by typing it is a typed one.
         """
         if spoken:
             self.transcript.setText(text)
+            self._heard = text
+        from_speech = spoken or (self._heard is not None and text.strip() == self._heard.strip())
         try:
             cmd = grammar.parse(text, commands.project_labels(self.window))
         except grammar.EmptyTranscriptError:
@@ -292,7 +297,7 @@ class VoicePanel(QWidget):
             self.transcript.setFocus()
             self.transcript.selectAll()
             return cmd
-        self.execute(cmd)
+        self.execute(cmd, spoken=from_speech)
         return cmd
 
     def run_transcript(self) -> grammar.VoiceCommand | None:
@@ -300,13 +305,13 @@ class VoicePanel(QWidget):
         self.pending = None
         return self.handle_text(self.transcript.text(), spoken=False)
 
-    def execute(self, cmd: grammar.VoiceCommand) -> None:
+    def execute(self, cmd: grammar.VoiceCommand, spoken: bool = False) -> None:
         api = getattr(self.window, "commands", None)
         if api is None:
             self._status("Voice: the window has no command interface yet.")
             return
         try:
-            note = commands.execute(cmd, api)
+            note = commands.execute(cmd, api, spoken=spoken)
         except UserError as exc:
             self._status(str(exc))
             return
@@ -331,6 +336,7 @@ class VoicePanel(QWidget):
     def discard_pending(self) -> None:
         """Esc in the transcript field: forget the held command and hand focus back to the image."""
         self.pending = None
+        self._heard = None
         self.transcript.clear()
         self.parsed.setText("")
         self._status("Voice command discarded.")

@@ -28,6 +28,7 @@ class CommandAPI(Protocol):
     def zoom_in(self) -> Any: ...
     def zoom_out(self) -> Any: ...
     def text_prompt(self, text: str) -> Any: ...
+    def voice_prompt(self, text: str) -> Any: ...
     def set_label(self, name: str) -> Any: ...
 
 
@@ -50,9 +51,11 @@ _CALLS: dict[str, Callable[[CommandAPI, VoiceCommand], Any]] = {
 assert set(_CALLS) == set(ACTIONS), "every grammar action needs exactly one API call"
 
 
-def execute(command: VoiceCommand, api: CommandAPI) -> str:
+def execute(command: VoiceCommand, api: CommandAPI, spoken: bool = False) -> str:
     """Call the API method for `command`; returns a short past-tense note for the status bar.
 
+    `spoken`: the words came from speech, so a prompt is stored as a voice prompt (`voice_prompt`)
+    rather than a typed one (`text_prompt`).
     UserErrors from the API (e.g. a text prompt without a SEEM model) propagate to the caller.
     """
     if command.action not in _CALLS:
@@ -61,7 +64,10 @@ def execute(command: VoiceCommand, api: CommandAPI) -> str:
         raise ValueError("a prompt command needs text")
     if command.action == "label" and not (command.label or "").strip():
         raise ValueError("a label command needs a label name")
-    _CALLS[command.action](api, command)
+    if command.action == "prompt" and spoken:
+        api.voice_prompt(command.text or "")
+    else:
+        _CALLS[command.action](api, command)
     return f"Voice: {command.describe()}"
 
 
