@@ -78,7 +78,9 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
                                      "cut it into shorter clips.")
             raw = wav.readframes(frames)
     except (wave.Error, EOFError) as exc:
-        raise AudioFileError(f"{path} is not a PCM WAV file ({exc}); convert it, e.g. "
+        # EOFError carries no text: the file ends inside the WAV header.
+        reason = str(exc) or "it ends before its header does"
+        raise AudioFileError(f"{path} is not a PCM WAV file ({reason}); convert it, e.g. "
                              f"`sox IN -r 16000 -c 1 -b 16 OUT.wav`.") from exc
     if width == 3:  # 24-bit: widen to int32 by hand, numpy has no int24
         b = np.frombuffer(raw, np.uint8)[: len(raw) // 3 * 3].reshape(-1, 3).astype(np.int32)
