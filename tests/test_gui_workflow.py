@@ -329,3 +329,22 @@ def test_labels_panel_actions_are_stored(qtbot, tmp_path: Path, samples: Path) -
     key(window, Qt.Key.Key_4)  # the digit set above
     assert ctl.pending_label == "mug"  # nothing selected, no object: the next object gets it
     window.close()
+
+
+def test_segment_everything_review_stays_with_its_image(qtbot, tmp_path: Path, samples: Path) -> None:
+    window = make_window(qtbot, tmp_path)
+    window.open_folder(samples)
+    open_image(window, "coffee.jpg")
+    coffee = window.controller.image_id
+    key(window, Qt.Key.Key_E, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(lambda: window.model._review is not None and window.model._review.isVisible(), timeout=60000)
+    review = window.model._review
+    # The review is not modal: the user moves on to another image while it is open.
+    window.commands.next_image()
+    other = window.controller.image_id
+    assert other != coffee
+    # The coffee candidates are neither previewed on nor accepted into the other image.
+    assert not review.isVisible() and window.canvas._review_item.pixmap().isNull()
+    review._finish(all_items=True)
+    assert window.project.annotations(other) == [] and window.project.annotations(coffee) == []
+    window.close()

@@ -176,6 +176,7 @@ class MainWindow(ViewSyncMixin, QMainWindow):
         return True
 
     def close_project(self) -> None:
+        self.model.close_review()  # its candidates belong to this project's image
         if self.controller is not None:
             self.controller.deleteLater()
             self.controller = None
@@ -256,6 +257,7 @@ class MainWindow(ViewSyncMixin, QMainWindow):
         self.refresh_annotations()
         self.refresh_candidate()
         self._reload_vertex_tool()
+        self.model.image_changed(ctl.image_id)
         self.model.prefetch_neighbours()
 
     # ------------------------------------------------------------------ tools and view

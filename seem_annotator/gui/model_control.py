@@ -67,6 +67,7 @@ class ModelControl:
         self.bridge.everything_done.connect(self._everything_done)
         self.bridge.everything_failed.connect(lambda _key, exc: self._everything_failed(exc))
         self._review: EverythingReview | None = None
+        self._review_image: int | None = None  # the image the open review's candidates belong to
         self._prefetch_generation = 0
         self._idle_timer = QTimer(window)
         self._idle_timer.setInterval(250)
@@ -216,17 +217,33 @@ class ModelControl:
             self.window.status.message("Segment everything found nothing.")
             return
         self.window.status.message(f"{len(candidates)} candidates to review.")
+        self.close_review()  # a newer pass replaces the one still open
         review = EverythingReview(candidates, self.window)
         review.preview.connect(self.window.preview_review)
         review.accepted.connect(self._accept_review)
         self._review = review
+        self._review_image = ctl.image_id
         review.show()
+
+    def close_review(self) -> None:
+        """Discard an open review (its preview leaves the canvas)."""
+        review, self._review = self._review, None
+        if review is not None:
+            review.accepted.disconnect(self._accept_review)
+            review.reject()
+
+    def image_changed(self, image_id: int | None) -> None:
+        """The window shows another image: a review of the previous one's candidates is discarded
+        (the dialog is not modal, so the user can move on while it is open)."""
+        if self._review is not None and image_id != self._review_image:
+            self.close_review()
+            self.window.status.message("Segment-everything review discarded: it belonged to the previous image.")
 
     def _everything_failed(self, exc: BaseException) -> None:
         self.window.show_error(str(exc) if isinstance(exc, UserError) else f"Segment everything failed: {exc!r}")
 
     def _accept_review(self, chosen: list) -> None:
         ctl = self.window.controller
-        if ctl is None:
-            return
+        if ctl is None or ctl.image_id != self._review_image:
+            return  # candidates of another image must never land on this one
         ctl.accept_many(chosen)
