@@ -18,6 +18,7 @@ from seem_annotator.model.layers import MultiHeadAttention
 from seem_annotator.model.postprocess import instance_inference, panoptic_inference
 from seem_annotator.model.sampler import ReplayError, ReplaySampler, TorchSampler
 from seem_annotator.model.seem import SEEM, build_seem
+from seem_annotator.model.seem_decoder import mask_logits
 from seem_annotator.model.spatial_prompts import point_sample, sample_points_v0, sample_points_v1
 
 torch.set_grad_enabled(False)
@@ -376,3 +377,24 @@ def test_autocast_runs_every_path_and_returns_float32() -> None:
     out = model.postprocess_generic(model.decode_generic(feats), feats)
     assert r.mask_logits.dtype == g.mask_logits.dtype == out["sem_seg"].dtype == torch.float32
     assert torch.isfinite(r.mask_logits).all() and torch.isfinite(g.scores).all()
+
+
+def test_mask_logits_on_channels_last_maps_equal_the_dot_product() -> None:
+    torch.manual_seed(3)
+    emb, maps = torch.randn(2, 5, 16), torch.randn(2, 16, 6, 7)
+    ref = torch.einsum("bqc,bchw->bqhw", emb, maps)
+    for m in (maps, maps.contiguous(memory_format=torch.channels_last)):
+        out = mask_logits(emb, m)
+        assert out.shape == (2, 5, 6, 7) and torch.allclose(out, ref, atol=1e-5)
+
+
+def test_heads_first_cached_keys_values_match_plain_projection() -> None:
+    torch.manual_seed(4)
+    attn = MultiHeadAttention(16, 4)
+    q, mem = torch.randn(3, 2, 16), torch.randn(11, 2, 16)
+    plain, heads = attn.project_kv(mem, mem), attn.project_kv(mem, mem, heads_first=True)
+    assert heads[0].shape == (2, 4, 11, 4) and heads[0].is_contiguous()
+    mask = torch.rand(2, 3, 11) > 0.5
+    mask[:, :, 0] = False
+    assert torch.allclose(attn(q, None, None, attn_mask=mask, kv=plain, no_empty_rows=True),
+                          attn(q, None, None, attn_mask=mask, kv=heads, no_empty_rows=True), atol=1e-6)
