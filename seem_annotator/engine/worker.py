@@ -217,11 +217,13 @@ class InferenceWorker:
     def _report_progress(self) -> None:
         if self._on_progress is None:
             return
-        done, total = self.prefetch_progress()
-        try:
-            self._on_progress(done, total)
-        except Exception:  # a faulty listener must not kill the worker (or the caller)
-            log.exception("on_progress callback failed")
+        # Reports come from the caller's thread (prefetch) and the worker's: reading and reporting
+        # under the lock keeps them in order, so a stale count never arrives after the final (0, 0).
+        with self._lock:
+            try:
+                self._on_progress(self._encodes_done, self._encodes_total)
+            except Exception:  # a faulty listener must not kill the worker (or the caller)
+                log.exception("on_progress callback failed")
 
     def _notice(self, message: str) -> None:
         log.warning(message)
@@ -285,12 +287,10 @@ class InferenceWorker:
             if self._stopped:
                 return
             self._encodes_done = min(self._encodes_done + 1, self._encodes_total)
-            finished = not self._prefetch and self._encodes_done >= self._encodes_total
-        self._report_progress()  # (done, total); (total, total) when the batch is finished
-        if finished:
-            with self._lock:
+            self._report_progress()  # (done, total); (total, total) when the batch is finished
+            if not self._prefetch and self._encodes_done >= self._encodes_total:
                 self._settle_progress()
-            self._report_progress()  # (0, 0): idle
+                self._report_progress()  # (0, 0): idle
 
     def _run_job(self, job: _Job) -> None:
         try:
