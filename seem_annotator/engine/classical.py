@@ -183,11 +183,11 @@ def segment(prep: _Prepared, masks: PromptMasks, prev: np.ndarray | None, iterat
     result = _clean(result, inside, box)
     outside = fg & ~box
     if outside.any():
-        # A positive prompt outside the box says the object reaches past it: grow the region
-        # around that prompt (the rest of the box, already decided, is background) and add it -
-        # it never takes away what the box round found.
-        grown = _free_round(prep, outside, bg, result, iterations, band, ring=True,
-                            known=result)
+        # A positive prompt outside the box says the object reaches past it: the box stops being
+        # a limit for the region around that prompt, which is grown from it (the box's answer a
+        # region of its own that the growth stops at) and added - it never takes away what the
+        # box round found.
+        grown = _free_round(prep, outside, bg, result, iterations, band, ring=True, known=result)
         result = _clean(result | grown, fg, box)
     return result
 
