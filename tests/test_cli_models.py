@@ -174,6 +174,12 @@ def test_check_truncated_and_foreign_files(tmp_path: Path, capsys: pytest.Captur
     assert run_cli(["models", "check", str(photo), "--config", "focalt_v1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("seem-annotator: error: Checkpoint") and len(err.strip().splitlines()) == 1
+    # Random bytes are corruption, not "Python objects besides tensors".
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(bytes(range(256)) * 12)
+    assert run_cli(["models", "check", str(noise)]) == 2
+    err = capsys.readouterr().err
+    assert "not a PyTorch checkpoint or is corrupt" in err and "besides tensors" not in err
 
 
 def test_manifest_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -196,6 +196,10 @@ def test_truncated_and_non_object_json(tmp_path: Path) -> None:
     path.write_text("[1, 2]")
     with pytest.raises(FormatError, match="JSON object"):
         read_coco(path, tmp_path)
+    path.write_text('{"images": "a\x01b"}')  # json says "Invalid control character at": no doubled "at"
+    with pytest.raises(FormatError, match="Invalid control character at line 1") as info:
+        read_coco(path, tmp_path)
+    assert "at at" not in str(info.value)
     assert parse_coco(_valid(tmp_path), tmp_path).annotations[0].id == 1  # the valid base really is valid
 
 

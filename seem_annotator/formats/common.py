@@ -30,7 +30,7 @@ def read_json(path: Path, what: str) -> Any:
         raise FormatError(f"{what} {path} is not UTF-8 text") from exc
     except json.JSONDecodeError as exc:
         hint = " (the file looks truncated)" if exc.pos >= len(data.rstrip()) - 1 else ""
-        raise FormatError(f"{what} {path} is not valid JSON: {exc.msg} at line {exc.lineno} "
+        raise FormatError(f"{what} {path} is not valid JSON: {exc.msg.removesuffix(' at')} at line {exc.lineno} "
                           f"column {exc.colno}{hint}") from exc
 
 

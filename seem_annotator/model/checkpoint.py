@@ -81,6 +81,12 @@ def read_state_dict(path: str | Path, mmap: bool = False) -> tuple[dict[str, tor
         obj = _torch_load(path, mmap)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # torch reports a garbled byte stream as an unsupported pickle opcode: that is corruption,
+        # not a file smuggling Python objects.
+        garbled = "unsupported operand" in str(exc).lower() or not _looks_like_torch_file(path)
+        if garbled:
+            raise CheckpointError(f"Checkpoint {path} is not a PyTorch checkpoint or is corrupt; "
+                                  "delete it and download it again.") from exc
         if "weights only" in str(exc).lower() or "weights_only" in str(exc):
             raise CheckpointError(
                 f"Checkpoint {path} contains Python objects besides tensors; refusing to load it "
@@ -100,6 +106,13 @@ def read_state_dict(path: str | Path, mmap: bool = False) -> tuple[dict[str, tor
     except (OSError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
         raise CheckpointError(f"Checkpoint {path} cannot be read: {type(exc).__name__}: {str(exc)[:200]}.") from exc
     return unwrap_state_dict(obj, path)
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """A torch.save file is a zip archive or (legacy format) starts with a pickle protocol marker."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
 
 
 def _torch_load(path: Path, mmap: bool) -> object:
