@@ -126,6 +126,8 @@ class VoicePanel(QWidget):
         self.state_label = QLabel(self)
         self.state_label.setWordWrap(True)
         self.indicator = QLabel()  # goes into the window's status bar (install_voice_panel)
+        # A long reason must not force a wide window; the full text is in the tooltip.
+        self.indicator.setMaximumWidth(320)
 
         row = QHBoxLayout()
         for w in (self.talk_button, self.meter, self.transcript, self.parsed, self.run_button,
