@@ -72,13 +72,14 @@ class SeemPredictor:
 
     def __init__(self, model: SEEM, name: str = "seem:custom", short_side: int = 512, max_side: int = 1333,
                  cache_bytes: int | None = None, class_names: Sequence[str] | None = None,
-                 reduced: bool = True, decode_threads: int | None = None) -> None:
+                 reduced: bool = True, decode_threads: int | None = 1) -> None:
         self.model = model.eval()
         self.name = name
         self.device = str(model.device) if model.device.type != "cuda" else f"cuda:{model.device.index or 0}"
-        # None = torch's thread count. Re-measured on the 2-core machine with two other busy
-        # processes: a click round (with 32 memories) at 512x768 took 84 ms on 2 threads against
-        # 122 ms on 1, a first round 55 against 60 ms; pin 1 only where cores are oversubscribed.
+        # A click round is hundreds of small ops, each a thread-pool barrier with 2+ threads. On the
+        # shared 2-core machine, 2 threads won while the other core was idle (84 vs 122 ms per
+        # round at 512x768) but lost 14x as soon as another process kept one core busy (1686 vs
+        # 119 ms): one thread is the robust default. None = torch's setting.
         self.decode_threads = decode_threads if self.device == "cpu" else None
         self.short_side, self.max_side = short_side, max_side
         self.reduced = reduced
