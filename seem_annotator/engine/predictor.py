@@ -215,7 +215,9 @@ class SeemPredictor:
             if (h, w) != size:
                 interp = cv2.INTER_AREA if size[0] < h else cv2.INTER_CUBIC
                 pixels = cv2.resize(pixels, (size[1], size[0]), interpolation=interp)
-            x, hw = self.model.preprocess(torch.from_numpy(pixels).permute(2, 0, 1))
+            # The image may be a read-only view (shared with the GUI); torch wants writable memory.
+            tensor = torch.from_numpy(pixels if pixels.flags.writeable else pixels.copy())
+            x, hw = self.model.preprocess(tensor.permute(2, 0, 1))
             enc = _Encoded(self.model.encode_image(x, hw), size[0] / image.full_size[0])
             self.cache.put(key, enc)
             return enc
