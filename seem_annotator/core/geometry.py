@@ -27,7 +27,7 @@ from pycocotools import mask as mask_utils
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
-from seem_annotator.core.masks import area, bbox, decode, encode, mask_iou
+from seem_annotator.core.masks import area, bbox, bounds, decode, encode, mask_iou
 
 __all__ = [
     "DEFAULT_DETAIL", "PolygonDetail", "Rings", "area", "bbox", "coco_polygons", "decode", "encode",
@@ -68,15 +68,6 @@ class Rings:
     @property
     def has_holes(self) -> bool:
         return bool(self.holes)
-
-
-def _crop_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(y0, y1, x0, x1) of the mask's foreground (exclusive ends), None when empty."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask[rows[0]:rows[-1] + 1].any(axis=0))
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def _exact_rings(crop: np.ndarray, mode: int = cv2.RETR_CCOMP) -> tuple[list[np.ndarray], list[int]]:
@@ -123,7 +114,7 @@ def mask_to_rings(mask: np.ndarray, detail: PolygonDetail = DEFAULT_DETAIL) -> R
     Each tolerance of `detail.tolerances()` is tried in turn; the first whose rings rasterise back to
     IoU >= `detail.min_iou` (holes subtracted) is returned, else the exact outline.
     """
-    box = _crop_box(mask)
+    box = bounds(mask)
     if box is None:
         return Rings([], [])
     y0, y1, x0, x1 = box
@@ -150,7 +141,7 @@ def mask_to_rings(mask: np.ndarray, detail: PolygonDetail = DEFAULT_DETAIL) -> R
 
 def has_holes(mask: np.ndarray) -> bool:
     """True when some background region is enclosed by the mask (so COCO polygons cannot express it)."""
-    box = _crop_box(mask)
+    box = bounds(mask)
     if box is None:
         return False
     y0, y1, x0, x1 = box
@@ -166,7 +157,7 @@ def coco_polygons(mask: np.ndarray, detail: PolygonDetail = DEFAULT_DETAIL) -> l
     Works on the foreground's bounding-box crop (pycocotools rasterisation is invariant under integer
     translation), which keeps it cheap for small objects on large images.
     """
-    box = _crop_box(mask)
+    box = bounds(mask)
     if box is None:
         return None
     crop_t = np.ascontiguousarray(mask[box[0]:box[1], box[2]:box[3]].T, dtype=np.uint8)

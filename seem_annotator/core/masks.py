@@ -67,6 +67,15 @@ def subtract(a: dict, b: dict) -> dict:
     return encode(decode(a) & ~decode(b))
 
 
+def bounds(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1) half-open bounding box of a bool (H, W) mask's foreground, None when empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask[rows[0]:rows[-1] + 1].any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU of two bool arrays (1.0 when both are empty)."""
     inter = np.logical_and(a, b).sum()

@@ -77,12 +77,12 @@ def decode_mask_png(data: str, what: str) -> np.ndarray:
 
 def mask_shape(mask: np.ndarray) -> dict[str, Any] | None:
     """A labelme `mask` shape of a full-image bool mask (None when empty)."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
+    box = masks.bounds(mask)
+    if box is None:
         return None
-    y1, y2, x1, x2 = int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
-    return {"points": [[float(x1), float(y1)], [float(x2), float(y2)]], "shape_type": "mask",
-            "mask": encode_mask_png(mask[y1:y2 + 1, x1:x2 + 1])}
+    y0, y1, x0, x1 = box  # labelme's two points are the inclusive corners
+    return {"points": [[float(x0), float(y0)], [float(x1 - 1), float(y1 - 1)]], "shape_type": "mask",
+            "mask": encode_mask_png(mask[y0:y1, x0:x1])}
 
 
 def shapes_of_mask(mask: np.ndarray, holes: str, detail: PolygonDetail) -> tuple[list[dict[str, Any]], bool]:

@@ -13,6 +13,8 @@ import numpy as np
 from PySide6.QtCore import QPointF
 from PySide6.QtGui import QImage, QPainterPath, QPolygonF
 
+from seem_annotator.core.masks import bounds
+
 RGB = tuple[int, int, int]
 
 
@@ -45,15 +47,6 @@ def compose_rgba(layers: list[tuple[np.ndarray, RGB]], display_size: tuple[int, 
         value = int(color[0]) | int(color[1]) << 8 | int(color[2]) << 16 | alpha << 24
         np.copyto(packed, np.uint32(value), where=mask)
     return packed.view(np.uint8).reshape(h, w, 4)
-
-
-def bounds(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(y0, y1, x0, x1) half-open bounding box of a bool mask, or None when empty."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if not len(rows):
-        return None
-    cols = np.flatnonzero(mask[rows[0]:rows[-1] + 1].any(axis=0))
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def compose_crop(layers: list[tuple[np.ndarray, RGB]], opacity: float
