@@ -231,3 +231,33 @@ def test_label_vocabulary_caches_per_name_and_says_unknown(focalt: Path):
     # the background embedding itself gives "unknown"
     assert vocab.propose(table[3] * 5, ["cat", "dog", "bird"])[0][0][0] == UNKNOWN
     assert vocab.propose(table[0], [])[0] == [(UNKNOWN, 1.0)]
+
+
+def test_memory_stream_prepared_after_an_answer_gives_the_same_next_round(focalt: Path, monkeypatch):
+    from seem_annotator.model import seem_decoder
+
+    pred, image = _predictor(focalt)
+    pred._streams.clear()
+    inline_masks = []
+    real = seem_decoder.memory_mask
+
+    def counting(*args, **kwargs):
+        inline_masks.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(seem_decoder, "memory_mask", counting)
+    first = pred.predict(_request(image, [PointPrompt(70, 55)], seed=2))
+    prompts = [PointPrompt(70, 55), PointPrompt(150, 100, False)]
+    cold = pred.predict(_request(image, prompts, 1, memory=first.memory, seed=2))
+    assert inline_masks  # no stream yet: the memories ran inside the round
+    assert pred.prepare_next(first) > 0
+    assert pred.prepare_next(first) == 0  # already prepared
+    inline_masks.clear()
+    warm = pred.predict(_request(image, prompts, 1, memory=first.memory, seed=2))
+    assert not inline_masks  # the prepared stream replaced them
+    assert np.array_equal(cold.mask, warm.mask) and warm.score == pytest.approx(cold.score, abs=1e-6)
+    # nothing to prepare without a SEEM memory; a smaller input drops the prepared streams
+    assert pred.prepare_next(type(first)(mask=first.mask)) == 0
+    pred.reduce_input()
+    assert not pred._streams
+    pred.short_side, pred.max_side = min(image.pixels.shape[:2]), 1333

@@ -324,3 +324,54 @@ def test_prefetch_progress_counts_queued_and_finished_encodes():
         assert worker.wait_idle(5)
     finally:
         worker.shutdown()
+
+
+class PreparingBackend(SlowBackend):
+    """Answers carry a memory; `prepare_next` records what it was asked to prepare."""
+
+    def __init__(self) -> None:
+        super().__init__(delay=0.01)
+        self.prepared: list[int] = []
+        self.prepare_fails = False
+
+    def predict(self, request: DecodeRequest) -> Candidate:
+        cand = super().predict(request)
+        cand.memory = ("memory", request.round_index)
+        return cand
+
+    def prepare_next(self, candidate: Candidate) -> float:
+        self.calls.append(("prepare", candidate.memory[1]))
+        if self.prepare_fails:
+            raise RuntimeError("no room")
+        self.prepared.append(candidate.memory[1])
+        return 1.0
+
+
+def test_follow_up_prepares_the_next_round_after_each_answer():
+    backend = PreparingBackend()
+    worker = InferenceWorker(backend)
+    try:
+        got = Collector()
+        worker.submit(_request("a", 0), got.on_result, got.on_error)
+        assert worker.wait_idle(5)  # idle includes the follow-up
+        assert got.results == [("a", 0)] and backend.prepared == [0]
+        # A newer round for the object arrives before its follow-up runs: the follow-up is skipped.
+        backend.gate.clear()
+        worker.submit(_request("a", 1), got.on_result, got.on_error)
+        assert backend.started.wait(2)
+        backend.started.clear()
+        worker.submit(_request("b", 0), got.on_result, got.on_error)  # queued behind round 1
+        backend.gate.set()
+        assert backend.started.wait(2)  # "b" runs; round 1's follow-up waits behind it
+        worker.submit(_request("a", 2), got.on_result, got.on_error)
+        assert worker.wait_idle(5)
+        kinds = [c for c in backend.calls if c[0] in ("predict", "prepare")]
+        assert ("prepare", 1) not in kinds  # superseded by round 2 before it ran
+        assert 2 in backend.prepared and got.errors == []  # (b's round 0 is prepared too)
+        # A failing preparation only loses the head start: no error reaches the caller.
+        backend.prepare_fails = True
+        worker.submit(_request("a", 3), got.on_result, got.on_error)
+        assert worker.wait_idle(5)
+        assert ("prepare", 3) in backend.calls and got.errors == [] and got.results[-1] == ("a", 3)
+    finally:
+        worker.shutdown()

@@ -143,6 +143,23 @@ def test_fixture_interactive_replay(fx: Fixture, entry: str, object_queries: boo
     check_spatial(fx, entry, result, ref, full=object_queries)
 
 
+@pytest.mark.parametrize("entry", ["interactive_r2", "interactive_multi_r2"])
+def test_fixture_memories_computed_ahead(fx: Fixture, entry: str) -> None:
+    """Round 2 with its memories computed before the round (as the app does after each answer)
+    matches the reference; the stream's draws are the round's own memory draws."""
+    ref = fx.outputs[entry]
+    pos, neg = fx.prompt_masks(entry)
+    prev = ref["prev_mask_in"].transpose(0, 1)
+    memory_draws = [c for c in ref["rng_calls"] if c.get("caller") == "cross_attn_mask"]
+    assert len(memory_draws) == fx.model.predictor.num_layers
+    stream = fx.model.memory_stream(fx.features, prev, ReplaySampler(memory_draws))
+    sampler = ReplaySampler(ref["rng_calls"])
+    result = fx.model.decode_spatial(fx.features, pos, neg, prev_mask=prev, sampler=sampler, object_queries=False,
+                                     aux=True, memories=stream)
+    assert sampler.exhausted and result.raw["memories_from_stream"] is True
+    check_spatial(fx, entry, result, ref, full=False)
+
+
 class RecordingSampler(TorchSampler):
     """torch's global generator, remembering every draw."""
 

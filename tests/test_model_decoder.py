@@ -180,7 +180,7 @@ def test_cross_attention_mask_unblocks_fully_blocked_rows(v1: SEEM) -> None:
     blocked = torch.zeros(1, 3, 6, dtype=torch.bool)
     blocked[:, 1] = True
     state.groups["queries_object"] = Group(torch.zeros(3, 1, 4), torch.zeros(3, 1, 4), attn_mask=blocked)
-    mask = state.cross_attn_mask(["queries_object"], (2, 3), None, TorchSampler(0))
+    mask = state.cross_attn_mask(["queries_object"])
     assert not mask[:, 1].any()
 
 

@@ -42,8 +42,9 @@ from seem_annotator.engine.types import Candidate, DecodeRequest, ImageInput
 from seem_annotator.errors import ModelUnavailableError, UserError
 from seem_annotator.model.postprocess import panoptic_inference, sem_seg_postprocess, upsample_masks
 from seem_annotator.model.sampler import TorchSampler
-from seem_annotator.model.seem import SEEM, ImageFeatures
+from seem_annotator.model.seem import SEEM, ImageFeatures, MemoryStream
 
+_MAX_STREAMS = 8  # memory streams kept (about 0.6 MB each at 512 short side)
 ALTERNATIVE_RATIO = 0.6  # a runner-up whose probability is at least this share of the best one
 MEMORY_LOGIT = 10.0  # a persisted bool mask as memory logits (sign is all the decoder uses)
 
@@ -92,6 +93,7 @@ class SeemPredictor:
         self._classes_ready = False
         self._texts: OrderedDict[str, dict] = OrderedDict()
         self._references: OrderedDict[tuple, object] = OrderedDict()
+        self._streams: OrderedDict[tuple, MemoryStream] = OrderedDict()  # next rounds' memories
         self._lock = threading.RLock()
 
     @classmethod
@@ -120,6 +122,7 @@ class SeemPredictor:
         self.short_side = max(128, self.short_side // 2)
         self.max_side = max(256, self.max_side // 2)
         self.cache.clear()
+        self._streams.clear()
 
     # -- SegmentationBackend -------------------------------------------------------------------
 
@@ -150,6 +153,39 @@ class SeemPredictor:
         t2 = time.perf_counter()
         cand.timings.update(encode=encode_ms, decode=(t2 - t1) * 1e3, total=(t2 - t0) * 1e3)
         return cand
+
+    def prepare_next(self, candidate: Candidate) -> float:
+        """Compute what the next round of this object will need from `candidate` (its memory
+        stream, see `seem_annotator.model.memory_stream`), so that the next click only runs the
+        queries. The worker calls this right after delivering an answer. Returns milliseconds spent
+        (0 when there was nothing to do)."""
+        mem = candidate.memory
+        if not isinstance(mem, SeemMemory):
+            return 0.0
+        t0 = time.perf_counter()
+        with self._lock, torch.no_grad():
+            key = self._stream_key(mem)
+            enc = self.cache.get((mem.image_key, mem.input_hw))
+            if key in self._streams or enc is None or not self.supports("point"):
+                return 0.0
+            with self.threads():
+                stream = self.model.memory_stream(enc.features, mem.logits.to(self.model.device), TorchSampler(0))
+            self._streams[key] = stream
+            while len(self._streams) > _MAX_STREAMS:
+                self._streams.popitem(last=False)
+        return (time.perf_counter() - t0) * 1e3
+
+    @staticmethod
+    def _stream_key(mem: SeemMemory) -> tuple:
+        digest = hashlib.blake2b(mem.logits.detach().float().cpu().numpy().tobytes(), digest_size=16).digest()
+        return mem.image_key, mem.input_hw, digest
+
+    def _memory_stream(self, request: DecodeRequest) -> MemoryStream | None:
+        """The stream `prepare_next` computed for this request's memory, if any."""
+        mem = request.memory
+        if not isinstance(mem, SeemMemory) or not self._streams:
+            return None
+        return self._streams.get(self._stream_key(mem))
 
     def segment_everything(self, image: ImageInput, labels: tuple[str, ...]) -> list[Candidate]:
         with self._lock, torch.no_grad():
@@ -230,12 +266,13 @@ class SeemPredictor:
         referring = [p for p in request.prompts if isinstance(p, ReferringPrompt)]
         pm = rasterize(request.prompts, feats.image_hw, enc.scale)
         prev = self._previous_logits(request, feats)
+        stream = None if prev is None else self._memory_stream(request)
         sampler = TorchSampler(seed=request.seed)
         box = pm.box_region
         pos, neg = self._box_prompts(pm)
         if pos.any():
             result = self.model.decode_spatial(feats, self._pad(pos, feats), self._pad(neg, feats), prev, sampler,
-                                               object_queries=not self.reduced)
+                                               object_queries=not self.reduced, memories=stream)
             logits = result.candidate_masks[0][:, None]  # (k, 1, h4, w4)
             scores = result.candidate_scores[0].float()
             captions = result.raw["pred_stexts"][0]  # (k, D): v1 k = 3 per object, v0 k = Q
@@ -246,7 +283,7 @@ class SeemPredictor:
         elif referring:
             prompt = self._reference_prompt(referring[-1], request, sampler)
             result = self.model.decode_spatial(feats, prompt=prompt, prev_mask=prev, sampler=sampler,
-                                               object_queries=not self.reduced)
+                                               object_queries=not self.reduced, memories=stream)
             logits, scores = result.candidate_masks[0][:, None], result.candidate_scores[0].float()
             captions = result.raw["pred_stexts"][0]
         elif texts:

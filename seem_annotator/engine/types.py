@@ -89,7 +89,12 @@ class Candidate:
 
 @runtime_checkable
 class SegmentationBackend(Protocol):
-    """What the worker drives. Implementations: the SEEM predictor and the classical backend."""
+    """What the worker drives. Implementations: the SEEM predictor and the classical backend.
+
+    Optional: ``prepare_next(candidate)``, work the object's next round will need, which the
+    worker runs after delivering ``candidate`` when nothing more urgent is queued (SEEM: the
+    memory stream of the answer).
+    """
 
     name: str  # e.g. "seem:focalt_v1" or "classical"
     device: str  # "cpu", "cuda:0", "mps"

@@ -15,7 +15,9 @@ Rules:
   for the same object was submitted: the newest request for an object supersedes older ones, which
   are dropped if still queued and discarded when they finish.
 - Priority: backend switches, then object requests (oldest object first), then segment-everything,
-  then prefetch (newest first).
+  then follow-up work for the answers just delivered (the backend's optional
+  `prepare_next(candidate)`, e.g. SEEM's memory stream for the object's next round; skipped once a
+  newer request for that object arrives), then prefetch (newest first).
 - Prefetch progress: `on_progress(done, total)` after every queued, finished or dropped prefetch
   encode; `total` counts the encodes queued since the prefetch queue was last empty, and
   `(0, 0)` says it is empty again (the batch is finished). `prefetch_progress()` reads it.
@@ -94,6 +96,7 @@ class InferenceWorker:
         self._switches: deque[_Job] = deque()
         self._objects: OrderedDict[str, _Job] = OrderedDict()  # pending, oldest object first
         self._prefetch: OrderedDict[str, ImageInput] = OrderedDict()  # newest last
+        self._followups: OrderedDict[str, _Job] = OrderedDict()  # per object, after its answer
         self._latest: dict[str, int] = {}
         self._seq = 0
         self._busy = False
@@ -110,9 +113,13 @@ class InferenceWorker:
 
     def submit(self, request: DecodeRequest, on_result: ResultCallback, on_error: ErrorCallback) -> int:
         """Queue one round; supersedes any older request for `request.object_id`. Returns its ticket."""
+        def deliver(cand: Candidate) -> None:
+            on_result(request, cand)
+            self._follow_up(request.object_id, cand)
+
         return self._enqueue(request.object_id,
                              lambda: self._predict(request),
-                             lambda cand: on_result(request, cand),
+                             deliver,
                              lambda exc: on_error(request, exc))
 
     def segment_everything(self, image: ImageInput, labels: tuple[str, ...], on_result: EverythingCallback,
@@ -164,6 +171,7 @@ class InferenceWorker:
             self._switches.append(job)
             self._encodes_total -= len(self._prefetch)
             self._prefetch.clear()  # features of the old backend are of no use to the new one
+            self._followups.clear()
             self._settle_progress()
             self._wake.notify()
         self._report_progress()
@@ -177,7 +185,8 @@ class InferenceWorker:
         """Block until nothing is queued or running (prefetch included); for tests and scripts."""
         with self._wake:
             return self._wake.wait_for(
-                lambda: self._stopped or not (self._busy or self._switches or self._objects or self._prefetch),
+                lambda: self._stopped or not (self._busy or self._switches or self._objects or self._followups
+                                              or self._prefetch),
                 timeout)
 
     def shutdown(self, wait: bool = True, timeout: float | None = 10.0) -> None:
@@ -187,6 +196,7 @@ class InferenceWorker:
             self._switches.clear()
             self._objects.clear()
             self._prefetch.clear()
+            self._followups.clear()
             self._encodes_done = self._encodes_total = 0
             self._wake.notify_all()
         if wait and threading.current_thread() is not self._thread:
@@ -205,9 +215,28 @@ class InferenceWorker:
             self._seq += 1
             self._latest[key] = self._seq
             self._objects.pop(key, None)  # a queued older request for this object is dropped
+            self._followups.pop(key, None)  # and what was prepared for it is no longer wanted
             self._objects[key] = _Job(key, self._seq, run, deliver, fail)
             self._wake.notify()
             return self._seq
+
+    def _follow_up(self, key: str, candidate: Candidate) -> None:
+        """Queue the backend's preparation for the object's next round (called with the lock held,
+        right after the answer was delivered)."""
+        backend = self._backend
+        prepare = getattr(backend, "prepare_next", None)
+        if not callable(prepare) or candidate.memory is None:
+            return
+
+        def run() -> None:
+            try:
+                prepare(candidate)
+            except Exception as exc:  # only a head start is lost; the next round computes it itself
+                log.info("preparing the next round of %s failed: %s", key, exc)
+
+        self._followups.pop(key, None)
+        self._followups[key] = _Job(key, self._latest.get(key, 0), run, lambda _v: None, lambda _e: None)
+        self._wake.notify()
 
     def _settle_progress(self) -> None:
         """Start a new batch once nothing is queued or encoding (call with the lock held)."""
@@ -250,6 +279,10 @@ class InferenceWorker:
                     everything = [k for k in self._objects if k.startswith(_EVERYTHING)]
                     interactive = [k for k in self._objects if not k.startswith(_EVERYTHING)]
                     job = self._objects.pop((interactive or everything)[0])
+                elif self._followups:
+                    job = self._followups.popitem(last=True)[1]
+                    if self._latest.get(job.key) != job.seq:
+                        continue  # the object has moved on: a newer request came or was cancelled
                 elif self._prefetch:
                     _key, image = self._prefetch.popitem(last=True)
                     self._busy = True

@@ -23,10 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
-
-from .sampler import Sampler
 
 
 class AttentionLayout:
@@ -79,15 +76,18 @@ class GroupState:
     layout: AttentionLayout
     groups: dict[str, Group] = field(default_factory=dict)
     memories_on: bool = False
+    memories_external: bool = False  # memory states come from a precomputed stream (memory_stream)
     num_objects: int = 0  # spatial objects (v1)
     token_objects: Tensor | None = None  # (B, N, 1) object of each spatial token, current level
-    memory_objects: Tensor | None = None  # (M,) object of each memory, current layer
+    memory_objects: Tensor | None = None  # (M,) object of each memory, current layer (v1)
 
     def _on(self, name: str) -> bool:
         return name in self.groups and (name != "memories_spatial" or self.memories_on)
 
     def cross_names(self) -> list[str]:
-        return [n for n in self.layout.cross_order if self._on(n)]
+        """Groups that cross-attend in the pass (not precomputed memories)."""
+        return [n for n in self.layout.cross_order
+                if self._on(n) and not (n == "memories_spatial" and self.memories_external)]
 
     def self_names(self) -> list[str]:
         return [n for n, t in self.layout.self_pairs.items() if t and self._on(n)]
@@ -107,43 +107,13 @@ class GroupState:
         return torch.arange(self.num_objects, device=device).repeat_interleave(self.layout.query_number)
 
     # -- cross-attention -------------------------------------------------------------------
-    def cross_attn_mask(
-        self,
-        names: list[str],
-        size: tuple[int, int],
-        prev_mask: Tensor | None,
-        sampler: Sampler,
-    ) -> Tensor:
-        """(B, N, h*w) mask for the groups ``names`` over a level of ``size``.
-
-        Query groups use their own previous prediction; memories use ``prev_mask``
-        (B, c, H/4, W/4), the previous round's selected masks: v0 all memories follow channel 0,
-        v1 each memory follows a random object. Fully blocked rows are unblocked.
-        """
-        parts = []
-        for n in names:
-            if n == "memories_spatial":
-                parts.append(self._memory_mask(prev_mask, size, sampler))
-            else:
-                parts.append(self.groups[n].attn_mask)
-        mask = torch.cat(parts, dim=1)
+    def cross_attn_mask(self, names: list[str], memory_mask: Tensor | None = None) -> Tensor:
+        """(B, N, h*w) mask for the groups ``names`` over the next level: query groups use their
+        own previous prediction, memories ``memory_mask`` (:func:`.memory_stream.memory_mask`).
+        Fully blocked rows are unblocked."""
+        mask = torch.cat([memory_mask if n == "memories_spatial" else self.groups[n].attn_mask for n in names],
+                         dim=1)
         return mask.masked_fill(mask.all(-1, keepdim=True), False)
-
-    def _memory_mask(self, prev_mask: Tensor | None, size: tuple[int, int], sampler: Sampler) -> Tensor:
-        if prev_mask is None:
-            raise ValueError("memories are active but no previous mask was given")
-        m = self.groups["memories_spatial"].output.shape[0]
-        prev = F.interpolate(prev_mask.to(self.groups["memories_spatial"].output.dtype), size, mode="bilinear",
-                             align_corners=False)
-        blocked = prev.sigmoid().flatten(2) < 0.5  # (B, c, hw)
-        c = blocked.shape[1]
-        if self.layout.version == "v0":
-            return blocked[:, :1].expand(-1, m, -1)
-        repeat = m // c
-        probs = torch.full((c,), 1.0 / repeat, dtype=torch.float32)
-        idx = sampler.multinomial(probs, m, True).sort()[0].to(blocked.device)
-        self.memory_objects = idx
-        return blocked[:, idx]
 
     # -- self-attention --------------------------------------------------------------------
     def self_attn_mask(self, names: list[str], index: Mapping[str, tuple[int, int]], batch: int,

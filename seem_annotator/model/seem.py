@@ -40,6 +40,7 @@ from .attention_layout import layout_arch
 from .backbone import build_backbone
 from .config import cfg_get, load_config
 from .language import build_language_encoder
+from .memory_stream import MemoryStream
 from .pixel_decoder import build_pixel_decoder
 from .postprocess import (
     instance_inference,
@@ -55,7 +56,8 @@ from .spatial_prompts import SpatialPrompt
 
 COCO_THING_IDS = range(80)  # COCO-133 panoptic: contiguous ids 0..79 are things
 
-__all__ = ["SEEM", "build_seem", "ImageFeatures", "SpatialResult", "GroundingResult", "SpatialPrompt"]
+__all__ = ["SEEM", "build_seem", "ImageFeatures", "SpatialResult", "GroundingResult", "SpatialPrompt",
+           "MemoryStream"]
 
 
 class SegHead(nn.Module):
@@ -249,6 +251,7 @@ class SEEM(nn.Module):
         object_queries: bool = True,
         prompt: SpatialPrompt | None = None,
         aux: bool = False,
+        memories: MemoryStream | None = None,
     ) -> SpatialResult:
         """One interactive round for ``n_obj`` objects.
 
@@ -256,6 +259,7 @@ class SEEM(nn.Module):
         (clicks as small squares, strokes, filled polygons); or ``prompt`` from
         :meth:`encode_reference` (then the masks are not used).
         prev_mask: (n_obj, 1, h4, w4) the previous round's ``mask_logits`` (memory), or None.
+        memories: :meth:`memory_stream` of ``prev_mask`` computed ahead (else computed here).
         object_queries: False skips the object queries; the answer is the same (see
         :mod:`.seem_decoder`) and much cheaper. aux: also return the earlier layers' predictions
         in ``raw["aux_outputs"]``.
@@ -290,8 +294,21 @@ class SEEM(nn.Module):
                     raise ValueError(f"prev_mask has {prev_mask.shape[0]} objects, the prompt has {n_obj}")
                 prev = prev_mask.transpose(0, 1) if v1 else prev_mask
             raw = dec.decode(inputs, spatial=prompt, prev_mask=prev, sampler=sampler, object_queries=object_queries,
-                             aux=aux)
+                             aux=aux, memories=memories)
         return self._spatial_result(raw, n_obj)
+
+    def memory_stream(self, features: ImageFeatures, prev_mask: Tensor, sampler: Sampler | None = None
+                      ) -> MemoryStream:
+        """The spatial memories' states for a later round with ``prev_mask`` (n_obj, 1, h4, w4), as
+        :meth:`decode_spatial` would compute them (pass it there as ``memories``). They depend on
+        the previous mask only, not on the next round's prompts, so they can be computed as soon as
+        a round is answered. ``sampler`` draws the memory assignment (several objects, v1)."""
+        dec = self.predictor
+        v1 = dec.version == "v1"
+        inputs = features.decoder_inputs if v1 else features.decoder_inputs.repeat(prev_mask.shape[0])
+        with self._autocast():
+            return dec.memory_stream(inputs, prev_mask.transpose(0, 1) if v1 else prev_mask,
+                                     sampler or TorchSampler())
 
     def _spatial_result(self, raw: dict[str, Any], n_obj: int) -> SpatialResult:
         dec = self.predictor

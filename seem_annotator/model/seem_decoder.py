@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from .attention_layout import AttentionLayout, Group, GroupState
 from .layers import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
+from .memory_stream import MemoryStream, draw_memory_objects, memory_mask, memory_stream
 from .position_encoding import PositionEmbeddingSine
 from .sampler import Sampler, TorchSampler
 from .spatial_prompts import SpatialPrompt, encode_spatial_prompt
@@ -179,16 +180,24 @@ class SEEMDecoder(nn.Module):
             levels.append(level.contiguous(memory_format=torch.channels_last))
         return DecoderInputs(src, pos, sizes, mask_features, levels)
 
-    def cache_kv(self, inputs: DecoderInputs) -> DecoderInputs:
+    def cache_kv(self, inputs: DecoderInputs, heads_first: bool = True) -> DecoderInputs:
         """Fill ``inputs.kv`` with every layer's cross-attention key/value projections (per image;
-        makes later decodes of this image much cheaper). Returns ``inputs``."""
+        makes later decodes of this image much cheaper). ``heads_first=False`` keeps the (S, B, C)
+        layout: no copy, for projections used in one decode only. Returns ``inputs``."""
         kv = []
         for i, layer in enumerate(self.transformer_cross_attention_layers):
             lvl = i % self.num_feature_levels
             kv.append(layer.multihead_attn.project_kv(inputs.src[lvl] + inputs.pos[lvl], inputs.src[lvl],
-                                                      heads_first=True))
+                                                      heads_first=heads_first))
         inputs.kv = kv
         return inputs
+
+    def memory_stream(self, inputs: DecoderInputs, prev_mask: Tensor, sampler: Sampler) -> MemoryStream:
+        """The memories' states for a round with ``prev_mask`` (B, c, H/4, W/4), drawing the memory
+        assignment as :meth:`decode` would (for one object the draws do not change the stream)."""
+        objects = draw_memory_objects(sampler, self.version, prev_mask.shape[1], self.layout.num_memories,
+                                      self.num_layers)
+        return memory_stream(self, inputs, prev_mask, objects)
 
     # -- per prompt ------------------------------------------------------------------------
     def encode_spatial(self, inputs: DecoderInputs, pos_masks: list[Tensor], neg_masks: list[Tensor],
@@ -212,6 +221,7 @@ class SEEMDecoder(nn.Module):
         object_queries: bool = True,
         sampler: Sampler | None = None,
         aux: bool = True,
+        memories: MemoryStream | None = None,
     ) -> dict[str, Any]:
         """Run the decoder.
 
@@ -219,12 +229,15 @@ class SEEMDecoder(nn.Module):
         logits of the previous round (switches on the memories; needs ``spatial``).
         grounding_tokens: (T, B, C) text token embeddings, grounding_padding (B, T) True = pad.
         object_queries: False leaves out the object queries (no ``pred_logits``/``pred_masks``).
+        memories: a precomputed :meth:`memory_stream` for ``prev_mask``; used when it matches this
+        round's draws, else the memories run inline with the queries (the answer is the same).
 
         Returns the final predictions: ``pred_logits`` (B, Q, K) and ``pred_masks`` (B, Q, H/4, W/4)
         and ``pred_captions`` (B, Q, D) for object queries; ``pred_gmasks``/``pred_gtexts`` for
         grounding queries; ``pred_smasks``/``pred_stexts``/``pred_smaskembs``/``pred_slogits``,
         ``pred_pspatials``/``pred_nspatials`` (B, n_obj, C) and the selected ``prev_mask``
-        (B, n_obj, H/4, W/4) for spatial prompts; ``aux_outputs``: the same small tensors (no
+        (B, n_obj, H/4, W/4) for spatial prompts, with ``memories_from_stream`` (whether ``memories``
+        was used); ``aux_outputs``: the same small tensors (no
         masks) for the earlier prediction rounds (empty without ``aux``).
         """
         sampler = sampler or TorchSampler()
@@ -249,6 +262,12 @@ class SEEMDecoder(nn.Module):
                 self.spatial_featured.weight.unsqueeze(1).repeat(1, bs, 1),
                 self.spatial_embed.weight.unsqueeze(1).repeat(1, bs, 1))
             state.memories_on = prev_mask is not None
+            if state.memories_on:
+                # All of the memories' random draws come here, in the reference's order (one per layer).
+                objects = draw_memory_objects(sampler, self.version, prev_mask.shape[1], self.layout.num_memories,
+                                              self.num_layers)
+                # A matching precomputed stream replaces the memory rows; else they run inline.
+                state.memories_external = memories is not None and memories.matches(prev_mask, objects)
         elif prev_mask is not None:
             raise ValueError("prev_mask needs a spatial prompt")
         if grounding_tokens is not None:
@@ -267,23 +286,34 @@ class SEEMDecoder(nn.Module):
         history.append(self._heads(state, output, index, inputs, 0, final=self.num_layers == 0, aux=aux))
         for i in range(self.num_layers):
             level = i % self.num_feature_levels
-            memory_mask = state.cross_attn_mask(names, inputs.sizes[level], prev_mask, sampler)
+            mem_mask = None
+            if state.memories_on and not state.memories_external:
+                mem_mask = memory_mask(prev_mask, inputs.sizes[level], objects[i], self.layout.num_memories,
+                                       output.dtype)
+                state.memory_objects = objects[i]
+            memory_mask_ = state.cross_attn_mask(names, mem_mask)
             output = self.transformer_cross_attention_layers[i](
-                output, inputs.src[level], memory_mask=memory_mask, pos=inputs.pos[level], query_pos=query_pos,
+                output, inputs.src[level], memory_mask=memory_mask_, pos=inputs.pos[level], query_pos=query_pos,
                 kv=None if inputs.kv is None else inputs.kv[i])
             state.split(output, index)
             if spatial is not None:
                 state.groups["tokens_spatial"] = Group(spatial.tokens[level], spatial.tokens[level].detach().clone(),
                                                        padding=spatial.token_padding[level])
                 state.token_objects = None if spatial.token_objects is None else spatial.token_objects[level]
+                if state.memories_external:
+                    state.groups["memories_spatial"].output = memories.states[i]
+                    state.memory_objects = memories.objects[i]
             self_names = state.self_names()
             output, query_pos, self_index = state.concat(self_names)
             attn_mask = state.self_attn_mask(self_names, self_index, bs, output.device)
-            # Spatial tokens are re-read from the prompt every layer, and after the last layer only
-            # the queries are read: the other rows' updates are never used, so skip them (the
-            # kept rows get exactly the same result).
-            skip = {"tokens_spatial"} if i < self.num_layers - 1 else {"tokens_spatial", "tokens_grounding",
-                                                                      "memories_spatial"}
+            # Spatial tokens are re-read from the prompt every layer, precomputed memories come
+            # from their stream, and after the last layer only the queries are read: the other
+            # rows' updates are never used, so skip them (the kept rows get exactly the same result).
+            skip = {"tokens_spatial"}
+            if state.memories_external or i == self.num_layers - 1:
+                skip.add("memories_spatial")
+            if i == self.num_layers - 1:
+                skip.add("tokens_grounding")
             if skip.isdisjoint(self_index):
                 output = self.transformer_self_attention_layers[i](output, tgt_mask=attn_mask, query_pos=query_pos)
                 output = self.transformer_ffn_layers[i](output)
@@ -304,6 +334,7 @@ class SEEMDecoder(nn.Module):
                 h["pred_pspatials"] = spatial.query_pos.transpose(0, 1)
                 h["pred_nspatials"] = spatial.query_neg.transpose(0, 1)
             result["prev_mask"] = self.select_spatial(result)
+            result["memories_from_stream"] = state.memories_external
         if aux:
             result["aux_outputs"] = [{k: v for k, v in h.items() if k not in ("pred_masks", "pred_gmasks",
                                                                               "pred_smasks")}
