@@ -99,14 +99,21 @@ class SelfAttentionLayer(nn.Module):
         self.norm = nn.LayerNorm(d_model)
 
     def forward(self, tgt: Tensor, tgt_mask: Tensor | None = None, query_pos: Tensor | None = None,
-                rows: Tensor | None = None) -> Tensor:
+                rows: Tensor | None = None, tail_kv: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """tgt/query_pos (L, B, C); tgt_mask bool (B or B*heads, L, L). Returns (L, B, C), or only the
-        updated ``rows`` (R,) of it, (R, B, C), when the other rows' outputs are not needed."""
+        updated ``rows`` (R,) of it, (R, B, C), when the other rows' outputs are not needed.
+        ``tail_kv``: ``self_attn.project_kv`` of the last T rows, (T, B, C) each, computed ahead (the
+        rows' own values are then only placeholders; they must not be among ``rows``)."""
         q = tgt if query_pos is None else tgt + query_pos
+        kv = None
+        if tail_kv is not None:
+            t = tail_kv[0].shape[0]
+            k, v = self.self_attn.project_kv(q[:-t], tgt[:-t])
+            kv = torch.cat([k, tail_kv[0]]), torch.cat([v, tail_kv[1]])
         if rows is None:
-            return self.norm(tgt + self.self_attn(q, q, tgt, attn_mask=tgt_mask))
+            return self.norm(tgt + self.self_attn(q, q, tgt, attn_mask=tgt_mask, kv=kv))
         mask = None if tgt_mask is None else tgt_mask[:, rows]
-        return self.norm(tgt[rows] + self.self_attn(q[rows], q, tgt, attn_mask=mask))
+        return self.norm(tgt[rows] + self.self_attn(q[rows], q, tgt, attn_mask=mask, kv=kv))
 
 
 class CrossAttentionLayer(nn.Module):

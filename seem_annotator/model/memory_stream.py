@@ -37,11 +37,14 @@ class MemoryStream:
         follow channel 0).
     states: per decoder layer, (M, B, C) the memories after that layer's cross-attention (what the
         queries attend to in the layer's self-attention).
+    keys_values: per decoder layer, that layer's self-attention key/value projections of
+        ``states`` (M, B, C) each: the queries read only these.
     """
 
     prev_mask: Tensor
     objects: list[Tensor | None]
     states: list[Tensor]
+    keys_values: list[tuple[Tensor, Tensor]]
 
     def matches(self, prev_mask: Tensor, objects: Sequence[Tensor | None]) -> bool:
         """True when this stream is the one for ``prev_mask`` and these draws."""
@@ -53,8 +56,8 @@ class MemoryStream:
         return self.prev_mask is prev_mask or torch.equal(self.prev_mask, prev_mask.to(self.prev_mask.device))
 
     def nbytes(self) -> int:
-        return sum(s.numel() * s.element_size() for s in self.states) + \
-            self.prev_mask.numel() * self.prev_mask.element_size()
+        tensors = [*self.states, *(t for kv in self.keys_values for t in kv), self.prev_mask]
+        return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def draw_memory_objects(sampler: Sampler, version: str, num_objects: int, num_memories: int,
@@ -88,21 +91,23 @@ def memory_stream(decoder, inputs, prev_mask: Tensor, objects: Sequence[Tensor |
     m = decoder.layout.num_memories
     out = decoder.spatial_featured.weight.unsqueeze(1).repeat(1, bs, 1)
     pos = decoder.spatial_embed.weight.unsqueeze(1).repeat(1, bs, 1)
-    states = []
+    states, keys_values = [], []
     for i in range(decoder.num_layers):
         level = i % decoder.num_feature_levels
         mask = memory_mask(prev_mask, inputs.sizes[level], objects[i], m, out.dtype)
         out = _cross_attend(decoder.transformer_cross_attention_layers[i], out, pos, mask, inputs, i, level)
         states.append(out)
+        self_attn = decoder.transformer_self_attention_layers[i]
+        keys_values.append(self_attn.self_attn.project_kv(out + pos, out))
         if i == decoder.num_layers - 1:
             break  # after the last layer only the queries are read
         obj = objects[i]
         self_mask = None
         if obj is not None and bool((obj != obj[0]).any()):  # memories see their own object's only
             self_mask = (obj[:, None] != obj[None, :]).to(out.device)[None].expand(bs, -1, -1)
-        out = decoder.transformer_self_attention_layers[i](out, tgt_mask=self_mask, query_pos=pos)
+        out = self_attn(out, tgt_mask=self_mask, query_pos=pos)
         out = decoder.transformer_ffn_layers[i](out)
-    return MemoryStream(prev_mask, list(objects), states)
+    return MemoryStream(prev_mask, list(objects), states, keys_values)
 
 
 def _cross_attend(layer, out: Tensor, pos: Tensor, mask: Tensor, inputs, i: int, level: int) -> Tensor:

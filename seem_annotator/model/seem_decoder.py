@@ -57,6 +57,8 @@ def mask_logits(embeddings: Tensor, maps: Tensor) -> Tensor:
     """
     b, c, h, w = maps.shape
     pixels = maps.permute(0, 2, 3, 1).reshape(b, h * w, c)
+    if b == 1:
+        return F.linear(embeddings[0], pixels[0]).view(1, -1, h, w)
     return torch.matmul(pixels, embeddings.transpose(1, 2)).transpose(1, 2).view(b, -1, h, w)
 
 
@@ -284,6 +286,8 @@ class SEEMDecoder(nn.Module):
         names = state.cross_names()
         output, query_pos, index = state.concat(names)
         history.append(self._heads(state, output, index, inputs, 0, final=self.num_layers == 0, aux=aux))
+        # The self-attention mask only changes with the level's tokens and the layer's memory draw.
+        self_masks: dict[tuple, Tensor] = {}
         for i in range(self.num_layers):
             level = i % self.num_feature_levels
             mem_mask = None
@@ -305,7 +309,11 @@ class SEEMDecoder(nn.Module):
                     state.memory_objects = memories.objects[i]
             self_names = state.self_names()
             output, query_pos, self_index = state.concat(self_names)
-            attn_mask = state.self_attn_mask(self_names, self_index, bs, output.device)
+            mem_key = None if state.memory_objects is None else tuple(state.memory_objects.tolist())
+            attn_mask = self_masks.get((level, mem_key))
+            if attn_mask is None:
+                attn_mask = state.self_attn_mask(self_names, self_index, bs, output.device)
+                self_masks[(level, mem_key)] = attn_mask
             # Spatial tokens are re-read from the prompt every layer, precomputed memories come
             # from their stream, and after the last layer only the queries are read: the other
             # rows' updates are never used, so skip them (the kept rows get exactly the same result).
@@ -314,6 +322,9 @@ class SEEMDecoder(nn.Module):
                 skip.add("memories_spatial")
             if i == self.num_layers - 1:
                 skip.add("tokens_grounding")
+            # Precomputed memories are the last self-attention group: their keys/values come ready.
+            tail_kv = memories.keys_values[i] if state.memories_external and \
+                next(reversed(self_index)) == "memories_spatial" else None
             if skip.isdisjoint(self_index):
                 output = self.transformer_self_attention_layers[i](output, tgt_mask=attn_mask, query_pos=query_pos)
                 output = self.transformer_ffn_layers[i](output)
@@ -321,7 +332,7 @@ class SEEMDecoder(nn.Module):
                 rows = torch.cat([torch.arange(a, b, device=output.device)
                                   for n, (a, b) in self_index.items() if n not in skip])
                 upd = self.transformer_self_attention_layers[i](output, tgt_mask=attn_mask, query_pos=query_pos,
-                                                                rows=rows)
+                                                                rows=rows, tail_kv=tail_kv)
                 output = output.index_copy(0, rows, self.transformer_ffn_layers[i](upd))
             state.split(output, self_index)
             output, query_pos, index = state.concat(names)
