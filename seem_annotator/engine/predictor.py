@@ -44,7 +44,7 @@ from seem_annotator.model.postprocess import panoptic_inference, sem_seg_postpro
 from seem_annotator.model.sampler import TorchSampler
 from seem_annotator.model.seem import SEEM, ImageFeatures, MemoryStream
 
-_MAX_STREAMS = 8  # memory streams kept (about 0.6 MB each at 512 short side)
+_MAX_STREAMS = 8  # memory streams kept (about 1.9 MB each at 512x768)
 ALTERNATIVE_RATIO = 0.6  # a runner-up whose probability is at least this share of the best one
 MEMORY_LOGIT = 10.0  # a persisted bool mask as memory logits (sign is all the decoder uses)
 
