@@ -18,7 +18,6 @@ from test_formats_common import by_id, listing, make_dataset
 from seem_annotator.core import masks
 from seem_annotator.errors import FormatError
 from seem_annotator.formats.coco import export_coco, parse_coco, read_coco
-from seem_annotator.formats.rle_crop import rle_runs
 
 # pycocotools' decode uses a numpy-1 `__array__` idiom that numpy 2 flags on every call; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
@@ -117,7 +116,7 @@ def test_import_polygons_and_both_rle_forms_keep_iscrowd(tmp_path: Path) -> None
     m = np.zeros((20, 30), bool)
     m[5:15, 10:20] = True
     rle = masks.encode(m)
-    uncompressed = {"size": [20, 30], "counts": [int(v) for v in rle_runs(rle)]}
+    uncompressed = {"size": [20, 30], "counts": [int(v) for v in masks.rle_runs(rle)]}
     data = {"images": [{"id": 4, "file_name": "x.png", "width": 30, "height": 20, "license": 2}],
             "categories": [{"id": 11, "name": "box", "supercategory": "thing"}],
             "annotations": [

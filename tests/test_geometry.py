@@ -117,7 +117,7 @@ def test_decode_crop_and_runs_match_pycocotools() -> None:
     rng = np.random.default_rng(3)
     for m in random_masks(200, seed=5) + [two_parts(90, 70), ring(64, 64)]:
         rle = masks.encode(m)
-        runs = rle_crop.rle_runs(rle)
+        runs = masks.rle_runs(rle)
         assert runs.sum() == m.size
         x, y, w, h = (int(v) for v in masks.bbox(rle))
         np.testing.assert_array_equal(rle_crop.decode_crop(rle, x, y, w, h), m[y:y + h, x:x + w])
@@ -135,10 +135,32 @@ def test_decode_crop_and_runs_match_pycocotools() -> None:
     assert masks.mask_iou(geo.rings_to_mask(polys, 3000, 4000), big) == 1.0
 
 
+def _nearest(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return cv2.resize(mask.astype(np.uint8), (size[1], size[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+def test_decode_resized_equals_nearest_resize_of_the_decoded_mask() -> None:
+    rng = np.random.default_rng(11)
+    sample = random_masks(80, seed=4) + [np.zeros((9, 13), bool), np.ones((17, 5), bool), ring(50, 40)]
+    corner = np.zeros((40, 30), bool)
+    corner[25:, 12:] = True  # foreground runs that continue from one column into the next
+    for m in sample + [corner]:
+        rle = masks.encode(m)
+        for size in [m.shape, (max(1, m.shape[0] // 3), max(1, m.shape[1] // 2)),
+                     (int(rng.integers(1, 90)), int(rng.integers(1, 90)))]:
+            ours = masks.decode_resized(rle, size)
+            assert ours.shape == size and ours.dtype == bool
+            np.testing.assert_array_equal(ours, _nearest(masks.decode(rle), size))
+    big = np.zeros((3000, 4000), bool)
+    big[100:2900, 1234:1300] = True
+    big[:, 3990:] = True
+    np.testing.assert_array_equal(masks.decode_resized(masks.encode(big), (1024, 1365)), _nearest(big, (1024, 1365)))
+
+
 def test_batch_run_decoding_matches_single() -> None:
     sample = random_masks(60, seed=9) + [np.zeros((4, 4), bool), np.ones((7, 3), bool), ring(50, 40)]
     rles = [masks.encode(m) for m in sample]
-    batch = rle_crop.rle_runs_batch(rles)
+    batch = masks.rle_runs_batch(rles)
     assert len(batch) == len(rles)
     for m, rle, runs in zip(sample, rles, batch):
         uncompressed = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))

@@ -161,6 +161,23 @@ def test_eraser_and_reference_and_select(canvas) -> None:
     assert canvas.hover_id == 7
 
 
+def test_outlines_are_kept_for_unchanged_annotations(canvas) -> None:
+    a = np.zeros((300, 400), bool)
+    a[10:50, 10:60] = True
+    b = np.zeros((300, 400), bool)
+    b[100:200, 250:350] = True
+    canvas.set_annotations([AnnotationView(1, a, (255, 0, 0), "a"), AnnotationView(2, b, (0, 255, 0), "b")])
+    first = dict(canvas._paths)
+    edited = b.copy()
+    edited[100:150, 250:300] = False
+    canvas.set_annotations([AnnotationView(1, a, (255, 0, 0), "a"), AnnotationView(2, edited, (0, 255, 0), "b")])
+    assert canvas._paths[1] is first[1]  # same mask object: the outline is reused
+    assert canvas._paths[2] is not first[2]  # an edited mask gets a new outline
+    assert canvas._paths[2].boundingRect() == overlays.outline_path(edited, canvas.display_scale).boundingRect()
+    canvas.set_annotations([AnnotationView(2, edited, (0, 255, 0), "b")])
+    assert set(canvas._paths) == {2}
+
+
 def test_vertex_editing_keeps_holes(canvas) -> None:
     host = RecordingHost()
     mask = np.zeros((300, 400), bool)
@@ -195,6 +212,23 @@ def test_overlay_helpers() -> None:
     assert stroke[5, 15] and not stroke[20, 15]
     image = overlays.rgb_to_qimage(np.full((5, 7, 3), 200, np.uint8))
     assert (image.width(), image.height()) == (7, 5) and image.pixelColor(3, 3).red() == 200
+
+
+def test_compose_crop_paints_each_layer_over_its_own_box_in_order() -> None:
+    rng = np.random.default_rng(2)
+    layers = []
+    for color in ((255, 0, 0), (0, 255, 0), (0, 0, 255), (9, 9, 9)):
+        m = np.zeros((50, 70), bool)
+        y, x = (int(v) for v in rng.integers(0, 40, 2))
+        m[y:y + 12, x:x + 25] = rng.random((12, 25)) < 0.7
+        layers.append((np.asfortranarray(m) if color[0] == 9 else m, color))
+    layers.append((np.zeros((50, 70), bool), (1, 2, 3)))  # an empty layer changes nothing
+    rgba, x0, y0 = overlays.compose_crop(layers, 0.4)
+    full = overlays.compose_rgba(layers, (50, 70), 0.4)
+    h, w = rgba.shape[:2]
+    np.testing.assert_array_equal(rgba, full[y0:y0 + h, x0:x0 + w])
+    assert not full[:y0].any() and not full[y0 + h:].any() and not full[:, :x0].any() and not full[:, x0 + w:].any()
+    assert overlays.compose_crop([(np.zeros((5, 5), bool), (1, 1, 1))], 0.5) is None
 
 
 def test_shortcuts_are_unique_and_configurable(qtbot, tmp_path) -> None:

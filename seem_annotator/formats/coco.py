@@ -37,7 +37,7 @@ from seem_annotator.formats.common import (
     relative_posix,
     resolve_inside,
 )
-from seem_annotator.formats.rle_crop import coco_polygons_from_rle, rle_runs, rle_runs_batch
+from seem_annotator.formats.rle_crop import coco_polygons_from_rle
 
 IMAGE_KEYS = {"id", "file_name", "width", "height"}
 CATEGORY_KEYS = {"id", "name"}
@@ -88,7 +88,7 @@ def build_coco(dataset: Dataset, out_dir: Path, *, rle: bool = False, detail: Po
     for k, ann in enumerate(progress(ordered, len(ordered), "COCO annotations")):
         if k % RUNS_BATCH == 0 and not rle:
             # run lengths for the next batch of masks in one vectorised pass (see formats.rle_crop)
-            runs = rle_runs_batch([masks.normalize(a.rle) if isinstance(a.rle.get("counts"), list) else a.rle
+            runs = masks.rle_runs_batch([masks.normalize(a.rle) if isinstance(a.rle.get("counts"), list) else a.rle
                                    for a in ordered[k:k + RUNS_BATCH]])
         if ann.image_id not in exported_ids:
             warnings.append(f"annotation {ann.id} is on an image left out; not exported")
@@ -203,7 +203,7 @@ def _segmentation_rle(seg: Any, height: int, width: int, what: str) -> dict:
             raw = np.frombuffer(counts.encode("utf-8"), dtype=np.uint8)
             if ((raw < 48) | (raw > 111)).any() or raw[-1] >= 48 + 32:
                 raise FormatError(f"{what}: RLE counts are not a valid compressed RLE string")
-            runs = rle_runs({"size": [height, width], "counts": counts})
+            runs = masks.rle_runs({"size": [height, width], "counts": counts})
             if (runs < 0).any() or int(runs.sum()) != height * width:
                 raise FormatError(f"{what}: RLE counts do not describe a {height}x{width} mask")
             return masks.normalize({"size": [height, width], "counts": counts})

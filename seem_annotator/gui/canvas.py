@@ -74,6 +74,7 @@ class ImageCanvas(QGraphicsView):
         self.tool = None
         self._views: list[AnnotationView] = []
         self._paths: dict[int, QPainterPath] = {}
+        self._outlined: dict[int, tuple[np.ndarray, QPainterPath, float]] = {}  # id -> (mask, path, scale)
         self._outline_items: list[QGraphicsItem] = []
         self._marker_items: list[QGraphicsItem] = []
         self._hover_id: int | None = None
@@ -130,6 +131,7 @@ class ImageCanvas(QGraphicsView):
     def clear_layers(self) -> None:
         self._views = []
         self._paths = {}
+        self._outlined = {}
         self._overlay_item.setPixmap(QPixmap())
         for item in self._outline_items:
             self.scene().removeItem(item)
@@ -201,7 +203,15 @@ class ImageCanvas(QGraphicsView):
         """Accepted annotations, lowest z-order first."""
         self._views = list(views)
         scale = self.display_scale
-        self._paths = {v.id: overlays.outline_path(v.mask, scale) for v in self._views}
+        # An unchanged annotation keeps its mask object (the view caches them): reuse its outline.
+        outlined = {}
+        for v in self._views:
+            mask, path, at = self._outlined.get(v.id, (None, None, None))
+            if mask is not v.mask or at != scale:
+                path = overlays.outline_path(v.mask, scale)
+            outlined[v.id] = (v.mask, path, scale)
+        self._outlined = outlined
+        self._paths = {ann_id: path for ann_id, (_mask, path, _scale) in outlined.items()}
         self._rebuild_overlay()
         for item in self._outline_items:
             self.scene().removeItem(item)

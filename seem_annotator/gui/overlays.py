@@ -35,32 +35,38 @@ def to_display(mask: np.ndarray, display_size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(src, (w, h), interpolation=cv2.INTER_NEAREST).view(bool)
 
 
+def _color_value(color: RGB, opacity: float) -> np.uint32:
+    """One little-endian uint32 per pixel is the RGBA byte quadruple."""
+    alpha = int(round(max(0.0, min(1.0, opacity)) * 255))
+    return np.uint32(int(color[0]) | int(color[1]) << 8 | int(color[2]) << 16 | alpha << 24)
+
+
 def compose_rgba(layers: list[tuple[np.ndarray, RGB]], display_size: tuple[int, int],
                  opacity: float) -> np.ndarray:
     """One (h, w, 4) uint8 RGBA image with every (display-size mask, colour) layer painted in order
     (later layers on top) at `opacity` (0..1)."""
     h, w = display_size
-    # One little-endian uint32 per pixel is the RGBA byte quadruple: a single masked copy per layer.
     packed = np.zeros((h, w), dtype="<u4")
-    alpha = int(round(max(0.0, min(1.0, opacity)) * 255))
     for mask, color in layers:
-        value = int(color[0]) | int(color[1]) << 8 | int(color[2]) << 16 | alpha << 24
-        np.copyto(packed, np.uint32(value), where=mask)
+        np.copyto(packed, _color_value(color, opacity), where=mask)
     return packed.view(np.uint8).reshape(h, w, 4)
 
 
 def compose_crop(layers: list[tuple[np.ndarray, RGB]], opacity: float
                  ) -> tuple[np.ndarray, int, int] | None:
     """Like `compose_rgba` but only over the layers' joint bounding box: (rgba, x0, y0), or None
-    when every layer is empty. Objects are usually small next to a big image, so this keeps
-    redraws cheap."""
-    boxes = [b for b in (bounds(mask) for mask, _ in layers) if b is not None]
-    if not boxes:
+    when every layer is empty. Each layer is painted over its own box only, so the cost follows
+    the objects' sizes, not their number times the area they span together."""
+    boxed = [(mask, color, box) for mask, color in layers if (box := bounds(mask)) is not None]
+    if not boxed:
         return None
-    y0, y1 = min(b[0] for b in boxes), max(b[1] for b in boxes)
-    x0, x1 = min(b[2] for b in boxes), max(b[3] for b in boxes)
-    cropped = [(mask[y0:y1, x0:x1], color) for mask, color in layers]
-    return compose_rgba(cropped, (y1 - y0, x1 - x0), opacity), x0, y0
+    y0, y1 = min(b[0] for _, _, b in boxed), max(b[1] for _, _, b in boxed)
+    x0, x1 = min(b[2] for _, _, b in boxed), max(b[3] for _, _, b in boxed)
+    packed = np.zeros((y1 - y0, x1 - x0), dtype="<u4")
+    for mask, color, (a0, a1, b0, b1) in boxed:
+        np.copyto(packed[a0 - y0:a1 - y0, b0 - x0:b1 - x0], _color_value(color, opacity),
+                  where=mask[a0:a1, b0:b1])
+    return packed.view(np.uint8).reshape(y1 - y0, x1 - x0, 4), x0, y0
 
 
 def rgba_to_qimage(rgba: np.ndarray) -> QImage:

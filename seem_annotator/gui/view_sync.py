@@ -37,7 +37,8 @@ class ViewSyncMixin:
             key = (ann.id, ann.updated_at)
             cached = self._mask_cache.get(key)
             if cached is None or cached.shape != ctl.image.display_size:
-                self._mask_cache[key] = overlays.to_display(masks.decode(ann.rle), ctl.image.display_size)
+                # Straight from the runs at display size: no full-resolution decode for big photos.
+                self._mask_cache[key] = masks.decode_resized(ann.rle, ctl.image.display_size)
             self._mask_cache.move_to_end(key)
             label = labels.get(ann.label_id)
             views.append(AnnotationView(ann.id, self._mask_cache[key], tuple(label.color) if label else (255, 255, 255),
