@@ -261,3 +261,20 @@ def test_memory_stream_prepared_after_an_answer_gives_the_same_next_round(focalt
     pred.reduce_input()
     assert not pred._streams
     pred.short_side, pred.max_side = min(image.pixels.shape[:2]), 1333
+
+
+def test_masks_come_back_at_the_photos_full_resolution(focalt: Path):
+    """A photo bigger than the model input: the mask is the bilinear resize of the input-size
+    logits to the photo's size (computed over the object's box only), with the same answer."""
+    import torch.nn.functional as F
+
+    pred, image = _predictor(focalt)
+    h, w = image.full_size
+    photo = ImageInput(key=image.key, pixels=image.pixels, full_size=(3 * h + 1, 3 * w + 2))
+    for prompts in SESSIONS:
+        cand = pred.predict(_request(photo, prompts, seed=4))
+        small = pred.predict(_request(image, prompts, seed=4))
+        assert cand.mask.shape == photo.full_size and cand.score == pytest.approx(small.score)
+        logits = pred.model.to_image(cand.memory.logits, pred._encoded(photo).features)
+        ref = F.interpolate(logits[None], size=photo.full_size, mode="bilinear", align_corners=False)[0, 0] > 0
+        assert np.array_equal(cand.mask, ref.numpy())

@@ -135,6 +135,27 @@ def test_decode_crop_and_runs_match_pycocotools() -> None:
     assert masks.mask_iou(geo.rings_to_mask(polys, 3000, 4000), big) == 1.0
 
 
+def test_encode_from_the_box_equals_pycocotools() -> None:
+    rng = np.random.default_rng(7)
+    cases = []
+    for i in range(120):
+        h, w = (int(v) for v in rng.integers(256, 420, 2))
+        m = np.zeros((h, w), bool)
+        y0, x0 = int(rng.integers(0, h)), int(rng.integers(0, w))
+        bh, bw = int(rng.integers(1, h - y0 + 1)), int(rng.integers(1, max(2, (w - x0) // 3)))
+        if i % 3 == 0:
+            y0, bh = 0, h  # the box spans whole columns: runs continue from one column to the next
+        m[y0:y0 + bh, x0:x0 + bw] = rng.random((bh, bw)) < rng.uniform(0.2, 1.0)
+        cases.append(m)
+    corner = np.zeros((300, 300), bool)
+    corner[299, 299] = True
+    cases.append(corner)
+    for m in cases:
+        expected = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))["counts"].decode("ascii")
+        assert masks.encode(m) == {"size": list(m.shape), "counts": expected}
+        np.testing.assert_array_equal(masks.decode(masks.encode(m)), m)
+
+
 def _nearest(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(mask.astype(np.uint8), (size[1], size[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,7 @@ from seem_annotator.errors import CheckpointError
 from seem_annotator.model.attention_layout import AttentionLayout, Group, GroupState
 from seem_annotator.model.config import cfg_set, load_config
 from seem_annotator.model.layers import MultiHeadAttention
-from seem_annotator.model.postprocess import instance_inference, panoptic_inference
+from seem_annotator.model.postprocess import instance_inference, panoptic_inference, resized_mask
 from seem_annotator.model.sampler import ReplayError, ReplaySampler, TorchSampler
 from seem_annotator.model.seem import SEEM, build_seem
 from seem_annotator.model.seem_decoder import mask_logits
@@ -284,6 +285,20 @@ def test_generic_path_and_image_resolution(v1: SEEM) -> None:
 
 
 # -- post-processing ---------------------------------------------------------------------------
+def test_resized_mask_equals_interpolate_then_threshold() -> None:
+    g = torch.Generator().manual_seed(0)
+    for i in range(200):
+        h, w = (int(v) for v in torch.randint(2, 50, (2,), generator=g))
+        size = tuple(int(v) for v in torch.randint(1, 160, (2,), generator=g))
+        logits = torch.randn(h, w, generator=g) - 1.0
+        if i % 3 == 0:  # one small object: only its box is computed
+            logits = torch.full((h, w), -1.0)
+            logits[h // 2, w // 3] = 2.0
+        ref = F.interpolate(logits[None, None], size=size, mode="bilinear", align_corners=False)[0, 0] > 0
+        assert np.array_equal(resized_mask(logits, size), ref.numpy())
+    assert not resized_mask(torch.full((8, 8), -1.0), (40, 40)).any()
+
+
 def test_panoptic_merges_stuff_and_skips_occluded_queries() -> None:
     big = 8.0
     masks = torch.full((4, 4, 4), -big)

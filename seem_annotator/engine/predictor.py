@@ -40,7 +40,12 @@ from seem_annotator.engine.labels import COCO_PANOPTIC_CLASSES, UNKNOWN, LabelVo
 from seem_annotator.engine.rasterize import PromptMasks, rasterize
 from seem_annotator.engine.types import Candidate, DecodeRequest, ImageInput
 from seem_annotator.errors import ModelUnavailableError, UserError
-from seem_annotator.model.postprocess import panoptic_inference, sem_seg_postprocess, upsample_masks
+from seem_annotator.model.postprocess import (
+    panoptic_inference,
+    resized_mask,
+    sem_seg_postprocess,
+    upsample_masks,
+)
 from seem_annotator.model.sampler import TorchSampler
 from seem_annotator.model.seem import SEEM, ImageFeatures, MemoryStream
 
@@ -210,7 +215,7 @@ class SeemPredictor:
                 prob = float(cls[q].softmax(-1)[seg["category_id"]])
                 names = self.vocabulary.propose(raw["pred_captions"][0, q], labels)[0] if labels else \
                     [(self.class_names[seg["category_id"]], prob)]
-                full = self._to_full(region[None, None].float() * 2 - 1, feats, image.full_size, crop=False)
+                full = resized_mask(region.float() * 2 - 1, tuple(image.full_size))
                 out.append(Candidate(mask=full, score=prob, labels=names, backend=self.name,
                                      timings={"decode": (time.perf_counter() - t0) * 1e3}))
         out.sort(key=lambda c: -c.score)
@@ -302,11 +307,11 @@ class SeemPredictor:
         order = probs.argsort(descending=True).tolist()
         best = order[0]
         proposals = self.vocabulary.propose(captions[order[:2]], request.labels)
-        clip = None if box is None else self._box_clip(box, feats, request.image.full_size)
 
         def make(i: int, names: list[tuple[str, float]]) -> Candidate:
-            mask = self._to_full(logits[i: i + 1], feats, request.image.full_size) > 0
-            mask = mask if clip is None else mask & clip
+            mask = resized_mask(self.model.to_image(logits[i: i + 1], feats)[0], tuple(request.image.full_size))
+            if box is not None:
+                self._clip_to_box(mask, box, feats)
             memory = SeemMemory(request.image.key, feats.image_hw, logits[i: i + 1].detach())
             return Candidate(mask=mask, score=float(probs[i]), labels=names, memory=memory, backend=self.name)
 
@@ -359,27 +364,19 @@ class SeemPredictor:
         return torch.tensor(fits, device=logits.device)
 
     @staticmethod
-    def _box_clip(box: np.ndarray, feats: ImageFeatures, full_size: tuple[int, int]) -> np.ndarray:
-        """The box region at full resolution, grown by a 1% margin (box edges are hand-drawn)."""
+    def _clip_to_box(mask: np.ndarray, box: np.ndarray, feats: ImageFeatures) -> None:
+        """Clear a full-resolution mask outside the box (grown by a 1% margin: box edges are
+        hand-drawn), in place."""
         ys, xs = np.nonzero(box)
         h, w = feats.image_hw
-        H, W = full_size
+        H, W = mask.shape
         m = 0.01 * max(H, W)
-        out = np.zeros(full_size, bool)
         y0, y1 = int(max(0, ys.min() * H / h - m)), int(min(H, (ys.max() + 1) * H / h + m))
         x0, x1 = int(max(0, xs.min() * W / w - m)), int(min(W, (xs.max() + 1) * W / w + m))
-        out[y0:y1, x0:x1] = True
-        return out
-
-    def _to_full(self, logits: Tensor, feats: ImageFeatures, full_size: tuple[int, int], crop: bool = True
-                 ) -> np.ndarray:
-        """(1, 1, h4, w4) logits (or, with crop=False, (1, 1, h, w) at input size) -> (H, W) at full size."""
-        if crop:
-            up = self.model.to_image(logits, feats, size=tuple(full_size))[0]
-        else:
-            up = torch.nn.functional.interpolate(logits, size=tuple(full_size), mode="bilinear",
-                                                 align_corners=False)[0, 0]
-        return up.float().cpu().numpy() if crop else (up > 0).cpu().numpy()
+        mask[:y0] = False
+        mask[y1:] = False
+        mask[:, :x0] = False
+        mask[:, x1:] = False
 
     def _previous_logits(self, request: DecodeRequest, feats: ImageFeatures) -> Tensor | None:
         mem = request.memory

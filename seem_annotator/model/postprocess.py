@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -18,6 +19,49 @@ from torch import Tensor
 def upsample_masks(masks: Tensor, size: tuple[int, int]) -> Tensor:
     """Bilinear (align_corners=False) resize of mask logits (B, Q, h, w) -> (B, Q, *size)."""
     return F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
+
+
+def _bilinear_axis(n_in: int, n_out: int, lo: int, hi: int) -> tuple[int, int, Tensor, Tensor, Tensor] | None:
+    """Bilinear (align_corners=False) sampling along one axis, as ``F.interpolate`` computes it,
+    for the output positions that read an input index in [lo, hi]: (first, end, i0, i1, lambda);
+    None when no output reads them (a shrinking resize can skip input rows)."""
+    scale = torch.tensor(n_in / n_out, dtype=torch.float32)
+    src = ((torch.arange(n_out, dtype=torch.float32) + 0.5) * scale - 0.5).clamp_min(0)
+    i0 = src.long().clamp_max(n_in - 1)
+    lam = src - i0
+    i1 = (i0 + 1).clamp_max(n_in - 1)
+    needed = torch.nonzero((i1 >= lo) & (i0 <= hi)).flatten()
+    if needed.numel() == 0:
+        return None
+    first, end = int(needed[0]), int(needed[-1]) + 1
+    return first, end, i0[first:end], i1[first:end], lam[first:end]
+
+
+def resized_mask(logits: Tensor, size: tuple[int, int]) -> np.ndarray:
+    """bool (H, W) = bilinear resize (align_corners=False) of (h, w) ``logits`` to ``size``, > 0.
+
+    A pixel can only be positive where one of the input pixels it blends is, so only the rows and
+    columns that read from the positive pixels' box are computed: a mask for a 12 MP photo costs
+    what its object's box costs. Same sampling as ``F.interpolate`` (columns, then rows).
+    """
+    h, w = logits.shape
+    out = np.zeros(size, dtype=bool)
+    positive = logits > 0
+    rows, cols = torch.nonzero(positive.any(1)).flatten(), torch.nonzero(positive.any(0)).flatten()
+    if rows.numel() == 0:
+        return out
+    along_y = _bilinear_axis(h, size[0], int(rows[0]), int(rows[-1]))
+    along_x = _bilinear_axis(w, size[1], int(cols[0]), int(cols[-1]))
+    if along_y is None or along_x is None:
+        return out
+    (ya, yb, y0, y1, ly), (xa, xb, x0, x1, lx) = along_y, along_x
+    logits = logits.float().cpu()
+    band = logits[int(y0[0]): int(y1[-1]) + 1]  # the input rows these output rows read
+    y0, y1 = y0 - int(y0[0]), y1 - int(y0[0])
+    across = band[:, x0] * (1 - lx) + band[:, x1] * lx  # (rows, nX)
+    values = across[y0] * (1 - ly)[:, None] + across[y1] * ly[:, None]
+    out[ya:yb, xa:xb] = (values > 0).numpy()
+    return out
 
 
 def sem_seg_postprocess(result: Tensor, image_size: tuple[int, int], height: int, width: int) -> Tensor:
