@@ -149,7 +149,7 @@ def test_encode_from_the_box_equals_pycocotools() -> None:
         cases.append(m)
     corner = np.zeros((300, 300), bool)
     corner[299, 299] = True
-    cases.append(corner)
+    cases += [corner, np.zeros((300, 300), bool), np.ones((256, 300), bool)]
     for m in cases:
         expected = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))["counts"].decode("ascii")
         assert masks.encode(m) == {"size": list(m.shape), "counts": expected}

@@ -14,6 +14,9 @@ three per-round measurements are interleaved so they see the same machine load:
 - cold_click_ms: a round whose memory stream was not prepared (a mask restored from the project,
   or a click faster than the update): the stream is computed inside the round;
 - first_click_ms: the same for an object's first click (no memory yet);
+- photo_click_ms: click_ms's round on a camera-sized photo (`--photo` short side, same model
+  input): the mask comes back at the photo's full resolution and is RLE-encoded, as the app does
+  before storing it;
 - full_decoder_ms: our own full decoder pass as the official code runs one round: all object
   queries plus the spatial queries, keys/values recomputed;
 - text_click_ms: one round answering a typed phrase (token embeddings cached per phrase);
@@ -26,6 +29,7 @@ import argparse
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -69,10 +73,12 @@ def _photo(size: int) -> np.ndarray:
     return cv2.resize(rgb, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA)
 
 
-def measure(config: str, size: int, device: str, repeat: int, warmup: int, seed: int = 0) -> dict:
+def measure(config: str, size: int, device: str, repeat: int, warmup: int, seed: int = 0,
+            photo: int = 3000) -> dict:
     """Run the measurements; returns the JSON-ready result."""
     import torch
 
+    from seem_annotator.core import masks
     from seem_annotator.core.prompts import PointPrompt, TextPrompt
     from seem_annotator.engine.backends import resolve_device
     from seem_annotator.engine.predictor import SeemPredictor
@@ -120,6 +126,15 @@ def measure(config: str, size: int, device: str, repeat: int, warmup: int, seed:
             return model.decode_spatial(feats_nokv, pos, neg, prev, TorchSampler(seed), object_queries=True)
 
     text_request = DecodeRequest(image, "t", 0, (TextPrompt("the coffee cup"),), labels=("cup",), seed=seed)
+    # The same image as a camera photo: same key and model input (cached features, same memory).
+    k = photo / min(h, w)
+    photo_image = ImageInput(key="bench", pixels=pixels, full_size=(round(h * k), round(w * k)))
+    photo_clicks = tuple(PointPrompt(c.x * k, c.y * k, c.positive) for c in clicks)
+    photo_request = replace(request, image=photo_image, prompts=photo_clicks)
+
+    def photo_click() -> object:
+        cand = pred.predict(photo_request)
+        return masks.encode(cand.mask)
 
     def memory_update() -> float:
         pred._streams.clear()
@@ -130,7 +145,8 @@ def measure(config: str, size: int, device: str, repeat: int, warmup: int, seed:
         return pred.predict(request)
 
     # Order matters: each click round finds the stream the memory update just computed.
-    rounds = _timed({"memory": memory_update, "click": lambda: pred.predict(request), "cold": cold_click,
+    rounds = _timed({"memory": memory_update, "click": lambda: pred.predict(request), "photo": photo_click,
+                     "cold": cold_click,
                      "full": full_pass, "first": lambda: pred.predict(first_request),
                      "text": lambda: pred.predict(text_request)},
                     repeat, warmup, sync)
@@ -141,6 +157,7 @@ def measure(config: str, size: int, device: str, repeat: int, warmup: int, seed:
         "encode_ms": _stats(encode), "click_ms": _stats(click), "memory_update_ms": _stats(rounds["memory"]),
         "cold_click_ms": _stats(rounds["cold"]), "first_click_ms": _stats(rounds["first"]),
         "full_decoder_ms": _stats(full), "text_click_ms": _stats(text),
+        "photo_size": list(photo_image.full_size), "photo_click_ms": _stats(rounds["photo"]),
         "memory_coverage": float((prev > 0).float().mean()),
     }
     result["speedup"] = result["full_decoder_ms"]["p50"] / result["click_ms"]["p50"]
@@ -157,13 +174,15 @@ def _pixel_decoder_outputs(pred, image) -> tuple:
 def run(args: argparse.Namespace) -> int:
     if args.size < 32:
         raise UserError("--size must be at least 32 pixels")
-    res = measure(args.config, args.size, args.device, args.repeat, args.warmup)
+    if args.photo < args.size:
+        raise UserError("--photo must be at least --size")
+    res = measure(args.config, args.size, args.device, args.repeat, args.warmup, photo=args.photo)
     print(f"SEEM {res['config']} at {res['size'][0]}x{res['size'][1]} on {res['device']} "
           f"({res['threads']} threads; decoder rounds {res['decode_threads'] or res['threads']}), "
           "random weights, ms:")
     print(f"{'stage':<18}{'p50':>10}{'p95':>10}")
     for key in ("encode_ms", "click_ms", "memory_update_ms", "cold_click_ms", "first_click_ms", "full_decoder_ms",
-                "text_click_ms"):
+                "text_click_ms", "photo_click_ms"):
         print(f"{key[:-3]:<18}{res[key]['p50']:>10.1f}{res[key]['p95']:>10.1f}")
     print(f"speedup (full decoder / click round): {res['speedup']:.1f}x; without the prepared memory stream "
           f"{res['cold_speedup']:.1f}x (previous mask covers {100 * res['memory_coverage']:.0f}% of the image)")
@@ -180,5 +199,6 @@ def register(bench_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
     p.add_argument("--repeat", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--photo", type=int, default=3000, help="short side of the camera photo for photo_click_ms")
     p.add_argument("--json", required=True, help="output JSON file")
     p.set_defaults(func=run)

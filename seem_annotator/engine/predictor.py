@@ -317,9 +317,11 @@ class SeemPredictor:
 
         cand = make(best, proposals[0])
         if len(order) > 1 and float(probs[order[1]]) >= ALTERNATIVE_RATIO * float(probs[best]):
-            alt = make(order[1], proposals[1])
-            if rle_masks.mask_iou(alt.mask, cand.mask) < 0.9:  # only a visibly different mask is worth a flip
-                cand.alternatives.append(alt)
+            # Only a visibly different mask is worth a flip (judged at the model's input size).
+            a, b = (self.model.to_image(logits[i: i + 1], feats)[0] > 0 for i in (best, order[1]))
+            overlap = float((a & b).sum()) / max(1.0, float((a | b).sum()))
+            if overlap < 0.9:
+                cand.alternatives.append(make(order[1], proposals[1]))
         return cand
 
     # -- prompt helpers --------------------------------------------------------------------------

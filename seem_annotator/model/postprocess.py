@@ -21,6 +21,9 @@ def upsample_masks(masks: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
 
 
+BOX_SHARE = 0.25  # a positive box bigger than this share of the input: resize the whole image
+
+
 def _bilinear_axis(n_in: int, n_out: int, lo: int, hi: int) -> tuple[int, int, Tensor, Tensor, Tensor] | None:
     """Bilinear (align_corners=False) sampling along one axis, as ``F.interpolate`` computes it,
     for the output positions that read an input index in [lo, hi]: (first, end, i0, i1, lambda);
@@ -42,7 +45,8 @@ def resized_mask(logits: Tensor, size: tuple[int, int]) -> np.ndarray:
 
     A pixel can only be positive where one of the input pixels it blends is, so only the rows and
     columns that read from the positive pixels' box are computed: a mask for a 12 MP photo costs
-    what its object's box costs. Same sampling as ``F.interpolate`` (columns, then rows).
+    what its object's box costs. Same sampling as ``F.interpolate`` (columns, then rows), which
+    does the whole image when the box covers most of it.
     """
     h, w = logits.shape
     out = np.zeros(size, dtype=bool)
@@ -50,6 +54,9 @@ def resized_mask(logits: Tensor, size: tuple[int, int]) -> np.ndarray:
     rows, cols = torch.nonzero(positive.any(1)).flatten(), torch.nonzero(positive.any(0)).flatten()
     if rows.numel() == 0:
         return out
+    if (int(rows[-1]) - int(rows[0]) + 1) * (int(cols[-1]) - int(cols[0]) + 1) > BOX_SHARE * h * w:
+        full = F.interpolate(logits.float()[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+        return (full > 0).cpu().numpy()
     along_y = _bilinear_axis(h, size[0], int(rows[0]), int(rows[-1]))
     along_x = _bilinear_axis(w, size[1], int(cols[0]), int(cols[-1]))
     if along_y is None or along_x is None:
