@@ -74,7 +74,7 @@ def _photo(size: int) -> np.ndarray:
 
 
 def measure(config: str, size: int, device: str, repeat: int, warmup: int, seed: int = 0,
-            photo: int = 3000) -> dict:
+            photo: int = 3000, decode_threads: int | None = 1) -> dict:
     """Run the measurements; returns the JSON-ready result."""
     import torch
 
@@ -94,7 +94,7 @@ def measure(config: str, size: int, device: str, repeat: int, warmup: int, seed:
     with torch.device(device):
         model = build_seem(load_config(config)).eval()
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    pred = SeemPredictor(model, name=f"seem:{config}", short_side=size, cache_bytes=0)
+    pred = SeemPredictor(model, name=f"seem:{config}", short_side=size, cache_bytes=0, decode_threads=decode_threads)
     pixels = _photo(size)
     h, w = pixels.shape[:2]
     counter = iter(range(10**9))
@@ -176,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--size must be at least 32 pixels")
     if args.photo < args.size:
         raise UserError("--photo must be at least --size")
-    res = measure(args.config, args.size, args.device, args.repeat, args.warmup, photo=args.photo)
+    res = measure(args.config, args.size, args.device, args.repeat, args.warmup, photo=args.photo,
+                  decode_threads=args.decode_threads or None)
     print(f"SEEM {res['config']} at {res['size'][0]}x{res['size'][1]} on {res['device']} "
           f"({res['threads']} threads; decoder rounds {res['decode_threads'] or res['threads']}), "
           "random weights, ms:")
@@ -200,5 +201,7 @@ def register(bench_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--repeat", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--photo", type=int, default=3000, help="short side of the camera photo for photo_click_ms")
+    p.add_argument("--decode-threads", type=int, default=1,
+                   help="CPU threads for decoder rounds (the app's default 1; 0 = torch's own setting)")
     p.add_argument("--json", required=True, help="output JSON file")
     p.set_defaults(func=run)
