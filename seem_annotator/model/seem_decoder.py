@@ -182,15 +182,14 @@ class SEEMDecoder(nn.Module):
             levels.append(level.contiguous(memory_format=torch.channels_last))
         return DecoderInputs(src, pos, sizes, mask_features, levels)
 
-    def cache_kv(self, inputs: DecoderInputs, heads_first: bool = True) -> DecoderInputs:
+    def cache_kv(self, inputs: DecoderInputs) -> DecoderInputs:
         """Fill ``inputs.kv`` with every layer's cross-attention key/value projections (per image;
-        makes later decodes of this image much cheaper). ``heads_first=False`` keeps the (S, B, C)
-        layout: no copy, for projections used in one decode only. Returns ``inputs``."""
+        makes later decodes of this image much cheaper). Returns ``inputs``."""
         kv = []
         for i, layer in enumerate(self.transformer_cross_attention_layers):
             lvl = i % self.num_feature_levels
             kv.append(layer.multihead_attn.project_kv(inputs.src[lvl] + inputs.pos[lvl], inputs.src[lvl],
-                                                      heads_first=heads_first))
+                                                      heads_first=True))
         inputs.kv = kv
         return inputs
 
@@ -238,9 +237,9 @@ class SEEMDecoder(nn.Module):
         and ``pred_captions`` (B, Q, D) for object queries; ``pred_gmasks``/``pred_gtexts`` for
         grounding queries; ``pred_smasks``/``pred_stexts``/``pred_smaskembs``/``pred_slogits``,
         ``pred_pspatials``/``pred_nspatials`` (B, n_obj, C) and the selected ``prev_mask``
-        (B, n_obj, H/4, W/4) for spatial prompts, with ``memories_from_stream`` (whether ``memories``
-        was used); ``aux_outputs``: the same small tensors (no
-        masks) for the earlier prediction rounds (empty without ``aux``).
+        (B, n_obj, H/4, W/4) for spatial prompts, with ``memories_from_stream`` (whether
+        ``memories`` was used); ``aux_outputs``: the same small tensors (no masks) for the earlier
+        prediction rounds (empty without ``aux``).
         """
         sampler = sampler or TorchSampler()
         bs = inputs.batch
@@ -295,9 +294,9 @@ class SEEMDecoder(nn.Module):
                 mem_mask = memory_mask(prev_mask, inputs.sizes[level], objects[i], self.layout.num_memories,
                                        output.dtype)
                 state.memory_objects = objects[i]
-            memory_mask_ = state.cross_attn_mask(names, mem_mask)
+            cross_mask = state.cross_attn_mask(names, mem_mask)
             output = self.transformer_cross_attention_layers[i](
-                output, inputs.src[level], memory_mask=memory_mask_, pos=inputs.pos[level], query_pos=query_pos,
+                output, inputs.src[level], memory_mask=cross_mask, pos=inputs.pos[level], query_pos=query_pos,
                 kv=None if inputs.kv is None else inputs.kv[i])
             state.split(output, index)
             if spatial is not None:
