@@ -237,6 +237,13 @@ def test_grounding_reduced_pass_equals_full_pass(name: str, v1: SEEM, v0: SEEM) 
     assert full.mask_logits.shape == (2, 1, 16, 24) and full.scores.shape == (9, 2)
     assert torch.equal(full.matched, reduced.matched)
     assert torch.allclose(full.mask_logits, reduced.mask_logits, atol=1e-4)
+    # Only the matched queries' masks: the same answer without the other queries' masks.
+    picked = model.decode_grounding(feats, ["a red box", "the dog on the left"], all_masks=False)
+    assert "pred_gmasks" not in picked.raw and picked.raw["pred_gmaskembs"].shape == (1, 9, 64)
+    assert torch.equal(picked.matched, reduced.matched)
+    assert torch.allclose(picked.mask_logits, reduced.mask_logits, atol=1e-5)
+    every = model.query_masks(feats, picked.raw["pred_gmaskembs"])
+    assert torch.allclose(every[0], reduced.raw["pred_gmasks"][0], atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["focalt_v1", "focalt_v0"])

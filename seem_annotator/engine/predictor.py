@@ -25,7 +25,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -292,36 +292,43 @@ class SeemPredictor:
             logits, scores = result.candidate_masks[0][:, None], result.candidate_scores[0].float()
             captions = result.raw["pred_stexts"][0]
         elif texts:
-            g = self.model.decode_grounding(feats, token_embeddings=self._text_tokens(texts[-1]))
-            logits = g.raw["pred_gmasks"][0][:, None]
+            # 101 grounding queries, of which the answer shows one or two: only their masks are made.
+            g = self.model.decode_grounding(feats, token_embeddings=self._text_tokens(texts[-1]), all_masks=False)
+            embeddings = g.raw["pred_gmaskembs"]
             scores = g.scores[:, 0].float()
             captions = g.raw["pred_gtexts"][0]
+            return self._candidates(request, feats, lambda i: self.model.query_masks(feats, embeddings[:, i: i + 1]),
+                                    scores, captions, box)
         else:  # only negative prompts: nothing is the object
             return Candidate(mask=np.zeros(request.image.full_size, bool), score=0.0, labels=[(UNKNOWN, 1.0)],
                              backend=self.name)
-        return self._candidates(request, feats, logits, scores, captions, box)
+        return self._candidates(request, feats, lambda i: logits[i: i + 1], scores, captions, box)
 
-    def _candidates(self, request: DecodeRequest, feats: ImageFeatures, logits: Tensor, scores: Tensor,
-                    captions: Tensor, box: np.ndarray | None) -> Candidate:
+    def _candidates(self, request: DecodeRequest, feats: ImageFeatures, mask_of: Callable[[int], Tensor],
+                    scores: Tensor, captions: Tensor, box: np.ndarray | None) -> Candidate:
+        """The best candidate (and a visibly different runner-up) at full resolution; `mask_of(i)`
+        gives candidate i's (1, 1, h4, w4) mask logits."""
         probs = scores.softmax(0)
         order = probs.argsort(descending=True).tolist()
         best = order[0]
         proposals = self.vocabulary.propose(captions[order[:2]], request.labels)
 
-        def make(i: int, names: list[tuple[str, float]]) -> Candidate:
-            mask = resized_mask(self.model.to_image(logits[i: i + 1], feats)[0], tuple(request.image.full_size))
+        def make(i: int, logits: Tensor, names: list[tuple[str, float]]) -> Candidate:
+            mask = resized_mask(self.model.to_image(logits, feats)[0], tuple(request.image.full_size))
             if box is not None:
                 self._clip_to_box(mask, box, feats)
-            memory = SeemMemory(request.image.key, feats.image_hw, logits[i: i + 1].detach())
+            memory = SeemMemory(request.image.key, feats.image_hw, logits.detach())
             return Candidate(mask=mask, score=float(probs[i]), labels=names, memory=memory, backend=self.name)
 
-        cand = make(best, proposals[0])
+        first = mask_of(best)
+        cand = make(best, first, proposals[0])
         if len(order) > 1 and float(probs[order[1]]) >= ALTERNATIVE_RATIO * float(probs[best]):
             # Only a visibly different mask is worth a flip (judged at the model's input size).
-            a, b = (self.model.to_image(logits[i: i + 1], feats)[0] > 0 for i in (best, order[1]))
+            second = mask_of(order[1])
+            a, b = (self.model.to_image(m, feats)[0] > 0 for m in (first, second))
             overlap = float((a & b).sum()) / max(1.0, float((a | b).sum()))
             if overlap < 0.9:
-                cand.alternatives.append(make(order[1], proposals[1]))
+                cand.alternatives.append(make(order[1], second, proposals[1]))
         return cand
 
     # -- prompt helpers --------------------------------------------------------------------------

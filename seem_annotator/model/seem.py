@@ -50,7 +50,7 @@ from .postprocess import (
     upsample_masks,
 )
 from .sampler import Sampler, TorchSampler
-from .seem_decoder import SEEMDecoder
+from .seem_decoder import SEEMDecoder, mask_logits
 from .seem_outputs import GroundingResult, ImageFeatures, SpatialResult
 from .spatial_prompts import SpatialPrompt
 
@@ -348,6 +348,7 @@ class SEEM(nn.Module):
         token_embeddings: Mapping[str, Any] | None = None,
         object_queries: bool = False,
         aux: bool = False,
+        all_masks: bool = True,
     ) -> GroundingResult:
         """Text grounding: one mask per phrase.
 
@@ -355,7 +356,8 @@ class SEEM(nn.Module):
         sequence the grounding queries attend to; each phrase then picks the grounding query whose
         caption embedding is most similar to the phrase's EOT embedding (``vl_similarity``).
         ``token_embeddings``: a precomputed ``get_text_token_embeddings(texts, norm=False)`` result
-        (cache it per phrase) instead of ``texts``.
+        (cache it per phrase) instead of ``texts``. ``all_masks=False`` computes the matched
+        queries' masks only (``raw`` then has ``pred_gmaskembs`` for :meth:`query_masks`).
         """
         if token_embeddings is None:
             if not texts:
@@ -368,7 +370,7 @@ class SEEM(nn.Module):
             raw = self.predictor.decode(features.decoder_inputs, grounding_tokens=tokens.to(token_emb.dtype),
                                         grounding_padding=torch.zeros(1, tokens.shape[0], dtype=torch.bool,
                                                                       device=self.device),
-                                        object_queries=object_queries, aux=aux)
+                                        object_queries=object_queries, aux=aux, final_masks=all_masks)
         v = raw["pred_gtexts"][0].float()
         t = token_embeddings["class_emb"].to(v)
         v = v / (v.norm(dim=-1, keepdim=True) + 1e-7)
@@ -376,14 +378,22 @@ class SEEM(nn.Module):
         scores = torch.clamp(self.language.logit_scale.exp(), max=100) * v @ t.t()
         matched = scores.argmax(0)
         caps = raw["pred_gtexts"][0][matched].float()
+        masks = raw["pred_gmasks"][0][matched] if all_masks else \
+            self.query_masks(features, raw["pred_gmaskembs"][:, matched])[0]
         return GroundingResult(
-            mask_logits=raw["pred_gmasks"][0][matched][:, None].float(),
+            mask_logits=masks[:, None].float(),
             scores=scores,
             matched=matched,
             class_logits=self.language.compute_similarity(caps[None])[0],
             caption_embeddings=caps,
             raw=raw,
         )
+
+    def query_masks(self, features: ImageFeatures, embeddings: Tensor) -> Tensor:
+        """Mask logits (B, n, h4, w4), float32, of decoder mask embeddings (B, n, C) (e.g. the
+        ``pred_gmaskembs`` of grounding queries one picked)."""
+        return mask_logits(embeddings.to(features.decoder_inputs.mask_features.dtype),
+                           features.decoder_inputs.mask_features).float()
 
     # -- segment everything ----------------------------------------------------------------
     @torch.no_grad()

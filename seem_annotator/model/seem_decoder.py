@@ -223,6 +223,7 @@ class SEEMDecoder(nn.Module):
         sampler: Sampler | None = None,
         aux: bool = True,
         memories: MemoryStream | None = None,
+        final_masks: bool = True,
     ) -> dict[str, Any]:
         """Run the decoder.
 
@@ -232,6 +233,9 @@ class SEEMDecoder(nn.Module):
         object_queries: False leaves out the object queries (no ``pred_logits``/``pred_masks``).
         memories: a precomputed :meth:`memory_stream` for ``prev_mask``; used when it matches this
         round's draws, else the memories run inline with the queries (the answer is the same).
+        final_masks: False leaves out the grounding queries' final masks (``pred_gmasks``) and
+        returns their mask embeddings ``pred_gmaskembs`` (B, Q, C) instead, for callers that only
+        need the masks of the queries they pick (:func:`mask_logits` with ``mask_features``).
 
         Returns the final predictions: ``pred_logits`` (B, Q, K) and ``pred_masks`` (B, Q, H/4, W/4)
         and ``pred_captions`` (B, Q, D) for object queries; ``pred_gmasks``/``pred_gtexts`` for
@@ -284,7 +288,8 @@ class SEEMDecoder(nn.Module):
         history: list[dict[str, Tensor]] = []
         names = state.cross_names()
         output, query_pos, index = state.concat(names)
-        history.append(self._heads(state, output, index, inputs, 0, final=self.num_layers == 0, aux=aux))
+        history.append(self._heads(state, output, index, inputs, 0, final=self.num_layers == 0, aux=aux,
+                                   final_masks=final_masks))
         # The self-attention mask only changes with the level's tokens and the layer's memory draw.
         self_masks: dict[tuple, Tensor] = {}
         for i in range(self.num_layers):
@@ -337,7 +342,7 @@ class SEEMDecoder(nn.Module):
             output, query_pos, index = state.concat(names)
             next_level = (i + 1) % self.num_feature_levels
             history.append(self._heads(state, output, index, inputs, next_level, final=i == self.num_layers - 1,
-                                       aux=aux))
+                                       aux=aux, final_masks=final_masks))
         result = history[-1]
         if spatial is not None:
             for h in history:
@@ -354,9 +359,11 @@ class SEEMDecoder(nn.Module):
         return result
 
     def _heads(self, state: GroupState, output: Tensor, index: Mapping[str, tuple[int, int]],
-               inputs: DecoderInputs, level: int, final: bool, aux: bool = True) -> dict[str, Tensor]:
+               inputs: DecoderInputs, level: int, final: bool, aux: bool = True, final_masks: bool = True
+               ) -> dict[str, Tensor]:
         """Prediction heads on the query groups; stores each group's next attention mask.
-        Without ``aux``, earlier rounds only compute what the next attention masks need."""
+        Without ``aux``, earlier rounds only compute what the next attention masks need; without
+        ``final_masks``, the grounding queries' final masks are left to the caller."""
         names = [n for n in QUERY_GROUPS if n in index]
         start, end = index[names[0]][0], index[names[-1]][1]
         if end - start != sum(b - a for n, (a, b) in index.items() if n in names):
@@ -371,15 +378,21 @@ class SEEMDecoder(nn.Module):
             return out
         caption = d @ self.class_embed
         if final:  # full-resolution masks; no further attention masks are needed
-            full = mask_logits(mask_emb, inputs.mask_features)
+            # (the grounding queries' are left to the caller without final_masks)
+            masked = [n for n in names if final_masks or n != "queries_grounding"]
+            full = mask_logits(mask_emb, inputs.mask_features) if masked == names else None
         else:
             small = mask_logits(mask_emb, inputs.mask_levels[level])
             blocked = small.sigmoid().flatten(2) < 0.5  # (B, Q, hw), shared by the heads
         for n in names:
             a, b = index[n][0] - start, index[n][1] - start
             out[CAPTION_KEYS[n]] = caption[:, a:b]
-            if final:
+            if final and full is not None:
                 out[MASK_KEYS[n]] = full[:, a:b]
+            elif final and n in masked:
+                out[MASK_KEYS[n]] = mask_logits(mask_emb[:, a:b], inputs.mask_features)
+            elif final:
+                out["pred_gmaskembs"] = mask_emb[:, a:b]
             else:
                 state.groups[n].attn_mask = blocked[:, a:b]
             if n == "queries_object":
