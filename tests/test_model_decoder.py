@@ -15,7 +15,7 @@ from conftest import SHARED
 from seem_annotator.errors import CheckpointError
 from seem_annotator.model.attention_layout import AttentionLayout, Group, GroupState
 from seem_annotator.model.config import cfg_set, load_config
-from seem_annotator.model.layers import MultiHeadAttention
+from seem_annotator.model.layers import CrossAttentionLayer, MultiHeadAttention
 from seem_annotator.model.postprocess import instance_inference, panoptic_inference, resized_mask
 from seem_annotator.model.sampler import ReplayError, ReplaySampler, TorchSampler
 from seem_annotator.model.seem import SEEM, build_seem
@@ -408,6 +408,28 @@ def test_mask_logits_on_channels_last_maps_equal_the_dot_product() -> None:
     for m in (maps, maps.contiguous(memory_format=torch.channels_last)):
         out = mask_logits(emb, m)
         assert out.shape == (2, 5, 6, 7) and torch.allclose(out, ref, atol=1e-5)
+
+
+def test_cross_attention_leaves_out_keys_no_query_sees(monkeypatch) -> None:
+    from seem_annotator.model import layers
+
+    torch.manual_seed(5)
+    layer = CrossAttentionLayer(16, 4).eval()
+    tgt, query_pos = torch.randn(3, 1, 16), torch.randn(3, 1, 16)
+    memory, pos = torch.randn(40, 1, 16), torch.randn(40, 1, 16)
+    mask = torch.ones(1, 3, 40, dtype=torch.bool)
+    mask[0, 0, 5:9] = mask[0, 1, 7:12] = mask[0, 2, 30:32] = False  # 9 of 40 keys are seen
+    heads = layer.multihead_attn.project_kv(memory + pos, memory, heads_first=True)
+    plain = layer.multihead_attn.project_kv(memory + pos, memory)
+    pruned = [layer(tgt, memory, mask, pos, query_pos), layer(tgt, None, mask, query_pos=query_pos, kv=heads),
+              layer(tgt, None, mask, query_pos=query_pos, kv=plain)]
+    monkeypatch.setattr(layers, "PRUNE_SHARE", 0.0)  # every key read, blocked ones masked
+    assert layers._seen_keys(mask) is None
+    whole = layer(tgt, memory, mask, pos, query_pos)
+    for out in pruned:
+        assert torch.allclose(out, whole, atol=1e-6)
+    monkeypatch.setattr(layers, "PRUNE_SHARE", 0.5)
+    assert layers._seen_keys(mask).tolist() == [5, 6, 7, 8, 9, 10, 11, 30, 31]
 
 
 def test_heads_first_cached_keys_values_match_plain_projection() -> None:

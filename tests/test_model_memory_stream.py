@@ -6,7 +6,7 @@ import pytest
 import torch
 from test_model_decoder import blob_masks, fake_features, tiny_seem
 
-from seem_annotator.model import memory_stream as ms
+from seem_annotator.model import layers
 from seem_annotator.model.sampler import TorchSampler
 from seem_annotator.model.seem import SEEM
 
@@ -54,22 +54,22 @@ def test_stream_gives_the_same_round_as_inline_memories(models: dict[str, SEEM],
 def test_small_region_is_gathered_and_large_one_is_not(models: dict[str, SEEM], monkeypatch) -> None:
     model = models["v1"]
     feats = fake_features(model)
-    calls: list[bool] = []
-    real = ms._cross_attend
+    pruned: list[bool] = []
+    real = layers._seen_keys
 
-    def spy(layer, out, pos, mask, inputs, i, level):
-        allowed = int((~mask[0, 0]).sum())
-        calls.append(allowed <= ms.GATHER_SHARE * mask.shape[-1])
-        return real(layer, out, pos, mask, inputs, i, level)
+    def spy(mask):
+        keep = real(mask)
+        pruned.append(keep is not None)
+        return keep
 
-    monkeypatch.setattr(ms, "_cross_attend", spy)
+    monkeypatch.setattr(layers, "_seen_keys", spy)
     small = torch.full((1, 1, 16, 24), -5.0)
     small[..., 3:6, 4:9] = 5.0
     model.memory_stream(feats, small)
-    assert calls and all(calls)
-    calls.clear()
+    assert pruned and all(pruned)
+    pruned.clear()
     model.memory_stream(feats, torch.full((1, 1, 16, 24), 5.0))
-    assert calls and not any(calls)
+    assert pruned and not any(pruned)
 
 
 def test_a_stream_for_another_mask_or_other_draws_is_not_used(models: dict[str, SEEM]) -> None:

@@ -116,8 +116,16 @@ class SelfAttentionLayer(nn.Module):
         return self.norm(tgt[rows] + self.self_attn(q[rows], q, tgt, attn_mask=mask, kv=kv))
 
 
+PRUNE_SHARE = 0.5  # leave out keys no query may see when at most this share of them is visible
+
+
 class CrossAttentionLayer(nn.Module):
-    """``tgt = norm(tgt + attn(q=tgt+query_pos, k=memory+pos, v=memory))``."""
+    """``tgt = norm(tgt + attn(q=tgt+query_pos, k=memory+pos, v=memory))``.
+
+    Masked attention gives a blocked key exactly zero weight, so the keys that every query is
+    blocked from are left out (read neither as keys nor as values) when they are most of the
+    image: the few queries of an object look only at its region.
+    """
 
     def __init__(self, d_model: int, nhead: int) -> None:
         super().__init__()
@@ -136,11 +144,31 @@ class CrossAttentionLayer(nn.Module):
         """tgt (L, B, C), memory (S, B, C), memory_mask bool (B or B*heads, L, S). ``kv``: cached
         ``multihead_attn.project_kv(memory + pos, memory)``. Returns (L, B, C)."""
         q = tgt if query_pos is None else tgt + query_pos
+        keep = _seen_keys(memory_mask)
+        if keep is not None:
+            memory_mask = memory_mask[:, :, keep]
+            if kv is not None:  # heads first (B, heads, S, d) or (S, B, C)
+                dim = 2 if kv[0].ndim == 4 else 0
+                kv = (kv[0].index_select(dim, keep), kv[1].index_select(dim, keep))
+            else:
+                memory = memory.index_select(0, keep)
+                pos = None if pos is None else pos.index_select(0, keep)
         if kv is None:
             kv = self.multihead_attn.project_kv(memory if pos is None else memory + pos, memory)
         # memory_mask must leave every query some key: the decoder unblocks fully blocked rows.
         return self.norm(tgt + self.multihead_attn(q, None, None, attn_mask=memory_mask, kv=kv,
                                                    no_empty_rows=True))
+
+
+def _seen_keys(mask: Tensor | None) -> Tensor | None:
+    """Indices of the keys some query may see, for a one-image (1, L, S) mask where they are at
+    most PRUNE_SHARE of the keys; None when pruning would not pay."""
+    if mask is None or mask.shape[0] != 1:
+        return None
+    seen = ~mask[0].all(0)
+    if int(seen.sum()) > PRUNE_SHARE * seen.numel():
+        return None
+    return seen.nonzero().squeeze(1)
 
 
 class FFNLayer(nn.Module):

@@ -9,9 +9,9 @@ are therefore a function of the image features, the previous mask and the memory
 alone. :func:`memory_stream` computes them once; the decoder reads them, and a predictor can
 compute the next round's stream as soon as it has answered this one.
 
-Cross-attention of a memory only sees the keys inside its object's previous mask. When every
-memory follows the same mask (one object, one image) those keys are gathered and the others are
-never read: exact (blocked keys get zero weight) and cheaper the smaller the object is.
+Cross-attention of a memory only sees the keys inside its object's previous mask; the
+cross-attention layer reads only those (:class:`~.layers.CrossAttentionLayer`), so a stream costs
+less the smaller the object is.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .sampler import Sampler
-
-GATHER_SHARE = 0.5
 
 
 @dataclass
@@ -95,7 +93,9 @@ def memory_stream(decoder, inputs, prev_mask: Tensor, objects: Sequence[Tensor |
     for i in range(decoder.num_layers):
         level = i % decoder.num_feature_levels
         mask = memory_mask(prev_mask, inputs.sizes[level], objects[i], m, out.dtype)
-        out = _cross_attend(decoder.transformer_cross_attention_layers[i], out, pos, mask, inputs, i, level)
+        out = decoder.transformer_cross_attention_layers[i](
+            out, inputs.src[level], memory_mask=mask, pos=inputs.pos[level], query_pos=pos,
+            kv=None if inputs.kv is None else inputs.kv[i])
         states.append(out)
         self_attn = decoder.transformer_self_attention_layers[i]
         keys_values.append(self_attn.self_attn.project_kv(out + pos, out))
@@ -109,20 +109,3 @@ def memory_stream(decoder, inputs, prev_mask: Tensor, objects: Sequence[Tensor |
         out = decoder.transformer_ffn_layers[i](out)
     return MemoryStream(prev_mask, list(objects), states, keys_values)
 
-
-def _cross_attend(layer, out: Tensor, pos: Tensor, mask: Tensor, inputs, i: int, level: int) -> Tensor:
-    """One cross-attention layer for the memories; with a single shared mask covering at most
-    GATHER_SHARE of the level, only the allowed keys are read (gathering more costs more than the
-    masked attention it saves)."""
-    kv = None if inputs.kv is None else inputs.kv[i]
-    shared = mask.shape[0] == 1 and bool((mask[0] == mask[0, :1]).all())
-    allowed = int((~mask[0, 0]).sum())
-    if not shared or allowed > GATHER_SHARE * mask.shape[-1]:
-        return layer(out, inputs.src[level], memory_mask=mask, pos=inputs.pos[level], query_pos=pos, kv=kv)
-    keep = (~mask[0, 0]).nonzero().squeeze(1)
-    if kv is not None:  # heads first (B, heads, S, d) or (S, B, C)
-        dim = 2 if kv[0].ndim == 4 else 0
-        kv = (kv[0].index_select(dim, keep), kv[1].index_select(dim, keep))
-        return layer(out, None, query_pos=pos, kv=kv)
-    src, key_pos = inputs.src[level].index_select(0, keep), inputs.pos[level].index_select(0, keep)
-    return layer(out, src, pos=key_pos, query_pos=pos)
