@@ -38,7 +38,8 @@ def encode(mask: np.ndarray) -> dict:
     else:
         y0, y1, x0, x1 = box
         framed = np.zeros((y1 - y0 + 2, x1 - x0), dtype=np.int8)  # the box, zero rows above and below
-        framed[1:-1] = mask[y0:y1, x0:x1]
+        inside = mask[y0:y1, x0:x1]
+        framed[1:-1] = inside if inside.dtype == bool else inside != 0
         row, col = np.nonzero(np.diff(framed, axis=0))
         change = np.sort((x0 + col) * h + y0 + row)
         # Where the box spans the full height, a column's last change and the next column's first
