@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "seem_fixture_dir" in metafunc.fixturenames:
         dirs = seem_fixture_dirs()
         metafunc.parametrize("seem_fixture_dir", dirs, ids=[d.name for d in dirs])
+
+
+def copy_samples(dest: Path) -> Path:
+    """The bundled sample photos copied to `dest`, without the project store that `make app`
+    leaves in resources/samples."""
+    shutil.copytree(REPO_ROOT / "resources" / "samples", dest, ignore=shutil.ignore_patterns(".seem-annotator"))
+    return dest
 
 
 @pytest.fixture(scope="session")

@@ -180,3 +180,23 @@ def test_info_text_and_real_subprocess(tmp_path: Path, coco_source, capsys: pyte
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["annotations"] == 5
+
+
+def test_scan_reports_new_and_changed_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (20, 10), (10, 20, 30)).save(folder / "a.png")
+    Project.create(folder).close()
+    code, out, _ = run(["scan", "--project", str(folder)], capsys)
+    assert code == 0 and out.strip() == "No new or changed images."
+    Image.new("RGB", (20, 10), (1, 2, 3)).save(folder / "b.png")
+    Image.new("RGB", (20, 10), (200, 0, 0)).save(folder / "a.png")
+    os.utime(folder / "a.png", ns=(10**18, 10**18))
+    code, out, _ = run(["scan", "--project", str(folder), "--json"], capsys)
+    assert code == 0 and json.loads(out) == {"added": 1, "recovered": 0, "changed": 1, "resized": 0,
+                                             "missing": 0, "unreadable": 0}
+    (folder / "b.png").unlink()
+    code, out, _ = run(["scan", "--project", str(folder)], capsys)
+    assert code == 0 and out.strip() == "Images: 1 missing."

@@ -140,6 +140,66 @@ def test_folder_with_bad_file_still_loads(tmp_path):
         assert all(i.readable for i in project.images())
 
 
+def test_rescan_notices_changed_files_and_never_resizes_under_annotations(tmp_path, monkeypatch):
+    import os
+
+    from seem_annotator.core import masks
+
+    def save(name: str, pixels: np.ndarray, mtime_ns: int) -> None:
+        Image.fromarray(pixels).save(tmp_path / name)
+        os.utime(tmp_path / name, ns=(mtime_ns, mtime_ns))
+
+    save("a.png", gradient(), 10**18)
+    save("b.png", gradient(), 10**18)
+    original = (tmp_path / "a.png").read_bytes()
+    with Project.create(tmp_path) as project:
+        a, b = project.image_by_name("a.png"), project.image_by_name("b.png")
+        session = project.start_session(a.id)
+        mask = np.zeros((30, 20), bool)
+        mask[5:15, 5:10] = True
+        project.add_round(session.id, (), "test", masks.encode(mask), [("thing", 1.0)], 1.0)
+        project.accept_session(session.id, project.ensure_label("thing").id)
+        probed: list[str] = []
+        real_probe = imgio.probe
+        monkeypatch.setattr(imgio, "probe", lambda root, name: probed.append(name) or real_probe(root, name))
+
+        # Nothing changed: nothing is re-read.
+        assert project.rescan() == {"added": 0, "recovered": 0, "changed": 0, "resized": 0, "missing": 0,
+                                    "unreadable": 0}
+        assert probed == []
+        # Touched only: re-read, the same hash, nothing to report.
+        os.utime(tmp_path / "b.png", ns=(2 * 10**18, 2 * 10**18))
+        assert project.rescan()["changed"] == 0 and probed == ["b.png"]
+        # New pixels, same size: a new hash; the annotation stays.
+        save("a.png", 255 - gradient(), 3 * 10**18)
+        summary = project.rescan()
+        assert summary["changed"] == 1 and project.image(a.id).readable
+        assert project.image(a.id).sha256 == imgio.file_sha256(tmp_path / "a.png") != a.sha256
+        assert len(project.annotations(a.id)) == 1
+        # Another size under an annotation: set aside with the reason, its size and annotation kept.
+        save("a.png", gradient(40, 60), 4 * 10**18)
+        summary = project.rescan()
+        assert summary["resized"] == 1 and summary["unreadable"] == 1
+        moved = project.image(a.id)
+        assert not moved.readable and "60x40" in moved.error and "20x30" in moved.error
+        assert (moved.width, moved.height) == (20, 30) and len(project.annotations(a.id)) == 1
+        # Another size with nothing drawn on it: simply taken.
+        save("b.png", gradient(40, 60), 5 * 10**18)
+        assert project.rescan()["changed"] == 1
+        assert (project.image(b.id).width, project.image(b.id).height) == (60, 40)
+        # The original back: recovered.
+        (tmp_path / "a.png").write_bytes(original)
+        summary = project.rescan()
+        assert summary["recovered"] == 1 and project.image(a.id).readable
+        assert (project.image(a.id).width, project.image(a.id).height) == (20, 30)
+        # Rows from before sizes and times were recorded: recorded now, without re-reading files.
+        with project._store.transaction():
+            project._store.execute("UPDATE images SET file_size = NULL, mtime_ns = NULL")
+        probed.clear()
+        assert project.rescan()["changed"] == 0 and probed == []
+        assert project._store.one("SELECT COUNT(*) FROM images WHERE file_size IS NULL")[0] == 0
+
+
 def _huge_gray_jpeg(path, width: int, height: int, orientation: int = 1) -> None:
     """A valid baseline JPEG of uniform mid-grey, written without ever holding the pixels: with
     one-symbol Huffman tables each 8x8 block is 2 zero bits (DC difference 0, end of block)."""

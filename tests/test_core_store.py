@@ -61,15 +61,32 @@ def test_migrations_run_in_order(tmp_path, monkeypatch):
 
     path = tmp_path / "p.sqlite"
     store_mod.Store(path, create=True).close()
+    current = schema.SCHEMA_VERSION
     monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, add_column])
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", current + 1)
     s = store_mod.Store(path)
-    assert calls == ["v2"] and s.one("PRAGMA user_version")[0] == 2
+    assert calls == ["v2"] and s.one("PRAGMA user_version")[0] == current + 1
     s.execute("SELECT note FROM labels")
     s.close()
-    backup = sqlite3.connect(tmp_path / "p.sqlite.schema1.bak")  # the pre-upgrade file is kept
-    assert backup.execute("PRAGMA user_version").fetchone()[0] == 1
+    backup = sqlite3.connect(tmp_path / f"p.sqlite.schema{current}.bak")  # the pre-upgrade file is kept
+    assert backup.execute("PRAGMA user_version").fetchone()[0] == current
     backup.close()
+
+
+def test_a_version_1_store_is_upgraded_and_keeps_its_rows(tmp_path, monkeypatch):
+    path = tmp_path / "old.sqlite"
+    with monkeypatch.context() as m:  # a store written by the first release (schema 1)
+        m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
+        m.setattr(schema, "SCHEMA_VERSION", 1)
+        old = store_mod.Store(path, create=True)
+        with old.transaction():
+            old.execute("INSERT INTO images (file_name, width, height) VALUES ('a.jpg', 4, 3)")
+        old.close()
+    s = store_mod.Store(path)
+    assert s.one("PRAGMA user_version")[0] == schema.SCHEMA_VERSION
+    row = s.one("SELECT file_name, width, file_size, mtime_ns FROM images")
+    assert tuple(row) == ("a.jpg", 4, None, None)
+    s.close()
 
 
 def test_failed_migration_leaves_file_at_old_version(tmp_path, monkeypatch):
@@ -79,12 +96,13 @@ def test_failed_migration_leaves_file_at_old_version(tmp_path, monkeypatch):
 
     path = tmp_path / "p.sqlite"
     store_mod.Store(path, create=True).close()
+    current = schema.SCHEMA_VERSION
     monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, broken])
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", current + 1)
     with pytest.raises(RuntimeError):
         store_mod.Store(path)
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == current
     assert "half_done" not in [r[1] for r in conn.execute("PRAGMA table_info(labels)")]
     conn.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import copy_samples
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtTest import QTest
 
@@ -305,13 +306,11 @@ def test_image_list_filter_search_and_neighbours(qtbot, tmp_path) -> None:
 
 
 def test_project_store_in_a_chosen_location_and_recent_list(tmp_path) -> None:
-    import shutil
-    from pathlib import Path
 
     from seem_annotator.gui import project_open
 
     images = tmp_path / "images"
-    shutil.copytree(Path(__file__).resolve().parents[1] / "resources" / "samples", images)
+    copy_samples(images)
     store_dir = tmp_path / "elsewhere"
     project = project_open.open_project(images, store_dir)
     try:

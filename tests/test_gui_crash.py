@@ -5,7 +5,6 @@ and a fresh window finds the annotation, the object in progress and its undo his
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import copy_samples
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtTest import QTest
 
@@ -73,7 +73,7 @@ DRIVER = textwrap.dedent("""
 
 def test_sigkill_mid_way_loses_nothing_committed(qtbot, tmp_path: Path) -> None:
     folder = tmp_path / "samples"
-    shutil.copytree(REPO_ROOT / "resources" / "samples", folder)
+    copy_samples(folder)
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), QT_QPA_PLATFORM="offscreen")

@@ -3,12 +3,12 @@ than 50 ms while a (fake, deliberately slow) backend decodes on the worker threa
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import copy_samples
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtTest import QTest
 
@@ -17,7 +17,6 @@ from seem_annotator.engine.types import Candidate, DecodeRequest, ImageInput, Se
 
 pytestmark = pytest.mark.timeout(120)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DECODE_S = 1.0
 
 
@@ -55,7 +54,7 @@ def test_gui_thread_never_stalls_during_a_slow_decode(qtbot, tmp_path: Path) -> 
 
     assert isinstance(SlowBackend(), SegmentationBackend)
     folder = tmp_path / "samples"
-    shutil.copytree(REPO_ROOT / "resources" / "samples", folder)
+    copy_samples(folder)
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     settings.setValue("ui/quiet_errors", True)
     backend = SlowBackend()

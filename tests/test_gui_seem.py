@@ -4,10 +4,10 @@ memory passed from round to round."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
+from conftest import copy_samples
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtTest import QTest
 
@@ -32,7 +32,7 @@ def test_text_prompt_label_proposals_and_memory(qtbot, tmp_path: Path, tiny_seem
     from seem_annotator.gui.main_window import MainWindow
 
     folder = tmp_path / "samples"
-    shutil.copytree(REPO_ROOT / "resources" / "samples", folder)
+    copy_samples(folder)
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     settings.setValue("ui/quiet_errors", True)
     window = MainWindow(settings=settings, backend=tiny_seem)

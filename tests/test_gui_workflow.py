@@ -4,11 +4,11 @@ classical backend on the real worker thread, the real project store and exporter
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import copy_samples
 from PySide6.QtCore import QPoint, QPointF, QSettings, Qt
 from PySide6.QtTest import QTest
 
@@ -17,7 +17,6 @@ from seem_annotator.core.project import Project
 
 pytestmark = pytest.mark.timeout(240)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 CHELSEA_CAT = (240.0, 170.0)  # a point on the cat in resources/samples/chelsea.jpg (451x300)
 
@@ -25,7 +24,7 @@ CHELSEA_CAT = (240.0, 170.0)  # a point on the cat in resources/samples/chelsea.
 @pytest.fixture
 def samples(tmp_path: Path) -> Path:
     folder = tmp_path / "samples"
-    shutil.copytree(REPO_ROOT / "resources" / "samples", folder)
+    copy_samples(folder)
     return folder
 
 
@@ -348,3 +347,22 @@ def test_segment_everything_review_stays_with_its_image(qtbot, tmp_path: Path, s
     review._finish(all_items=True)
     assert window.project.annotations(other) == [] and window.project.annotations(coffee) == []
     window.close()
+
+
+def test_images_added_to_the_folder_appear_on_rescan_and_reopen(qtbot, tmp_path: Path, samples: Path) -> None:
+    from PIL import Image
+
+    window = make_window(qtbot, tmp_path)
+    assert window.open_folder(samples)
+    before = len(window.images_panel.visible_ids())
+    Image.new("RGB", (64, 48), (90, 120, 30)).save(samples / "added.png")
+    window.activateWindow()
+    key(window, Qt.Key.Key_F5)  # File > Rescan folder
+    assert len(window.images_panel.visible_ids()) == before + 1
+    assert window.project.image_by_name("added.png").readable
+    assert "1 new" in window.statusBar().currentMessage()
+    # Added while the app was closed: picked up when the folder is opened again.
+    window.close_project()
+    Image.new("RGB", (64, 48), (9, 12, 3)).save(samples / "later.png")
+    assert window.open_folder(samples)
+    assert len(window.images_panel.visible_ids()) == before + 2

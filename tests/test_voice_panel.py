@@ -5,11 +5,11 @@ real main window (prompt, relabel, accept, undo, next image)."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import copy_samples
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QGraphicsView, QMainWindow
@@ -33,7 +33,6 @@ from seem_annotator.voice.settings import VoiceSettings
 
 pytestmark = pytest.mark.timeout(240)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 TESTS_DIR = Path(__file__).resolve().parent
 
 
@@ -145,7 +144,7 @@ def test_voice_button_disabled_with_reason_app_unaffected(qtbot, tmp_path: Path,
     QTest.keyRelease(window.canvas, Qt.Key.Key_Space)
     assert not panel.recording
     # The rest of the app works: open the samples and make a mask with a click.
-    samples = copy_samples(tmp_path)
+    samples = copy_samples(tmp_path / "samples")
     assert window.open_folder(samples)
     window.show_image(window.project.image_by_name("chelsea.jpg").id)
     QTest.mouseClick(window.canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
@@ -184,12 +183,6 @@ class TextAwareBackend(ClassicalBackend):
         return Candidate(mask=mask, score=0.9, labels=[(texts[-1], 0.9)], backend=self.name)
 
 
-def copy_samples(tmp_path: Path) -> Path:
-    folder = tmp_path / "samples"
-    shutil.copytree(REPO_ROOT / "resources" / "samples", folder)
-    return folder
-
-
 def make_main_window(qtbot, tmp_path: Path, **kwargs):
     from seem_annotator.gui.main_window import MainWindow
 
@@ -207,7 +200,7 @@ def test_transcripts_drive_the_main_window(qtbot, tmp_path: Path, available) -> 
     backend = TextAwareBackend()
     window = make_main_window(qtbot, tmp_path, backend=backend)
     panel = window.voice_panel
-    assert window.open_folder(copy_samples(tmp_path))
+    assert window.open_folder(copy_samples(tmp_path / "samples"))
     project = window.project
     first = project.image_by_name("astronaut.jpg")
     window.show_image(first.id)

@@ -1,4 +1,4 @@
-"""`seem-annotator import|export|info`: headless project commands over the same core as the app.
+"""`seem-annotator import|export|info|scan`: headless project commands over the same core as the app.
 
     seem-annotator import coco ANNOTATIONS.json --images DIR --project DIR
     seem-annotator import labelme DIR --project DIR
@@ -6,6 +6,7 @@
     seem-annotator export labelme --project DIR --out DIR
     seem-annotator export FORMAT --project DIR --out PATH      (plugin formats: yolo, png, ...)
     seem-annotator info --project DIR [--json]
+    seem-annotator scan --project DIR [--json]
 
 Formats come from the plugin registry (built-ins + `plugins/` + entry points); a broken plugin is
 reported on stderr and skipped. Importers validate the whole file before anything is written and the
@@ -173,6 +174,18 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scan(args: argparse.Namespace) -> int:
+    from seem_annotator.core.project import Project
+
+    with Project.open(Path(args.project)) as project:
+        summary = project.rescan()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(Project.describe_rescan(summary) or "No new or changed images.")
+    return 0
+
+
 def _broken(message: str) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
         raise PluginError(message)
@@ -215,3 +228,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("--project", required=True, metavar="DIR", help="project folder (or store file)")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=_info)
+
+    scan = subparsers.add_parser("scan", help="rescan a project's folder: new, changed, resized and missing images")
+    scan.add_argument("--project", required=True, metavar="DIR", help="project folder (or store file)")
+    scan.add_argument("--json", action="store_true", help="print the counts as JSON")
+    scan.set_defaults(func=_scan)

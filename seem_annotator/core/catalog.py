@@ -31,6 +31,16 @@ FROM images i
 """
 
 
+# Known images for a rescan, with whether anything was drawn at their stored size.
+_KNOWN = """
+SELECT i.id, i.file_name, i.readable, i.width, i.height, i.sha256, i.file_size, i.mtime_ns,
+    EXISTS (SELECT 1 FROM annotations a WHERE a.image_id = i.id)
+    OR EXISTS (SELECT 1 FROM sessions s JOIN rounds r ON r.session_id = s.id WHERE s.image_id = i.id)
+    AS has_work
+FROM images i
+"""
+
+
 def record_from_row(row: Any) -> ImageRecord:
     return ImageRecord(id=int(row["id"]), file_name=str(row["file_name"]), width=int(row["width"]),
                        height=int(row["height"]), sha256=row["sha256"], status=str(row["derived_status"]),
@@ -57,15 +67,6 @@ class Catalog:
         row = self.store.one(_SELECT + " WHERE i.file_name = ?", (Path(file_name).as_posix(),))
         return None if row is None else record_from_row(row)
 
-    def insert(self, file_name: str, width: int, height: int, sha256: str | None, readable: bool,
-               error: str | None, extra: dict | None = None) -> int:
-        """Add an image row (inside the caller's transaction); returns its id."""
-        cur = self.store.execute(
-            "INSERT INTO images (file_name, width, height, sha256, readable, error, extra) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (file_name, int(width), int(height), sha256, int(readable), error, dumps(extra or {})))
-        return int(cur.lastrowid)
-
     def merge_extra(self, image_id: int, extra: dict) -> None:
         """Add an importer's image-level fields (LabelMe flags, unknown keys) to an existing image,
         the imported values winning (inside the caller's transaction)."""
@@ -75,11 +76,38 @@ class Catalog:
         merged = {**json.loads(row["extra"]), **extra}
         self.store.execute("UPDATE images SET extra = ? WHERE id = ?", (dumps(merged), int(image_id)))
 
+    def insert(self, file_name: str, width: int, height: int, sha256: str | None, readable: bool,
+               error: str | None, extra: dict | None = None, file_size: int | None = None,
+               mtime_ns: int | None = None) -> int:
+        """Add an image row (inside the caller's transaction); returns its id."""
+        cur = self.store.execute(
+            "INSERT INTO images (file_name, width, height, sha256, readable, error, extra, file_size, mtime_ns) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (file_name, int(width), int(height), sha256, int(readable), error, dumps(extra or {}), file_size,
+             mtime_ns))
+        return int(cur.lastrowid)
+
     def rescan(self, progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
-        known = {r["file_name"]: r for r in self.store.query("SELECT id, file_name, readable FROM images")}
+        known = {r["file_name"]: r for r in self.store.query(_KNOWN)}
         on_disk = list(imgio.iter_image_files(self.root)) if self.root.is_dir() else []
-        # Probe outside the transaction (slow, touches every new file); write all at once.
-        todo = [n for n in on_disk if n not in known or not known[n]["readable"]]
+        # Known, readable files are re-read only when their size or modification time changed.
+        todo, first_stats = [], {}
+        for name in on_disk:
+            row = known.get(name)
+            if row is None or not row["readable"]:
+                todo.append(name)
+                continue
+            try:
+                stat = (self.root / name).stat()
+            except OSError:
+                todo.append(name)  # the probe says why
+                continue
+            current = (stat.st_size, stat.st_mtime_ns)
+            if row["file_size"] is None:
+                first_stats[name] = current  # recorded from now on; the stored hash stands
+            elif current != (row["file_size"], row["mtime_ns"]):
+                todo.append(name)
+        # Probe outside the transaction (slow: hashes and decodes); write all at once.
         probed = []
         # Hashing and decoding release the GIL: a few threads make a first scan of a big folder
         # several times faster.
@@ -90,19 +118,20 @@ class Catalog:
                 if progress:
                     progress(i + 1, len(todo))
         present = set(on_disk)
-        summary = {"added": 0, "recovered": 0, "missing": 0, "unreadable": 0}
+        summary = {"added": 0, "recovered": 0, "changed": 0, "resized": 0, "missing": 0, "unreadable": 0}
         with self.store.transaction():
             for scan in probed:
-                if scan.file_name not in known and self.image_by_name(scan.file_name) is None:
-                    self.insert(scan.file_name, scan.width, scan.height, scan.sha256, scan.readable, scan.error)
+                row = known.get(scan.file_name)
+                if row is not None:
+                    self._update(row, scan, summary)
+                elif self.image_by_name(scan.file_name) is None:
+                    self.insert(scan.file_name, scan.width, scan.height, scan.sha256, scan.readable, scan.error,
+                                file_size=scan.file_size, mtime_ns=scan.mtime_ns)
                     summary["added"] += 1
-                elif scan.file_name in known:
-                    self.store.execute(
-                        "UPDATE images SET width = ?, height = ?, sha256 = ?, readable = ?, error = ? "
-                        "WHERE file_name = ?", (scan.width, scan.height, scan.sha256, int(scan.readable),
-                                                scan.error, scan.file_name))
-                    summary["recovered"] += int(scan.readable)
-                summary["unreadable"] += int(not scan.readable)
+                    summary["unreadable"] += int(not scan.readable)
+            for name, (size, mtime) in first_stats.items():
+                self.store.execute("UPDATE images SET file_size = ?, mtime_ns = ? WHERE file_name = ?",
+                                   (size, mtime, name))
             for name, row in known.items():
                 if name not in present and row["readable"]:
                     self.store.execute("UPDATE images SET readable = 0, error = ? WHERE id = ?",
@@ -110,6 +139,32 @@ class Catalog:
                     summary["missing"] += 1
             self.store.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('scanned', '1')")
         return summary
+
+    def _update(self, row: Any, scan: imgio.ScannedImage, summary: dict[str, int]) -> None:
+        """A known image re-read from disk (inside the rescan's transaction). Its stored size never
+        changes under annotations made at it: a file that now has another size is set aside
+        (unreadable, with the reason) until the original is back."""
+        if not scan.readable:
+            self.store.execute("UPDATE images SET readable = 0, error = ? WHERE id = ?", (scan.error, row["id"]))
+            summary["unreadable"] += 1
+            return
+        annotated_size = (int(row["width"]), int(row["height"]))
+        if row["has_work"] and annotated_size != (0, 0) and (scan.width, scan.height) != annotated_size:
+            error = (f"{scan.file_name} is now {scan.width}x{scan.height} but was annotated at "
+                     f"{annotated_size[0]}x{annotated_size[1]}; its annotations are kept. Put the original file "
+                     "back to work on it again.")
+            self.store.execute("UPDATE images SET readable = 0, error = ? WHERE id = ?", (error, row["id"]))
+            summary["resized"] += 1
+            summary["unreadable"] += 1
+            return
+        self.store.execute(
+            "UPDATE images SET width = ?, height = ?, sha256 = ?, readable = 1, error = NULL, file_size = ?, "
+            "mtime_ns = ? WHERE id = ?",
+            (scan.width, scan.height, scan.sha256, scan.file_size, scan.mtime_ns, row["id"]))
+        if not row["readable"]:
+            summary["recovered"] += 1
+        elif row["sha256"] is not None and scan.sha256 != row["sha256"]:
+            summary["changed"] += 1
 
     def set_status(self, image_id: int, status: str | None) -> ImageRecord:
         if status is not None and status not in STATUSES:

@@ -270,13 +270,15 @@ def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
 class ScannedImage(NamedTuple):
     """What a folder scan learns about one file: `file_name` relative POSIX path, oriented size
     (0, 0 when unreadable), sha256 (None when the file cannot be read at all), `error` when the
-    image cannot be decoded."""
+    image cannot be decoded, and the file's size and modification time (ns) when it was hashed."""
 
     file_name: str
     width: int
     height: int
     sha256: str | None
     error: str | None
+    file_size: int | None = None
+    mtime_ns: int | None = None
 
     @property
     def readable(self) -> bool:
@@ -302,15 +304,18 @@ def probe(root: str | os.PathLike, file_name: str) -> ScannedImage:
     truncated body), so an unreadable image is caught when the folder is scanned."""
     path = Path(root) / file_name
     try:
+        stat = path.stat()
         sha = file_sha256(path)
-    except ImageReadError as exc:
-        return ScannedImage(file_name, 0, 0, None, str(exc))
+    except (OSError, ImageReadError) as exc:
+        return ScannedImage(file_name, 0, 0, None, str(exc) if isinstance(exc, ImageReadError)
+                            else f"Cannot read {path}: {exc.strerror or exc}.")
+    file_stat = (stat.st_size, stat.st_mtime_ns)
     try:
         size = image_size(path)
         _verify(path)
     except ImageReadError as exc:
-        return ScannedImage(file_name, 0, 0, sha, str(exc))
-    return ScannedImage(file_name, size.width, size.height, sha, None)
+        return ScannedImage(file_name, 0, 0, sha, str(exc), *file_stat)
+    return ScannedImage(file_name, size.width, size.height, sha, None, *file_stat)
 
 
 def _verify(path: Path) -> None:

@@ -173,9 +173,20 @@ class Project:
         return self._root / self.image(image_id).file_name
 
     def rescan(self, progress: Progress | None = None) -> dict[str, int]:
-        """Add image files that appeared under the root, re-check unreadable ones, mark vanished
-        ones unreadable. Returns counts: added, missing, recovered, unreadable."""
+        """Bring the project in line with its folder: add image files that appeared, re-read
+        unreadable ones and files whose size or modification time changed (a new hash; a file now
+        of another size than its annotations is set aside as unreadable, annotations kept, until
+        the original is back), mark vanished ones unreadable. Returns counts: added, recovered,
+        changed (same size, new content), resized, missing, unreadable."""
         return self._catalog.rescan(progress)
+
+    @staticmethod
+    def describe_rescan(summary: dict[str, int]) -> str:
+        """One line for a person about what `rescan` found ("" when nothing changed)."""
+        words = {"added": "new", "recovered": "readable again", "changed": "changed on disk",
+                 "resized": "set aside (a different size than their annotations)", "missing": "missing"}
+        parts = [f"{summary[key]} {text}" for key, text in words.items() if summary.get(key)]
+        return ("Images: " + ", ".join(parts) + ".") if parts else ""
 
     def set_image_status(self, image_id: int, status: str | None) -> ImageRecord:
         """Mark an image "done" (or "in_progress"/"untouched"); None goes back to the derived

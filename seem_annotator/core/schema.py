@@ -87,7 +87,14 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
     _exec_script(conn, _SCHEMA_V1)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1]
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    # The file's size and modification time when it was last hashed: a rescan re-reads only files
+    # whose stat changed. NULL (older rows) = not recorded yet.
+    conn.execute("ALTER TABLE images ADD COLUMN file_size INTEGER")
+    conn.execute("ALTER TABLE images ADD COLUMN mtime_ns INTEGER")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -162,6 +162,7 @@ class MainWindow(ViewSyncMixin, QMainWindow):
         store_note = None if project.store_path.parent == folder.resolve() / ".seem-annotator" else str(project.store_path)
         project_open.remember_project(self.settings, str(folder.resolve()), store_note)
         self.setWindowTitle(f"seem-annotator - {project.root.name}")
+        found = self._rescan()  # images added or changed since the project was last open
         self.images_panel.set_images(project.images(), project.root)
         self.refresh_labels()
         self.sync_polarity()
@@ -173,7 +174,26 @@ class MainWindow(ViewSyncMixin, QMainWindow):
             self.show_image(start)
         else:
             self.status.message("No readable images in this folder.")
+        if found:
+            self.status.message(found)
         return True
+
+    def rescan_folder(self) -> None:
+        """Pick up images added to (or changed in) the folder while the project is open."""
+        if self.project is None:
+            return
+        found = self._rescan()
+        self.images_panel.set_images(self.project.images(), self.project.root)
+        if self.controller is not None and self.controller.image_id is not None:
+            self.controller.reload()
+        self.status.message(found or "No new or changed images.")
+
+    def _rescan(self) -> str:
+        try:
+            return self.project.describe_rescan(self.project.rescan())
+        except UserError as exc:
+            self.show_error(str(exc))
+            return ""
 
     def close_project(self) -> None:
         self.model.close_review()  # its candidates belong to this project's image

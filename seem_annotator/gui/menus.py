@@ -19,7 +19,8 @@ def bind_actions(window: MainWindow) -> None:
     c = window.commands
     s = window.shortcuts
     handlers = {
-        "open_folder": window.choose_folder, "export": window.export, "quit": window.close,
+        "open_folder": window.choose_folder, "rescan": window.rescan_folder, "export": window.export,
+        "quit": window.close,
         "accept": c.accept, "accept_as": lambda: window.ask_label(for_selection=False), "cancel": c.cancel,
         "undo": c.undo, "redo": c.redo, "delete": c.delete_selected, "relabel": c.relabel_selected,
         "merge": c.merge_selected, "subtract": c.subtract_selected, "split": c.split_selected,
@@ -48,6 +49,7 @@ def build_menus(window: MainWindow) -> None:
     file_menu.addAction(a["open_folder"])
     window.recent_menu = file_menu.addMenu("Open &recent")
     window.recent_menu.aboutToShow.connect(window.fill_recent_menu)
+    file_menu.addAction(a["rescan"])
     file_menu.addAction(a["export"])
     window.sidecar_action = file_menu.addAction("Write LabelMe files beside images automatically")
     window.sidecar_action.setCheckable(True)

@@ -37,6 +37,7 @@ class ActionSpec:
 
 ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("open_folder", "Open folder…", ("Ctrl+O",), "File"),
+    ActionSpec("rescan", "Rescan folder (new and changed images)", ("F5",), "File"),
     ActionSpec("export", "Export…", ("Ctrl+E",), "File"),
     ActionSpec("quit", "Quit", ("Ctrl+Q",), "File"),
     ActionSpec("accept", "Accept object", ("Return", "Enter"), "Object"),
