@@ -82,6 +82,9 @@ def test_a_version_1_store_is_upgraded_and_keeps_its_rows(tmp_path, monkeypatch)
         with old.transaction():
             old.execute("INSERT INTO images (file_name, width, height) VALUES ('a.jpg', 4, 3)")
         old.close()
+    ro = store_mod.Store(path, read_only=True)  # readable as it is, and left at its version
+    assert ro.one("PRAGMA user_version")[0] == 1 and ro.one("SELECT width FROM images")[0] == 4
+    ro.close()
     s = store_mod.Store(path)
     assert s.one("PRAGMA user_version")[0] == schema.SCHEMA_VERSION
     row = s.one("SELECT file_name, width, file_size, mtime_ns FROM images")

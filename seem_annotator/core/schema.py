@@ -96,6 +96,9 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
 
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2]
 SCHEMA_VERSION = len(MIGRATIONS)
+# The oldest schema this code can read without upgrading it (a read-only open cannot upgrade):
+# version 2 only added columns that nothing but a rescan (which writes) reads.
+READABLE_FROM = 1
 
 
 

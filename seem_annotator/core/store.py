@@ -166,10 +166,11 @@ class Store:
                     raise StoreError(f"Cannot enable write-ahead logging on {self.path} (got {mode}).")
                 self.conn.execute("PRAGMA synchronous = FULL")
             if version < schema.SCHEMA_VERSION:
-                if self.read_only:
+                if self.read_only and version < schema.READABLE_FROM:
                     raise StoreError(f"The project {self.path} needs an upgrade (schema {version}); "
                                      "open it once for writing.")
-                self._migrate(version)
+                if not self.read_only:
+                    self._migrate(version)
         except sqlite3.DatabaseError as exc:
             self.conn.close()
             if getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
