@@ -361,6 +361,14 @@ def test_images_added_to_the_folder_appear_on_rescan_and_reopen(qtbot, tmp_path:
     assert len(window.images_panel.visible_ids()) == before + 1
     assert window.project.image_by_name("added.png").readable
     assert "1 new" in window.statusBar().currentMessage()
+    # The image on screen replaced by other pixels of the same size: shown (and encoded) afresh.
+    ctl = window.controller
+    shown = window.project.image(ctl.image_id)
+    old_key, old_pixels = ctl.image.model_input.key, ctl.image.display.copy()
+    Image.fromarray(255 - old_pixels).save(samples / shown.file_name)
+    key(window, Qt.Key.Key_F5)
+    assert "1 changed on disk" in window.statusBar().currentMessage()
+    assert ctl.image.model_input.key != old_key and not np.array_equal(ctl.image.display, old_pixels)
     # Added while the app was closed: picked up when the folder is opened again.
     window.close_project()
     Image.new("RGB", (64, 48), (9, 12, 3)).save(samples / "later.png")

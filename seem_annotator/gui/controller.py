@@ -107,6 +107,18 @@ class AnnotationController(EditsMixin, QObject):
             self.error.emit(str(exc))
         self._loaded(image_id, image, None)
 
+    def refresh_image(self) -> None:
+        """After a rescan: reopen the current image when its file changed on disk (new content or
+        readability), else just re-read its annotations and object."""
+        if self._current_record is None:
+            return
+        record = self.project.image(self._current_record.id)
+        if (record.sha256, record.readable) != (self._current_record.sha256, self._current_record.readable):
+            self.open_image(record.id)
+        else:
+            self._current_record = record
+            self.reload()
+
     def _loaded(self, image_id: int, image: LoadedImage | None, error: Exception | None) -> None:
         if image_id != self.image_id:
             return  # the user moved on while it loaded

@@ -59,7 +59,7 @@ class ImageLoader(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._cache: OrderedDict[tuple[int, str], LoadedImage] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, str, str | None], LoadedImage] = OrderedDict()
         self._lock = threading.Lock()
         self._done: queue.SimpleQueue = queue.SimpleQueue()
         self._callbacks: dict[int, Callable[[LoadedImage | None, Exception | None], None]] = {}
@@ -69,8 +69,9 @@ class ImageLoader(QObject):
         self._timer.timeout.connect(self._drain)
 
     @staticmethod
-    def _key(record: ImageRecord, path: Path) -> tuple[int, str]:
-        return record.id, str(path)
+    def _key(record: ImageRecord, path: Path) -> tuple[int, str, str | None]:
+        # The content hash too: a file changed on disk (found by a rescan) is loaded afresh.
+        return record.id, str(path), record.sha256
 
     def cached(self, record: ImageRecord, path: Path) -> LoadedImage | None:
         with self._lock:

@@ -184,8 +184,8 @@ class MainWindow(ViewSyncMixin, QMainWindow):
             return
         found = self._rescan()
         self.images_panel.set_images(self.project.images(), self.project.root)
-        if self.controller is not None and self.controller.image_id is not None:
-            self.controller.reload()
+        if self.controller is not None:
+            self.controller.refresh_image()
         self.status.message(found or "No new or changed images.")
 
     def _rescan(self) -> str:
