@@ -164,3 +164,25 @@ def test_read_json_errors(tmp_path: Path) -> None:
         read_json(tmp_path / "e.json", "COCO file")
     with pytest.raises(FormatError, match="cannot read"):
         read_json(tmp_path / "missing.json", "COCO file")
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permission bits")
+def test_atomic_writes_get_a_normal_files_mode(tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        new = atomic.write_bytes(tmp_path / "new.json", b"{}")
+        assert new.stat().st_mode & 0o777 == 0o640  # 0666 & ~umask, not mkstemp's 0600
+        with atomic.StagedFolder(tmp_path / "folder") as stage:
+            stage.write("a.json", b"{}")
+            staged = stage.commit()
+        assert staged[0].stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
+    os.chmod(new, 0o604)  # the user's choice for an existing file survives overwriting it
+    atomic.write_text(new, "[]")
+    os.chmod(staged[0], 0o660)
+    with atomic.StagedFolder(tmp_path / "folder") as stage:
+        stage.write("a.json", b"[]")
+        stage.commit()
+    assert new.stat().st_mode & 0o777 == 0o604 and new.read_text() == "[]"
+    assert staged[0].stat().st_mode & 0o777 == 0o660

@@ -30,6 +30,46 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _umask_by_setting() -> int:
+    # Without /proc the umask can only be read by setting it: done once, at import, before any
+    # threads write files.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_IMPORT_UMASK = _umask_by_setting()
+
+
+def current_umask() -> int:
+    """The process umask (Linux reports it in /proc without changing it; elsewhere the import-time value)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return _IMPORT_UMASK
+
+
+def target_mode(path: Path) -> int:
+    """The permission bits a plain `open(path, "w")` would leave: an existing file keeps its mode,
+    a new one gets 0666 minus the umask (mkstemp's 0600 must not survive the rename)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~current_umask()
+
+
+def _chmod(fd_or_path: int | str | os.PathLike, mode: int) -> None:
+    if os.name == "nt":
+        return  # only the read-only bit exists there; the temporary file's default is fine
+    try:
+        os.chmod(fd_or_path, mode)
+    except OSError:
+        pass  # a file system without modes (some network shares): the write itself matters more
+
+
 def write_bytes(path: str | os.PathLike, data: bytes, *, sync_dir: bool = True) -> Path:
     """Atomically write `data` to `path` (parent folders are created). Returns the path.
     `sync_dir=False` leaves the folder fsync to the caller (one per folder for many files)."""
@@ -41,6 +81,7 @@ def write_bytes(path: str | os.PathLike, data: bytes, *, sync_dir: bool = True) 
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "wb") as handle:
+            _chmod(handle.fileno(), target_mode(path))
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -127,6 +168,7 @@ class StagedFolder:
             for rel in self.relative:
                 dst = self.out / rel
                 dst.parent.mkdir(parents=True, exist_ok=True)
+                _chmod(self.stage / rel, target_mode(dst))
                 os.replace(self.stage / rel, dst)
                 written.append(dst)
             for folder in {p.parent for p in written}:
