@@ -50,11 +50,7 @@ def coco_source(tmp_path: Path) -> tuple[Path, Path, object]:
     images = tmp_path / "photos"
     ds = make_dataset(images)
     ann = tmp_path / "given" / "instances.json"
-    export_coco(ds, ann)  # file names relative to given/: ../photos/...
-    data = json.loads(ann.read_text())
-    for image in data["images"]:
-        image["file_name"] = image["file_name"].removeprefix("../photos/")
-    ann.write_text(json.dumps(data))
+    export_coco(ds, ann)  # file names relative to the images root photos/
     return ann, images, ds
 
 
@@ -72,18 +68,30 @@ def test_import_info_export_round_trip(tmp_path: Path, coco_source, capsys: pyte
     code, _, err = run(["export", "coco", "--project", str(images), "--out", str(out_json)], capsys)
     assert code == 0, err
     exported = json.loads(out_json.read_text())
-    assert sorted(im["file_name"] for im in exported["images"]) == ["../a.png", "../rot.jpg", "../sub dir/b c.png"]
+    assert sorted(im["file_name"] for im in exported["images"]) == ["a.png", "rot.jpg", "sub dir/b c.png"]
     assert [c["id"] for c in exported["categories"]] == [3, 7, 9]
     second = tmp_path / "second"
     code, _, err = run(["import", "coco", str(out_json), "--images", str(images / "export"), "--project",
                         str(second)], capsys)
-    assert code == 2  # ../ file names: outside the images folder given
-    assert "outside the images folder" in err and "Traceback" not in err
+    assert code == 2  # the wrong image root: the files are not there, nothing imported
+    assert "not found under" in err and "Traceback" not in err
     assert not (second / ".seem-annotator").exists()
-    code, _, err = run(["import", "coco", str(out_json), "--images", str(images), "--project", str(second)], capsys)
-    assert code == 2 and "outside" in err  # the export's paths are relative to its own folder
+    # relative to the export file on request: then the export's folder is the root to pass
+    rel_json = tmp_path / "elsewhere" / "coco.json"
+    code, _, err = run(["export", "coco", "--project", str(images), "--out", str(rel_json),
+                        "--paths-relative-to-output"], capsys)
+    assert code == 0, err
+    assert sorted(im["file_name"] for im in json.loads(rel_json.read_text())["images"])[0] == "../photos/a.png"
+    code, _, err = run(["import", "coco", str(rel_json), "--images", str(rel_json.parent), "--project",
+                        str(second)], capsys)
+    assert code == 2 and "outside the images folder" in err  # ../ leaves the root: refused, nothing imported
+    assert not (second / ".seem-annotator").exists()
+    # our own export, imported with --images <the images root>, round-trips
     code, _, err = run(["export", "coco", "--project", str(images), "--out", str(images / "coco.json"), "--rle"],
                        capsys)
+    assert code == 0, err
+    code, _, err = run(["import", "coco", str(out_json), "--images", str(images), "--project",
+                        str(tmp_path / "third")], capsys)
     assert code == 0, err
     code, _, err = run(["import", "coco", str(images / "coco.json"), "--images", str(images), "--project",
                         str(second)], capsys)

@@ -52,8 +52,8 @@ def test_export_loads_and_scores_ap_one(tmp_path: Path) -> None:
     assert result.files == [out] and result.counts == {"images": 3, "annotations": 5, "categories": 3}
     coco = json.loads(out.read_text())
     assert [c["id"] for c in coco["categories"]] == [3, 7, 9]  # label ids, stable
-    assert [im["file_name"] for im in coco["images"]] == ["../images/a.png", "../images/sub dir/b c.png",
-                                                          "../images/rot.jpg"]
+    # relative to the images root (what COCO readers join with their image root), not to the JSON
+    assert [im["file_name"] for im in coco["images"]] == ["a.png", "sub dir/b c.png", "rot.jpg"]
     assert (coco["images"][2]["width"], coco["images"][2]["height"]) == (72, 56)  # after EXIF
     anns = {a["id"]: a for a in coco["annotations"]}
     src = by_id(ds)
@@ -79,11 +79,22 @@ def test_rle_flag_forces_rle_and_holes_survive(tmp_path: Path) -> None:
     export_coco(ds, out, rle=True)
     coco = json.loads(out.read_text())
     assert all(isinstance(a["segmentation"], dict) and a["iscrowd"] == 0 for a in coco["annotations"])
-    back = read_coco(out, tmp_path)
+    back = read_coco(out, tmp_path / "images")
     for ann in back.annotations:
         assert ann.rle == by_id(ds)[ann.id].rle  # identical, hole included
     donut = masks.decode(by_id(back)[11].rle)
     assert not donut[32, 48]  # the hole's centre is background
+
+
+def test_file_names_relative_to_the_output_folder_on_request(tmp_path: Path) -> None:
+    ds = make_dataset(tmp_path / "images")
+    out = tmp_path / "export" / "coco.json"
+    export_coco(ds, out, relative_to_output=True)
+    coco = json.loads(out.read_text())
+    assert [im["file_name"] for im in coco["images"]] == ["../images/a.png", "../images/sub dir/b c.png",
+                                                          "../images/rot.jpg"]
+    for image in coco["images"]:
+        assert (out.parent / image["file_name"]).is_file()
 
 
 def test_round_trip_keeps_masks_labels_ids(tmp_path: Path) -> None:
@@ -237,8 +248,8 @@ def test_real_mval_subset_import_export_compare(shared_data: Path, tmp_path: Pat
         if isinstance(mine["segmentation"], dict):
             assert iou == 1.0
     assert n_poly > 60
-    for image in exported.dataset["images"]:  # file names resolve from the export's folder
-        assert (out.parent / image["file_name"]).resolve() == (root / original.imgs[image["id"]]["file_name"]).resolve()
+    for image in exported.dataset["images"]:  # file names resolve from the images root, as in the original
+        assert image["file_name"] == original.imgs[image["id"]]["file_name"]
     ap = self_eval_ap(out)
     assert ap["segm"] == pytest.approx(1.0) and ap["bbox"] == pytest.approx(1.0)
 

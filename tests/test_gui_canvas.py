@@ -349,6 +349,9 @@ def test_export_dialog_lists_every_format_with_its_options(qtbot, tmp_path) -> N
     assert "rle" in dialog.options() and dialog.options()["rle"] is False
     dialog._checks["rle"].setChecked(True)
     assert dialog.options()["rle"] is True
+    # the dialog says which root a reader joins file names with, and offers the other convention
+    assert f"relative to the images folder {tmp_path}" in dialog.note.text() and "--images" in dialog.note.text()
+    assert dialog.options()["paths_relative_to_output"] is False
     dialog.format.setCurrentIndex(names.index("labelme"))
     assert dialog.output_path() == tmp_path / "exports" / "labelme"
     dialog.path.setText(str(tmp_path / "mine"))

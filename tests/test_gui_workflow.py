@@ -143,6 +143,7 @@ def test_click_accept_undo_redo_relabel_export_reopen(qtbot, tmp_path: Path, sam
     from pycocotools.coco import COCO
 
     coco = COCO(str(coco_out))
+    assert all((samples / im["file_name"]).is_file() for im in coco.dataset["images"])  # images-root relative
     anns = coco.loadAnns(coco.getAnnIds())
     assert len(anns) == 1 and coco.loadCats(anns[0]["category_id"])[0]["name"] == "tabby"
     assert masks.iou(masks.normalize(coco.annToRLE(anns[0])), accepted_rle) > 0.98

@@ -1,7 +1,9 @@
 """COCO instance segmentation: export a Dataset to one JSON file, import one into a Dataset.
 
 Export: categories are the project labels (id = label id, so ids are stable across exports);
-`images[].file_name` is relative to the folder of the output file; width/height are the oriented
+`images[].file_name` is relative to the project's images root (what detectron2, mmdetection and
+`import coco --images ROOT` join it with), or to the output file's folder on request
+(`--paths-relative-to-output`); width/height are the oriented
 sizes; `area` and `bbox` come from the mask; `segmentation` is polygons when the mask has no holes
 and the polygons rasterise back to IoU >= 0.98 (`PolygonDetail`), otherwise compressed RLE
 (`iscrowd` stays 0; `rle=True` forces RLE). Fields kept from an earlier import (image `coco_id`,
@@ -50,9 +52,11 @@ RUNS_BATCH = 1000  # masks whose RLE runs are decoded together
 # export
 
 
-def build_coco(dataset: Dataset, out_dir: Path, *, rle: bool = False, detail: PolygonDetail = DEFAULT_DETAIL,
-               progress: Progress = no_progress, warnings: list[str] | None = None) -> dict[str, Any]:
-    """The COCO dict of a dataset, with image file names relative to `out_dir`."""
+def build_coco(dataset: Dataset, out_dir: Path | None = None, *, rle: bool = False,
+               detail: PolygonDetail = DEFAULT_DETAIL, progress: Progress = no_progress,
+               warnings: list[str] | None = None) -> dict[str, Any]:
+    """The COCO dict of a dataset. Image file names are relative to the dataset's images root, or to
+    `out_dir` when one is given."""
     warnings = warnings if warnings is not None else []
     top_extra = dict(dataset.extra.get("coco", {}))
     info = top_extra.pop("info", None) or {
@@ -69,8 +73,9 @@ def build_coco(dataset: Dataset, out_dir: Path, *, rle: bool = False, detail: Po
             continue
         if not image.readable:
             warnings.append(f"image {image.file_name} is currently unreadable; exported with its recorded size")
-        entry = {"id": image.id, "file_name": relative_posix(image_path(dataset, image), out_dir)
-                 if dataset.root else image.file_name, "width": image.width, "height": image.height}
+        file_name = relative_posix(image_path(dataset, image), out_dir) \
+            if out_dir is not None and dataset.root else Path(image.file_name).as_posix()
+        entry = {"id": image.id, "file_name": file_name, "width": image.width, "height": image.height}
         entry.update({k: v for k, v in image.extra.get("coco", {}).items() if k not in entry})
         images.append(entry)
         exported_ids.add(image.id)
@@ -136,13 +141,15 @@ def _annotation_entry(ann: AnnotationRecord, size: tuple[int, int], force_rle: b
 
 def export_coco(dataset: Dataset, out: str | Path, *, rle: bool = False,
                 detail: PolygonDetail = DEFAULT_DETAIL, progress: Progress = no_progress,
-                indent: int | None = None) -> ExportResult:
-    """Write the dataset as one COCO JSON file, atomically."""
+                indent: int | None = None, relative_to_output: bool = False) -> ExportResult:
+    """Write the dataset as one COCO JSON file, atomically (file names relative to the images root,
+    or to the file's folder with `relative_to_output`)."""
     out = Path(out)
     if out.is_dir():
         raise FormatError(f"--out {out} is a folder; COCO export writes one .json file")
     warnings: list[str] = []
-    coco = build_coco(dataset, out.parent, rle=rle, detail=detail, progress=progress, warnings=warnings)
+    coco = build_coco(dataset, out.parent if relative_to_output else None, rle=rle, detail=detail,
+                      progress=progress, warnings=warnings)
     atomic.write_json(out, coco, indent=indent)
     return ExportResult(files=[out], warnings=warnings,
                         counts={"images": len(coco["images"]), "annotations": len(coco["annotations"]),
@@ -329,6 +336,15 @@ class CocoExporter(Exporter):
                             metavar="PX", help="polygon simplification tolerance in pixels "
                             f"(default {DEFAULT_DETAIL.tolerance}; 0 = exact pixel outline)")
         parser.add_argument("--indent", type=int, default=None, help="pretty-print the JSON")
+        parser.add_argument("--paths-relative-to-output", action="store_true",
+                            help="write images[].file_name relative to the JSON file's folder "
+                            "(default: relative to the images folder)")
+
+    def images_root_note(self, images_root: Path) -> str:
+        """Which folder a reader of the export must join file names with (shown by the export dialog)."""
+        return (f"images[].file_name is relative to the images folder {images_root}: pass that folder as "
+                "the image root (--images for 'seem-annotator import coco', img_prefix/image_root in "
+                "training tools). Tick the option above to make names relative to the JSON file instead.")
 
     def export(self, dataset: Dataset, out: Path, options: dict[str, Any],
                progress: Progress = no_progress) -> ExportResult:
@@ -337,7 +353,8 @@ class CocoExporter(Exporter):
             raise FormatError("--polygon-tolerance must be 0 or more pixels")
         return export_coco(dataset, out, rle=bool(options.get("rle")),
                            detail=PolygonDetail(tolerance=tolerance), progress=progress,
-                           indent=options.get("indent"))
+                           indent=options.get("indent"),
+                           relative_to_output=bool(options.get("paths_relative_to_output")))
 
 
 class CocoImporter(Importer):

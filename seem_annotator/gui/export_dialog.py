@@ -136,7 +136,9 @@ class ExportDialog(QDialog):
             self._checks[action.dest] = check
         saved = self.settings.value(f"export/path/{exporter.name}")
         self.path.setText(str(saved) if saved else str(default_output(exporter, self.project_root)))
-        self.note.setText("Writes one file." if exporter.output == "file" else "Writes into a folder.")
+        note = "Writes one file." if exporter.output == "file" else "Writes into a folder."
+        root_note = getattr(exporter, "images_root_note", None)  # which image root readers must pass
+        self.note.setText(note + (" " + root_note(self.project_root) if root_note else ""))
 
     def _browse(self) -> None:
         exporter = self.exporter
