@@ -129,6 +129,35 @@ def test_labelme_round_trip_through_projects(tmp_path: Path, coco_source,
         assert len(match) == 1, orig.id
 
 
+def test_labelme_export_outside_the_images_folder_imports_with_images_root(
+        tmp_path: Path, coco_source, capsys: pytest.CaptureFixture[str]) -> None:
+    ann, images, ds = coco_source
+    assert run(["import", "coco", str(ann), "--images", str(images), "--project", str(images)], capsys)[0] == 0
+    out = tmp_path / "labelme-out"  # like labelme's --output: imagePath points back to the images
+    code, _, err = run(["export", "labelme", "--project", str(images), "--out", str(out)], capsys)
+    assert code == 0, err
+    doc = json.loads((out / "sub dir" / "b c.json").read_text())
+    assert (out / "sub dir" / doc["imagePath"]).resolve() == (images / "sub dir" / "b c.png").resolve()
+    target = tmp_path / "q"
+    code, _, err = run(["import", "labelme", str(out), "--project", str(target)], capsys)
+    assert code == 2 and "--images" in err and "outside the images folder" in err and "Traceback" not in err
+    assert not target.exists() or not (target / ".seem-annotator").exists()  # nothing half-way
+    code, out_text, err = run(["import", "labelme", str(out), "--images", str(images), "--project", str(target)],
+                              capsys)
+    assert code == 0, err
+    with Project.open(target, read_only=True) as project:
+        got = project.snapshot()
+        assert project.root == images.resolve()  # the images stay where they are
+    assert sorted(im.file_name for im in got.images) == sorted(im.file_name for im in ds.images)
+    assert len(got.annotations) == len(ds.annotations)
+    # one file pointing outside the given root: the whole import is refused, nothing stored
+    (out / "zz.json").write_text(json.dumps({**doc, "imagePath": "../../elsewhere.png"}))
+    fresh = tmp_path / "r"
+    code, _, err = run(["import", "labelme", str(out), "--images", str(images), "--project", str(fresh)], capsys)
+    assert code == 2 and "zz.json" in err and "--images" in err
+    assert not (fresh / ".seem-annotator").exists()
+
+
 def test_plugin_formats_and_broken_user_plugin(tmp_path: Path, coco_source, capsys: pytest.CaptureFixture[str],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     ann, images, _ = coco_source

@@ -2,7 +2,8 @@
 
 Every file is parsed and checked before the Dataset is returned, so a bad file imports nothing.
 Images are found like labelme does: `imagePath` relative to the JSON file, else the JSON's folder
-with the path's base name; they must lie inside the imported folder.
+with the path's base name; they must lie inside the images root (`--images`, default: the imported
+folder), so JSON files written elsewhere (our export, labelme's `--output`) import too.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from seem_annotator.core.geometry import DEFAULT_DETAIL, PolygonDetail
 from seem_annotator.core.records import AnnotationRecord, Dataset, ImageRecord, LabelRecord
 from seem_annotator.errors import FormatError
 from seem_annotator.formats.base import Exporter, ExportResult, Importer, Progress, no_progress
-from seem_annotator.formats.common import check_int, default_color, oriented_size, read_json, resolve_inside
+from seem_annotator.formats.common import check_int, default_color, oriented_size, read_json
 from seem_annotator.formats.labelme import META_KEY, TOP_KEYS, export_labelme, mask_sha, shape_mask
 
 
@@ -34,21 +35,36 @@ def _label_files(root: Path) -> list[Path]:
 
 
 def _locate_image(root: Path, json_path: Path, image_path: Any, what: str) -> tuple[Path, str]:
+    """(absolute path, path relative to `root`) of a file's image; FormatError when it is missing or
+    lies outside `root` (the message names --images, the option that sets the root)."""
     if not isinstance(image_path, str) or not image_path.strip():
         raise FormatError(f"{what} has no imagePath (images embedded only as imageData are not imported)")
-    json_dir = json_path.parent.relative_to(root).as_posix()
     given = image_path.replace("\\", "/")
-    located = [resolve_inside(root, f"{json_dir}/{rel}", what) for rel in (given, Path(given).name)]
-    for full, norm in located:  # as given, then labelme's fallback: the base name beside the JSON
-        if full.is_file():
-            return full, norm
-    raise FormatError(f"{what}: image '{image_path}' not found (looked for {located[0][0]}); nothing was imported")
+    full = Path(os.path.normpath(json_path.parent / given))  # relative to the JSON (or absolute)
+    if not _inside(full, root):
+        raise FormatError(f"{what}: image '{image_path}' is {full}, outside the images folder {root}; pass the "
+                          "folder that holds the images with --images ROOT. Nothing was imported")
+    beside = json_path.parent / Path(given).name  # labelme's fallback: the base name beside the JSON
+    for candidate in (full, beside):
+        if candidate.is_file() and _inside(candidate, root):
+            return candidate, candidate.relative_to(root).as_posix()
+    raise FormatError(f"{what}: image '{image_path}' not found (looked for {full}); nothing was imported")
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Lexically inside `root` and not `root` itself (a symlink placed inside is followed like a folder)."""
+    try:
+        return bool(path.relative_to(root).parts)
+    except ValueError:
+        return False
 
 
 class _Reader:
-    """State of one folder import: labels by name, ids taken, records built."""
+    """State of one folder import: labels by name, ids taken, records built. `folder` holds the JSON
+    files, `root` the images."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, folder: Path, root: Path) -> None:
+        self.folder = folder
         self.root = root
         self.labels: dict[str, LabelRecord] = {}
         self.images: list[ImageRecord] = []
@@ -85,7 +101,7 @@ class _Reader:
     def read_file(self, json_path: Path) -> bool:
         """Add one file's image and objects; False (nothing added) for a JSON file that is not a
         LabelMe file at all (no `shapes` and no `imagePath`, e.g. a COCO file in the same folder)."""
-        what = str(json_path.relative_to(self.root))
+        what = str(json_path.relative_to(self.folder))
         doc = read_json(json_path, "LabelMe file")
         if not isinstance(doc, dict) or ("shapes" not in doc and "imagePath" not in doc):
             return False
@@ -163,19 +179,24 @@ class _Reader:
         return True
 
 
-def read_labelme_folder(folder: str | Path, progress: Progress = no_progress) -> Dataset:
-    """Read every labelme JSON under `folder` into one validated Dataset (root = folder)."""
-    root = Path(os.path.abspath(folder))
+def read_labelme_folder(folder: str | Path, progress: Progress = no_progress,
+                        images_root: str | Path | None = None) -> Dataset:
+    """Read every labelme JSON under `folder` into one validated Dataset whose root is `images_root`
+    (default: `folder`); every image must lie inside that root."""
+    folder = Path(os.path.abspath(folder))
+    if not folder.is_dir():
+        raise FormatError(f"the LabelMe folder {folder} does not exist")
+    root = folder if images_root is None else Path(os.path.abspath(images_root))
     if not root.is_dir():
-        raise FormatError(f"the LabelMe folder {root} does not exist")
-    files = _label_files(root)
+        raise FormatError(f"the images folder {root} (--images) does not exist")
+    files = _label_files(folder)
     if not files:
-        raise FormatError(f"no LabelMe .json files found under {root}")
-    reader = _Reader(root)
-    skipped = [str(p.relative_to(root)) for p in progress(files, len(files), "LabelMe files")
+        raise FormatError(f"no LabelMe .json files found under {folder}")
+    reader = _Reader(folder, root)
+    skipped = [str(p.relative_to(folder)) for p in progress(files, len(files), "LabelMe files")
                if not reader.read_file(p)]
     if not reader.images:
-        raise FormatError(f"no LabelMe files under {root} (the .json files there are not LabelMe files)")
+        raise FormatError(f"no LabelMe files under {folder} (the .json files there are not LabelMe files)")
     extra = {"warnings": [f"{name} is not a LabelMe file; skipped" for name in skipped]} if skipped else {}
     return Dataset(images=reader.images, labels=sorted(reader.labels.values(), key=lambda lab: lab.id),
                    annotations=reader.annotations, root=str(root), extra=extra)
@@ -207,5 +228,10 @@ class LabelmeImporter(Importer):
     name = "labelme"
     description = "a folder of LabelMe JSON files (with their images)"
 
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--images", metavar="ROOT", default=None,
+                            help="folder the images are in (default: the LabelMe folder itself); needed when "
+                            "the JSON files were written elsewhere, e.g. by 'export labelme --out DIR'")
+
     def read(self, source: Path, options: dict[str, Any], progress: Progress = no_progress) -> Dataset:
-        return read_labelme_folder(source, progress)
+        return read_labelme_folder(source, progress, images_root=options.get("images"))
