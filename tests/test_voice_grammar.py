@@ -154,3 +154,51 @@ def test_describe() -> None:
     assert VoiceCommand("prompt", text="red car").describe() == 'prompt "red car"'
     assert VoiceCommand("label", label="dog").describe() == "label: dog"
     assert VoiceCommand("zoom_in").describe() == "zoom in"
+
+
+@pytest.mark.parametrize("text, action", [
+    ("Alright, next one.", "next"), ("Yes, done.", "accept"), ("Hmm, undo that please.", "undo"),
+    ("hmm undo that please", "undo"), ("That looks fine, okay.", "accept"), ("Okay, next.", "next"),
+    ("ok cool next image", "next"), ("Right, go back.", "previous"), ("Yeah, that's good.", "accept"),
+    ("Alright, delete it.", "delete"), ("Uh, okay, accept it.", "accept"), ("Great, next!", "next"),
+    ("Fine, done.", "accept"), ("Sure, undo.", "undo"), ("Okay so next one", "next"),
+    ("Next one, please, thanks.", "next"), ("That's fine.", "accept"), ("Looks fine.", "accept"),
+    ("All right, next.", "next"), ("Good, move on.", "next"), ("Alright, cancel that.", "cancel"),
+    ("Perfect, next.", "next"), ("Yep.", "accept"), ("Yup, accept.", "accept"), ("Nah, cancel.", "cancel"),
+    ("Um, redo that.", "redo"), ("Go to the next image, okay?", "next"), ("go to the next image okay", "next"),
+    ("Okay, zoom out.", "zoom_out"), ("Alright, alright, next.", "next"), ("Okay so undo that", "undo"),
+    ("Thanks, that's it.", "accept"), ("Yes, okay.", "accept"), ("All right.", "accept"),
+    ("So, previous image then.", "previous"), ("Well, segment everything.", "everything"),
+    ("Cool, zoom in a bit.", "zoom_in"), ("Oh, oops, undo.", "undo"), ("Mhm, looks good.", "accept"),
+    ("Okay, that works.", "accept"), ("Nope.", "cancel"), ("Great, that'll do.", "accept"),
+    ("yeah next", "next"), ("okay okay done", "accept"), ("Right, remove points.", "remove"),
+    ("Alright then, add mode.", "add"), ("Okay, delete this one, please.", "delete"),
+])
+def test_commands_wrapped_in_filler(text: str, action: str) -> None:
+    cmd = parse(text, LABELS)
+    assert cmd.action == action, (text, cmd)
+    assert not cmd.guessed and cmd.to_json() == {"action": action}
+
+
+@pytest.mark.parametrize("text, prompt", [
+    ("The dog on the left.", "dog on the left"), ("Okay, the dog on the left.", "dog on the left"),
+    ("The dog on the right", "dog on the right"), ("next to the tree", "next to the tree"),
+    ("right arm", "right arm"), ("fine sand", "fine sand"), ("good boy", "good boy"), ("cool car", "cool car"),
+    ("great dane", "great dane"), ("perfect circle", "perfect circle"), ("the last person", "last person"),
+    ("all the cups", "all the cups"), ("The car that looks fine", "car that looks fine"),
+    ("next car on the right", "next car on the right"), ("Hmm, the red one, okay.", "red one"),
+])
+def test_descriptions_with_filler_words_stay_prompts(text: str, prompt: str) -> None:
+    cmd = parse(text, LABELS)
+    assert cmd.action == "prompt" and cmd.text == prompt, (text, cmd)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Okay, label it as dog.", ("label", "dog")), ("okay label it as dog", ("label", "dog")),
+    ("Alright, find the red car.", ("prompt", "red car")), ("alright find the red car", ("prompt", "red car")),
+    ("Yes, it's a horse.", ("label", "horse")), ("Okay, dog.", ("label", "dog")),
+])
+def test_labels_and_prompts_wrapped_in_filler(text: str, expected: tuple[str, str]) -> None:
+    cmd = parse(text, LABELS)
+    assert (cmd.action, cmd.label or cmd.text) == expected, (text, cmd)
+    assert not cmd.guessed

@@ -11,6 +11,10 @@ Whisper hands us text such as "Label it as dog." or "Next image, please."; `pars
 6. a label within a small edit distance -> `label`;
 7. anything else -> `prompt` with the whole text, flagged as a guess so the GUI shows it first.
 
+Acknowledgements around a command ("Alright, next one", "yes done", "that looks fine, okay") are
+dropped first where they form their own clause, and at the edges when what is left is a command or
+an explicit label/prompt form (voice/fillers.py); descriptions such as "right arm" keep them.
+
 Only the standard library is used (difflib for the fuzzy part), so the CLI and tests can check the
 grammar without audio or models.
 """
@@ -24,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from seem_annotator.errors import UserError
+from seem_annotator.voice.fillers import drop_edge_clauses, strip_edges
 
 ACTIONS: tuple[str, ...] = (
     "prompt", "label", "accept", "cancel", "undo", "redo", "delete", "next", "previous",
@@ -38,8 +43,13 @@ IRREVERSIBLE: frozenset[str] = frozenset({"accept", "delete"})
 _COMMAND_PHRASES: dict[str, tuple[str, ...]] = {
     "accept": ("accept", "done", "okay", "ok", "confirm", "yes", "good", "looks good", "keep",
                "save", "that is good", "that s good", "thats good", "perfect",
-               "except"),  # Whisper's usual mishearing of a clipped "accept"
-    "cancel": ("cancel", "discard", "never mind", "nevermind", "abort", "escape", "forget", "no", "stop"),
+               "except",  # Whisper's usual mishearing of a clipped "accept"
+               "yeah", "yep", "yup", "sure", "fine", "great", "alright", "all right", "correct",
+               "looks fine", "looks great", "looks right", "looks ok", "looks okay", "looks correct",
+               "looks perfect", "that is fine", "that s fine", "thats fine", "that s it", "thats it",
+               "that is it", "all good", "good enough", "that works", "that will do", "that ll do"),
+    "cancel": ("cancel", "discard", "never mind", "nevermind", "abort", "escape", "forget", "no", "stop",
+               "nope", "nah", "scrap", "throw away", "get rid of"),
     "undo": ("undo", "undo last", "take back", "oops"),
     "redo": ("redo", "do again", "re do"),
     "delete": ("delete", "erase", "delete selected", "delete selection"),
@@ -68,7 +78,7 @@ _FILLERS: frozenset[str] = frozenset({
 
 # Leading words that announce a correction ("No, label it as cat"); dropped when more follows, so a
 # bare "no" (cancel) or "oops" (undo) keeps its meaning.
-_CORRECTIONS: frozenset[str] = frozenset({"no", "nope", "actually", "sorry", "oops", "wait", "instead"})
+_CORRECTIONS: frozenset[str] = frozenset({"no", "nope", "nah", "actually", "sorry", "oops", "wait", "instead"})
 
 _PROMPT_VERBS: tuple[tuple[str, ...], ...] = (
     ("segment",), ("find",), ("select",), ("show", "me"), ("show",), ("get",), ("mark",),
@@ -274,7 +284,8 @@ def _prompt_after_verb(words: list[str]) -> tuple[list[str], bool] | None:
 def parse(transcript: str, labels: Iterable[str] = ()) -> VoiceCommand:
     """Parse one utterance into a `VoiceCommand`; `labels` is the project's label list."""
     labels = list(labels)
-    words = _strip_fillers(normalise(transcript).split())
+    # "Alright, next one." / "Okay, the dog on the left": a clause of acknowledgements is dropped.
+    words = _strip_fillers(normalise(drop_edge_clauses(transcript)).split())
     while len(words) > 1 and words[0] in _CORRECTIONS:
         words = _strip_fillers(words[1:])
     if not words:
@@ -287,6 +298,14 @@ def parse(transcript: str, labels: Iterable[str] = ()) -> VoiceCommand:
     action = _match_command(key, fuzzy=False)
     if action:
         return VoiceCommand(action, transcript=transcript)
+    core = strip_edges(words)  # "okay so next one", "go to the next image okay", "yes done"
+    if core and core != words:
+        action = _match_command(_command_key(core), fuzzy=False)
+        if action:
+            return VoiceCommand(action, transcript=transcript)
+        core_text = " ".join(core)
+        if any(pattern.match(core_text) for pattern in _LABEL_PATTERNS) or _prompt_after_verb(core) is not None:
+            words, text = core, core_text  # "okay label it as dog", "alright find the red car"
 
     for pattern in _LABEL_PATTERNS:
         m = pattern.match(text)
