@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make a working environment in .venv: system libraries (Debian/Ubuntu, when we can install them),
-# then seem-annotator itself (editable) with its test extras. Safe to run again: it only installs
+# then seem-annotator itself (editable) with its test, bench and ray extras (the Ray engine tests run for real). Safe to run again: it only installs
 # what changed. Used by `make app` and `make test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,10 +56,10 @@ if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; t
   say "no NVIDIA GPU: installing the CPU build of torch"
   constraints=(-c packaging/constraints-cpu.txt)
 fi
-if ! "$VENV/bin/python" -m pip install -q "${constraints[@]}" -e ".[test,bench]"; then
+if ! "$VENV/bin/python" -m pip install -q "${constraints[@]}" -e ".[test,bench,ray]"; then
   if [ ${#constraints[@]} -gt 0 ]; then
     say "the pinned CPU torch is not available from your package index; installing the default torch build"
-    "$VENV/bin/python" -m pip install -q -e ".[test,bench]" || die "pip install failed (see above)"
+    "$VENV/bin/python" -m pip install -q -e ".[test,bench,ray]" || die "pip install failed (see above)"
   else
     die "pip install failed (see above)"
   fi
