@@ -331,6 +331,28 @@ def test_labels_panel_actions_are_stored(qtbot, tmp_path: Path, samples: Path) -
     window.close()
 
 
+def test_key_column_shows_the_digit_each_label_answers_to(qtbot, tmp_path: Path, samples: Path) -> None:
+    window = make_window(qtbot, tmp_path)
+    window.open_folder(samples)
+    open_image(window, "coffee.jpg")
+    panel = window.labels_panel
+    for name in ("cup", "saucer", "spoon"):
+        panel.add_requested.emit(name)
+    keys = {panel.tree.topLevelItem(i).text(0): panel.tree.topLevelItem(i).text(1)
+            for i in range(panel.tree.topLevelItemCount())}
+    assert keys == {"cup": "1", "saucer": "2", "spoon": "3"}  # list order, as the digits act
+    key(window, Qt.Key.Key_2)
+    assert window.controller.pending_label == "saucer"
+    # Once a label has an explicit key, digits mean only explicit keys, and the column says so.
+    panel.shortcut_requested.emit(window.project.label_by_name("spoon").id, 7)
+    keys = {panel.tree.topLevelItem(i).text(0): panel.tree.topLevelItem(i).text(1)
+            for i in range(panel.tree.topLevelItemCount())}
+    assert keys == {"cup": "", "saucer": "", "spoon": "7"}
+    key(window, Qt.Key.Key_7)
+    assert window.controller.pending_label == "spoon"
+    window.close()
+
+
 def test_segment_everything_review_stays_with_its_image(qtbot, tmp_path: Path, samples: Path) -> None:
     window = make_window(qtbot, tmp_path)
     window.open_folder(samples)

@@ -68,7 +68,8 @@ class LabelsPanel(QWidget):
         self.labels = list(labels)
         self.tree.clear()
         for label in self.labels:
-            item = QTreeWidgetItem([label.name, "" if label.shortcut is None else str(label.shortcut),
+            digit = self.digit_of(label)
+            item = QTreeWidgetItem([label.name, "" if digit is None else str(digit),
                                     str(counts.get(label.name, 0))])
             item.setIcon(0, swatch(label.color))
             item.setData(0, Qt.ItemDataRole.UserRole, label.id)
@@ -83,6 +84,13 @@ class LabelsPanel(QWidget):
 
     def names(self) -> list[str]:
         return [label.name for label in self.labels]
+
+    def digit_of(self, label: LabelRecord) -> int | None:
+        """The digit key that picks `label` (the inverse of `by_shortcut`), shown in the Key column."""
+        if any(other.shortcut for other in self.labels):
+            return label.shortcut
+        index = next((i for i, other in enumerate(self.labels) if other.id == label.id), None)
+        return None if index is None or index >= 9 else index + 1
 
     def by_shortcut(self, digit: int) -> LabelRecord | None:
         for label in self.labels:
