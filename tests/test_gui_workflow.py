@@ -365,10 +365,29 @@ def test_segment_everything_review_stays_with_its_image(qtbot, tmp_path: Path, s
     window.commands.next_image()
     other = window.controller.image_id
     assert other != coffee
+    shown = len(review.candidates)
+    assert f"{shown} segment-everything candidate" in window.statusBar().currentMessage()
     # The coffee candidates are neither previewed on nor accepted into the other image.
     assert not review.isVisible() and window.canvas._review_item.pixmap().isNull()
     review._finish(all_items=True)
     assert window.project.annotations(other) == [] and window.project.annotations(coffee) == []
+    window.close()
+
+
+def test_moving_on_after_accepting_everything_says_nothing_was_dropped(qtbot, tmp_path: Path,
+                                                                       samples: Path) -> None:
+    window = make_window(qtbot, tmp_path)
+    window.open_folder(samples)
+    open_image(window, "coffee.jpg")
+    coffee = window.controller.image_id
+    key(window, Qt.Key.Key_E, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(lambda: window.model._review is not None and window.model._review.isVisible(), timeout=60000)
+    review = window.model._review
+    review._finish(all_items=True)
+    assert len(window.project.annotations(coffee)) == len(review.candidates) > 0
+    window.statusBar().clearMessage()
+    window.commands.next_image()
+    assert "segment-everything" not in window.statusBar().currentMessage().lower()
     window.close()
 
 

@@ -236,8 +236,13 @@ class ModelControl:
         """The window shows another image: a review of the previous one's candidates is discarded
         (the dialog is not modal, so the user can move on while it is open)."""
         if self._review is not None and image_id != self._review_image:
+            # A review the user already finished (accepted or discarded) drops nothing: say nothing.
+            dropped = len(self._review.candidates) if self._review.isVisible() else 0
             self.close_review()
-            self.window.status.message("Segment-everything review discarded: it belonged to the previous image.")
+            if dropped:
+                self.window.status.message(
+                    f"{dropped} segment-everything candidate{'s' if dropped != 1 else ''} of the previous "
+                    "image not accepted: dropped (nothing was stored from them).")
 
     def _everything_failed(self, exc: BaseException) -> None:
         self.window.show_error(str(exc) if isinstance(exc, UserError) else f"Segment everything failed: {exc!r}")
