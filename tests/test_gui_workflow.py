@@ -416,3 +416,21 @@ def test_images_added_to_the_folder_appear_on_rescan_and_reopen(qtbot, tmp_path:
     Image.new("RGB", (64, 48), (9, 12, 3)).save(samples / "later.png")
     assert window.open_folder(samples)
     assert len(window.images_panel.visible_ids()) == before + 2
+
+
+def test_a_prompt_the_backend_cannot_answer_leaves_no_trace(qtbot, tmp_path: Path, samples: Path) -> None:
+    window = make_window(qtbot, tmp_path)
+    window.open_folder(samples)
+    open_image(window, "chelsea.jpg")
+    ctl = window.controller
+    image_id = ctl.image_id
+    ctl.text_prompt("the cat")  # the classical backend has no text path
+    qtbot.waitUntil(lambda: ctl._latest is None, timeout=60000)
+    assert ctl.session is None and window.project.current_session(image_id) is None
+    assert window.project.history(image_id) == []
+    # The next prompt starts a fresh object that works as usual, and Esc clears it.
+    click(window, *CHELSEA_CAT)
+    wait_candidate(qtbot, window)
+    key(window, Qt.Key.Key_Escape)
+    assert ctl.session is None and window.project.current_session(image_id) is None
+    window.close()

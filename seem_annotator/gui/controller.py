@@ -265,8 +265,12 @@ class AnnotationController(EditsMixin, QObject):
         self._latest = None
         self._accept_when_ready = None
         self.busy_changed.emit(False)
-        # The prompts that could not be answered are dropped, so the object stays consistent.
+        # The prompts that could not be answered are dropped, so the object stays consistent; an
+        # object that never got an answer leaves no trace (an empty session just vanishes).
         self.pending = []
+        if self.session is not None and not self.session.rounds:
+            self.project.discard_session(self.session.id)
+            self.session = None
         self.candidate_changed.emit()
         self.error.emit(str(exc) if isinstance(exc, UserError) else f"Segmentation failed: {exc!r}")
 
