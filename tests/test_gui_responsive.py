@@ -98,3 +98,30 @@ def test_gui_thread_never_stalls_during_a_slow_decode(qtbot, tmp_path: Path) -> 
     assert len(ctl.session.all_prompts()) == 2
     assert ctl.candidate_mask[200, 240] and not ctl.candidate_mask[200, 160]
     window.close()
+
+
+def test_status_follows_a_pending_accept_that_is_undone(qtbot, tmp_path: Path) -> None:
+    from seem_annotator.gui.main_window import MainWindow
+
+    folder = tmp_path / "samples"
+    copy_samples(folder)
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    settings.setValue("ui/quiet_errors", True)
+    window = MainWindow(settings=settings, backend=SlowBackend())
+    qtbot.addWidget(window)
+    window.show()
+    assert QTest.qWaitForWindowActive(window)
+    assert window.open_folder(folder)
+    ctl = window.controller
+    canvas = window.canvas
+    QTest.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     canvas.mapFromScene(200.0, 200.0))
+    canvas.setFocus()
+    QTest.keyClick(canvas, Qt.Key.Key_Return)  # before the answer: accepted on arrival
+    assert "as soon as the mask arrives" in window.statusBar().currentMessage()
+    QTest.keyClick(canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # withdraws the click
+    assert "as soon as the mask arrives" not in window.statusBar().currentMessage()
+    assert "cancelled" in window.statusBar().currentMessage()
+    qtbot.wait(int(DECODE_S * 1000) + 300)  # the withdrawn answer arrives and is never stored
+    assert window.project.annotations(ctl.image_id) == []
+    window.close()

@@ -138,6 +138,8 @@ class AnnotationController(EditsMixin, QObject):
         if self._latest is not None:
             self.bridge.cancel(self._latest.object_id)
         self._latest = None
+        if self._accept_when_ready is not None:
+            self.message.emit("Accept cancelled: the prompt was withdrawn before its mask arrived.")
         self._accept_when_ready = None
 
     def _drop_transient(self) -> None:
