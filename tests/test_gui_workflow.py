@@ -331,6 +331,12 @@ def test_labels_panel_actions_are_stored(qtbot, tmp_path: Path, samples: Path) -
     window.close()
 
 
+def key_column(panel) -> dict[str, str]:
+    """label name -> the text of its Key column."""
+    tree = panel.tree
+    return {tree.topLevelItem(i).text(0): tree.topLevelItem(i).text(1) for i in range(tree.topLevelItemCount())}
+
+
 def test_key_column_shows_the_digit_each_label_answers_to(qtbot, tmp_path: Path, samples: Path) -> None:
     window = make_window(qtbot, tmp_path)
     window.open_folder(samples)
@@ -338,16 +344,12 @@ def test_key_column_shows_the_digit_each_label_answers_to(qtbot, tmp_path: Path,
     panel = window.labels_panel
     for name in ("cup", "saucer", "spoon"):
         panel.add_requested.emit(name)
-    keys = {panel.tree.topLevelItem(i).text(0): panel.tree.topLevelItem(i).text(1)
-            for i in range(panel.tree.topLevelItemCount())}
-    assert keys == {"cup": "1", "saucer": "2", "spoon": "3"}  # list order, as the digits act
+    assert key_column(panel) == {"cup": "1", "saucer": "2", "spoon": "3"}  # list order, as the digits act
     key(window, Qt.Key.Key_2)
     assert window.controller.pending_label == "saucer"
     # Once a label has an explicit key, digits mean only explicit keys, and the column says so.
     panel.shortcut_requested.emit(window.project.label_by_name("spoon").id, 7)
-    keys = {panel.tree.topLevelItem(i).text(0): panel.tree.topLevelItem(i).text(1)
-            for i in range(panel.tree.topLevelItemCount())}
-    assert keys == {"cup": "", "saucer": "", "spoon": "7"}
+    assert key_column(panel) == {"cup": "", "saucer": "", "spoon": "7"}
     key(window, Qt.Key.Key_7)
     assert window.controller.pending_label == "spoon"
     window.close()

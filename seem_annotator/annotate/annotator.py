@@ -34,10 +34,7 @@ from seem_annotator.core import masks as rle_masks
 from seem_annotator.engine.labels import COCO_PANOPTIC_CLASSES, UNKNOWN, LabelVocabulary
 from seem_annotator.errors import CheckpointError, UserError
 from seem_annotator.model.postprocess import (
-    panoptic_inference,
     resized_mask,
-    sem_seg_postprocess,
-    upsample_masks,
 )
 from seem_annotator.model.sampler import TorchSampler
 
@@ -251,42 +248,21 @@ class ImageAnnotator:
         x, hw = self.model.preprocess(tensor.permute(2, 0, 1))
         return self.model.encode_image(x, hw, cache_kv=cache_kv)
 
-    def panoptic_segments(self, feats: object) -> list[tuple[torch.Tensor, float, torch.Tensor]]:
-        """SEEM's panoptic pass: (region bool (h, w), class probability, caption embedding) per
-        segment, in the model's order."""
-        model = self.model
-        raw = model.decode_generic(feats, aux=False)
-        h, w = feats.image_hw
-        cls = raw["pred_logits"][0].float()
-        masks = sem_seg_postprocess(upsample_masks(raw["pred_masks"].float(), feats.padded_hw)[0], (h, w), h, w)
-        ids, segments = panoptic_inference(cls, masks, model.num_classes, model.thing_ids,
-                                           model.object_mask_threshold, model.overlap_threshold)
-        binary = masks > 0
-        out = []
-        for seg in segments:
-            region = ids == seg["id"]
-            # The query that made the segment: the one whose own mask overlaps it best.
-            inter = (binary & region).flatten(1).sum(1).float()
-            union = (binary | region).flatten(1).sum(1).float().clamp_min(1)
-            q = int((inter / union).argmax())
-            prob = float(cls[q].softmax(-1)[seg["category_id"]])
-            out.append((region, prob, raw["pred_captions"][0, q]))
-        return out
-
     def _everything(self, feats: object, task: ImageTask) -> list[RawProposal]:
-        segments = self.panoptic_segments(feats)
+        segments = self.model.panoptic_segments(feats)
         if not segments:
             return []
         labels = self.settings.labels
         if labels:
-            names = [p[0][0] for p in self.vocabulary.propose(torch.stack([c for _r, _p, c in segments]), labels)]
+            names = [p[0][0] for p in self.vocabulary.propose(torch.stack([s.caption for s in segments]), labels)]
         else:
             names = [UNKNOWN] * len(segments)
         out = []
-        for (region, prob, _cap), name in zip(segments, names):
+        for seg, name in zip(segments, names):
             if self.settings.labels_only and name == UNKNOWN:
                 continue
-            out.append(RawProposal(name, prob, "everything", (region.float() * 2 - 1).cpu().numpy()))
+            out.append(RawProposal(name, seg.probability, "everything",
+                                   (seg.region.float() * 2 - 1).cpu().numpy()))
         return out
 
     def _text(self, feats: object, task: ImageTask) -> list[RawProposal]:

@@ -41,10 +41,7 @@ from seem_annotator.engine.rasterize import PromptMasks, rasterize
 from seem_annotator.engine.types import Candidate, DecodeRequest, ImageInput
 from seem_annotator.errors import ModelUnavailableError, UserError
 from seem_annotator.model.postprocess import (
-    panoptic_inference,
     resized_mask,
-    sem_seg_postprocess,
-    upsample_masks,
 )
 from seem_annotator.model.sampler import TorchSampler
 from seem_annotator.model.seem import SEEM, ImageFeatures, MemoryStream
@@ -198,25 +195,12 @@ class SeemPredictor:
             t0 = time.perf_counter()
             self._ensure_class_embeddings()
             feats = enc.features
-            raw = self.model.decode_generic(feats)
-            h, w = feats.image_hw
-            cls = raw["pred_logits"][0].float()
-            masks = sem_seg_postprocess(upsample_masks(raw["pred_masks"].float(), feats.padded_hw)[0], (h, w), h, w)
-            ids, segments = panoptic_inference(cls, masks, self.model.num_classes, self.model.thing_ids,
-                                               self.model.object_mask_threshold, self.model.overlap_threshold)
-            binary = masks > 0
             out: list[Candidate] = []
-            for seg in segments:
-                region = ids == seg["id"]
-                # The query that made the segment: the one whose own mask overlaps it best.
-                inter = (binary & region).flatten(1).sum(1).float()
-                union = (binary | region).flatten(1).sum(1).float().clamp_min(1)
-                q = int((inter / union).argmax())
-                prob = float(cls[q].softmax(-1)[seg["category_id"]])
-                names = self.vocabulary.propose(raw["pred_captions"][0, q], labels)[0] if labels else \
-                    [(self.class_names[seg["category_id"]], prob)]
-                full = resized_mask(region.float() * 2 - 1, tuple(image.full_size))
-                out.append(Candidate(mask=full, score=prob, labels=names, backend=self.name,
+            for seg in self.model.panoptic_segments(feats):
+                names = self.vocabulary.propose(seg.caption, labels)[0] if labels else \
+                    [(self.class_names[seg.category_id], seg.probability)]
+                full = resized_mask(seg.region.float() * 2 - 1, tuple(image.full_size))
+                out.append(Candidate(mask=full, score=seg.probability, labels=names, backend=self.name,
                                      timings={"decode": (time.perf_counter() - t0) * 1e3}))
         out.sort(key=lambda c: -c.score)
         return out

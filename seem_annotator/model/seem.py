@@ -51,7 +51,7 @@ from .postprocess import (
 )
 from .sampler import Sampler, TorchSampler
 from .seem_decoder import SEEMDecoder, mask_logits
-from .seem_outputs import GroundingResult, ImageFeatures, SpatialResult
+from .seem_outputs import GroundingResult, ImageFeatures, PanopticSegment, SpatialResult
 from .spatial_prompts import SpatialPrompt
 
 COCO_THING_IDS = range(80)  # COCO-133 panoptic: contiguous ids 0..79 are things
@@ -426,6 +426,28 @@ class SEEM(nn.Module):
         if self.instance_on:
             out["instances"] = instance_inference(cls, masks, self.num_classes, self.test_topk_per_image,
                                                   self.thing_ids if self.panoptic_on else None)
+        return out
+
+    @torch.no_grad()
+    def panoptic_segments(self, features: ImageFeatures) -> list[PanopticSegment]:
+        """The panoptic pass as segments at input-image size (h, w), in the model's order, each with
+        the query that made it: the one whose own mask overlaps the segment best."""
+        raw = self.decode_generic(features, aux=False)
+        h, w = features.image_hw
+        cls = raw["pred_logits"][0].float()
+        masks = sem_seg_postprocess(upsample_masks(raw["pred_masks"].float(), features.padded_hw)[0], (h, w), h, w)
+        ids, segments = panoptic_inference(cls, masks, self.num_classes, self.thing_ids,
+                                           self.object_mask_threshold, self.overlap_threshold)
+        binary = masks > 0
+        out = []
+        for seg in segments:
+            region = ids == seg["id"]
+            inter = (binary & region).flatten(1).sum(1).float()
+            union = (binary | region).flatten(1).sum(1).float().clamp_min(1)
+            q = int((inter / union).argmax())
+            category = int(seg["category_id"])
+            out.append(PanopticSegment(region, category, float(cls[q].softmax(-1)[category]),
+                                       raw["pred_captions"][0, q]))
         return out
 
     @torch.no_grad()

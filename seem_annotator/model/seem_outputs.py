@@ -73,3 +73,18 @@ class GroundingResult:
     class_logits: Tensor
     caption_embeddings: Tensor
     raw: dict[str, Any]
+
+
+@dataclass
+class PanopticSegment:
+    """One segment of the panoptic (segment-everything) pass at input-image size.
+
+    region: bool (h, w); category_id: the model's class index; probability: that class's softmax
+    probability for the query that made the segment; caption: that query's caption embedding (D,)
+    (scored against a label list by the language encoder).
+    """
+
+    region: Tensor
+    category_id: int
+    probability: float
+    caption: Tensor

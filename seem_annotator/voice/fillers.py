@@ -32,20 +32,21 @@ def is_acknowledgement(words: list[str]) -> bool:
     return bool(words) and not strip_edges(words)
 
 
-def strip_edges(words: list[str]) -> list[str]:
-    """`words` without acknowledgement words (or pairs such as "all right") at either end."""
+def strip_edges(words: list[str], vocabulary: frozenset[str] = ACKNOWLEDGEMENTS,
+                pairs: frozenset[tuple[str, str]] = _PAIRS) -> list[str]:
+    """`words` without words of `vocabulary` (or `pairs` such as "all right") at either end."""
     start, end = 0, len(words)
     while start < end:
-        if (start + 1 < end and (words[start], words[start + 1]) in _PAIRS):
+        if (start + 1 < end and (words[start], words[start + 1]) in pairs):
             start += 2
-        elif words[start] in ACKNOWLEDGEMENTS:
+        elif words[start] in vocabulary:
             start += 1
         else:
             break
     while end > start:
-        if end - 2 >= start and (words[end - 2], words[end - 1]) in _PAIRS:
+        if end - 2 >= start and (words[end - 2], words[end - 1]) in pairs:
             end -= 2
-        elif words[end - 1] in ACKNOWLEDGEMENTS:
+        elif words[end - 1] in vocabulary:
             end -= 1
         else:
             break

@@ -167,12 +167,7 @@ def normalise(text: str) -> str:
 
 
 def _strip_fillers(words: list[str]) -> list[str]:
-    start, end = 0, len(words)
-    while start < end and words[start] in _FILLERS:
-        start += 1
-    while end > start and words[end - 1] in _FILLERS:
-        end -= 1
-    return words[start:end]
+    return strip_edges(words, _FILLERS, frozenset())
 
 
 def _command_key(words: Sequence[str]) -> str:
