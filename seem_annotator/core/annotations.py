@@ -29,12 +29,16 @@ class AnnotationError(UserError):
 
 
 def record_from_row(row: Any) -> AnnotationRecord:
+    keys = row.keys()  # a read-only store older than the provenance columns lacks them
     return AnnotationRecord(
         id=int(row["id"]), image_id=int(row["image_id"]), label_id=int(row["label_id"]),
         rle=json.loads(row["rle"]), score=None if row["score"] is None else float(row["score"]),
         iscrowd=int(row["iscrowd"]), order=int(row["z"]), source=json.loads(row["source"]),
         extra=json.loads(row["extra"]), created_at=float(row["created_at"]),
-        updated_at=float(row["updated_at"]))
+        updated_at=float(row["updated_at"]),
+        provenance=row["provenance"] if "provenance" in keys else None,
+        reviewed_by=row["reviewed_by"] if "reviewed_by" in keys else None,
+        reviewed_at=row["reviewed_at"] if "reviewed_at" in keys and row["reviewed_at"] is not None else None)
 
 
 def get(store: Store, ann_id: int) -> AnnotationRecord:
@@ -75,15 +79,19 @@ def next_z(store: Store, image_id: int) -> int:
 
 def insert(rec: Recorder, image_id: int, label_id: int, rle: dict, *, score: float | None = None,
            iscrowd: int = 0, z: int | None = None, source: dict | None = None,
-           extra: dict | None = None, created_at: float | None = None) -> int:
-    """Add an annotation row through the recorder; returns its id."""
+           extra: dict | None = None, created_at: float | None = None, provenance: str | None = "interactive",
+           reviewed_by: str | None = None, reviewed_at: float | None = None) -> int:
+    """Add an annotation row through the recorder; returns its id. `provenance`: who made it
+    ("interactive", "imported:coco", "run:3/everything")."""
     t = now()
     return rec.insert("annotations", {
         "image_id": int(image_id), "label_id": int(label_id), "rle": dumps(rle),
         "score": None if score is None else float(score),  # numpy scalars do not bind
         "iscrowd": int(iscrowd), "z": next_z(rec.store, image_id) if z is None else z,
         "source": dumps(source or {}), "extra": dumps(extra or {}),
-        "created_at": t if created_at is None else created_at, "updated_at": t})
+        "created_at": t if created_at is None else created_at, "updated_at": t,
+        "provenance": provenance, "reviewed_by": reviewed_by,
+        "reviewed_at": None if reviewed_at is None else float(reviewed_at)})
 
 
 def _check_label(store: Store, label_id: int) -> None:
@@ -177,7 +185,8 @@ def split(store: Store, ann_id: int) -> list[AnnotationRecord]:
         rec = Recorder(store, ann.image_id)
         rec.update("annotations", ann.id, rle=dumps(parts[0]), updated_at=now())
         new_ids = [insert(rec, ann.image_id, ann.label_id, part, score=ann.score, iscrowd=ann.iscrowd,
-                          z=ann.order, source={**ann.source, "split_from": ann.id}, extra=dict(ann.extra))
+                          z=ann.order, source={**ann.source, "split_from": ann.id}, extra=dict(ann.extra),
+                          provenance=ann.provenance, reviewed_by=ann.reviewed_by, reviewed_at=ann.reviewed_at)
                    for part in parts[1:]]
         rec.commit("split")
         return [get(store, i) for i in [ann.id, *new_ids]]

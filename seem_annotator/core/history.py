@@ -25,7 +25,9 @@ TABLES: dict[str, tuple[str, ...]] = {
     "rounds": ("id", "session_id", "idx", "prompts", "backend", "mask_rle", "label_proposals",
                "score", "created_at"),
     "annotations": ("id", "image_id", "label_id", "rle", "score", "iscrowd", "z", "source", "extra",
-                    "created_at", "updated_at"),
+                    "created_at", "updated_at", "provenance", "reviewed_by", "reviewed_at"),
+    "proposals": ("id", "run_id", "image_id", "label", "mode", "score", "rle", "bbox", "state",
+                  "annotation_id", "created_at", "updated_at"),
 }
 
 
@@ -45,12 +47,13 @@ def write_row(store: Store, table: str, row_id: int, values: dict[str, Any] | No
     if table == "annotations":
         # Undo may bring back an annotation whose label was deleted since: bring the label back too.
         store.execute("UPDATE labels SET deleted = 0 WHERE id = ? AND deleted = 1", (values["label_id"],))
+    # Row images recorded before a column existed lack it: it reads as NULL.
     if store.one(f"SELECT 1 FROM {table} WHERE id = ?", (row_id,)) is None:
         store.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                      [values[c] for c in cols])
+                      [values.get(c) for c in cols])
     else:
         sets = ", ".join(f"{c} = ?" for c in cols[1:])
-        store.execute(f"UPDATE {table} SET {sets} WHERE id = ?", [values[c] for c in cols[1:]] + [row_id])
+        store.execute(f"UPDATE {table} SET {sets} WHERE id = ?", [values.get(c) for c in cols[1:]] + [row_id])
 
 
 class Recorder:
@@ -69,7 +72,7 @@ class Recorder:
         cols = [c for c in TABLES[table] if c != "id"]
         cur = self.store.execute(
             f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-            [values[c] for c in cols])
+            [values.get(c) for c in cols])
         row_id = int(cur.lastrowid)
         self.changes.append({"table": table, "id": row_id, "before": None,
                              "after": read_row(self.store, table, row_id)})

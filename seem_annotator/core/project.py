@@ -32,6 +32,7 @@ from seem_annotator.core import annotations as ann_ops
 from seem_annotator.core import history, sessions
 from seem_annotator.core import images as imgio
 from seem_annotator.core import labels as label_ops
+from seem_annotator.core import runs as run_store
 from seem_annotator.core.catalog import Catalog
 from seem_annotator.core.prompts import Prompt
 from seem_annotator.core.records import AnnotationRecord, Dataset, ImageRecord, LabelRecord
@@ -156,6 +157,11 @@ class Project:
     @property
     def read_only(self) -> bool:
         return self._store.read_only
+
+    @property
+    def store(self) -> Store:
+        """The open store, for the core modules that work on it directly (runs, review)."""
+        return self._store
 
     # -- images ----------------------------------------------------------------------------------
 
@@ -318,6 +324,19 @@ class Project:
         pos, _ = ann_ops.position(self._store, ann_id)
         return self.reorder(ann_id, max(0, pos - 1))
 
+    # -- auto-annotation proposals (see core.runs, core.review) -------------------------------------
+
+    def proposals(self, image_id: int | None = None, state: str | None = run_store.PENDING) -> list[run_store.ProposalRecord]:
+        """Proposals of one image (or all), pending by default (`state=None`: every state)."""
+        return run_store.list_proposals(self._store, image_id, state)
+
+    def runs(self) -> list[run_store.RunRecord]:
+        return run_store.list_runs(self._store)
+
+    def review_states(self) -> dict[int, str]:
+        """image id -> "untouched" | "review" (pending proposals) | "in_progress" | "done"."""
+        return run_store.review_states(self._store)
+
     # -- undo / redo -----------------------------------------------------------------------------
 
     def undo(self, image_id: int) -> str | None:
@@ -370,7 +389,8 @@ class Project:
 
     def info(self) -> dict[str, Any]:
         """Counts for `seem-annotator info`: images, annotations, labels (name -> count),
-        in_progress (open objects with rounds), unreadable, done, plus root and store paths."""
+        in_progress (open objects with rounds), unreadable, done, proposals (pending review), plus root
+        and store paths."""
         with self._store.locked():
             counts = self.label_counts()
             labels = {label.name: counts.get(label.id, 0) for label in self.labels()}
@@ -379,6 +399,7 @@ class Project:
             in_progress = self._store.one(
                 "SELECT COUNT(DISTINCT s.id) AS n FROM sessions s JOIN rounds r ON r.session_id = s.id "
                 "WHERE s.state = ?", (OPEN,))["n"]
+            pending = run_store.pending_count(self._store)
         return {
             "root": str(self._root),
             "store": str(self._store.path),
@@ -388,4 +409,5 @@ class Project:
             "in_progress": int(in_progress),
             "unreadable": sum(1 for i in images if not i.readable),
             "done": sum(1 for i in images if i.status == "done"),
+            "proposals": pending,
         }

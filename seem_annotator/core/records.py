@@ -57,7 +57,9 @@ class AnnotationRecord:
     `order` is the z-order within the image (higher draws on top). `source` records how it was made
     (prompts as dicts, backend, rounds count, "imported:coco" ...). `extra` keeps format-specific
     fields that must survive a round trip (LabelMe `group_id`, `description`, `flags`, unknown keys;
-    COCO `attributes` ...). Timestamps are UNIX seconds.
+    COCO `attributes` ...). Timestamps are UNIX seconds. `provenance` says who made it:
+    "interactive", "imported:<format>" or "run:<id>/<mode>" (an accepted proposal; `score` is the
+    model's), with `reviewed_by`/`reviewed_at` the person who accepted it and when (None = unknown).
     """
 
     id: int
@@ -71,6 +73,9 @@ class AnnotationRecord:
     extra: dict[str, Any] = field(default_factory=dict)
     created_at: float = 0.0
     updated_at: float = 0.0
+    provenance: str | None = None
+    reviewed_by: str | None = None
+    reviewed_at: float | None = None
 
 
 @dataclass

@@ -94,10 +94,78 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE images ADD COLUMN mtime_ns INTEGER")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2]
+_AUTO_ANNOTATION_TABLES = """
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,         -- RunSettings.key(): the same settings resume the same run
+    settings TEXT NOT NULL,           -- JSON RunSettings.to_dict()
+    model TEXT NOT NULL,
+    checkpoint_sha256 TEXT,           -- NULL = random weights (benchmarks)
+    engine TEXT NOT NULL,             -- engine of the latest invocation ('local' | 'ray')
+    state TEXT NOT NULL,              -- 'running' | 'finished'
+    started_at REAL NOT NULL,
+    finished_at REAL
+);
+CREATE TABLE run_images (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    state TEXT NOT NULL,              -- 'done' | 'failed'
+    error TEXT,
+    seconds REAL,
+    proposals INTEGER NOT NULL DEFAULT 0,
+    finished_at REAL NOT NULL,
+    PRIMARY KEY (run_id, image_id)
+);
+CREATE TABLE proposals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    label TEXT NOT NULL,
+    mode TEXT NOT NULL,               -- 'everything' | 'text' | 'exemplar'
+    score REAL NOT NULL,
+    rle TEXT NOT NULL,                -- JSON COCO RLE at the image's full oriented size
+    bbox TEXT NOT NULL,               -- JSON [x, y, w, h]
+    state TEXT NOT NULL DEFAULT 'pending', -- 'pending' | 'accepted' | 'rejected'
+    annotation_id INTEGER,            -- the annotation an accepted proposal became
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX proposals_image ON proposals(image_id, state);
+CREATE INDEX proposals_run ON proposals(run_id, image_id)
+"""
+
+
+def _migrate_auto_annotation(conn: sqlite3.Connection) -> None:
+    # Auto-annotation: runs, per-image run state, proposals, and provenance on annotations
+    # ('interactive', 'imported:<format>', 'run:<id>/<mode>'; who reviewed it and when).
+    _exec_script(conn, _AUTO_ANNOTATION_TABLES)
+    conn.execute("ALTER TABLE annotations ADD COLUMN provenance TEXT")
+    conn.execute("ALTER TABLE annotations ADD COLUMN reviewed_by TEXT")
+    conn.execute("ALTER TABLE annotations ADD COLUMN reviewed_at REAL")
+    conn.execute("UPDATE annotations SET provenance = CASE "
+                 "WHEN json_extract(source, '$.imported') IS NOT NULL "
+                 "THEN 'imported:' || json_extract(source, '$.imported') "
+                 "ELSE 'interactive' END")
+
+
+def add_auto_annotation_shims(conn: sqlite3.Connection) -> None:
+    """A read-only open of a store older than the auto-annotation migration: empty TEMP tables
+    stand in for the ones it adds, so readers see "no runs, no proposals" (the file is untouched)."""
+    code = _AUTO_ANNOTATION_TABLES.replace("CREATE TABLE", "CREATE TEMP TABLE")
+    code = "\n".join(line.replace(" REFERENCES images(id)", "").replace(" REFERENCES runs(id)", "")
+                     for line in code.splitlines() if "CREATE INDEX" not in line)
+    _exec_script(conn, code)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2,
+                                                           _migrate_auto_annotation]
+# The version at which the auto-annotation tables exist.
+AUTO_ANNOTATION_VERSION = MIGRATIONS.index(_migrate_auto_annotation) + 1
 SCHEMA_VERSION = len(MIGRATIONS)
 # The oldest schema this code can read without upgrading it (a read-only open cannot upgrade):
-# version 2 only added columns that nothing but a rescan (which writes) reads.
+# version 2 only added columns that nothing but a rescan (which writes) reads; the
+# auto-annotation tables are shimmed (add_auto_annotation_shims), its annotation columns read as
+# absent.
 READABLE_FROM = 1
 
 

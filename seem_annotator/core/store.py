@@ -171,6 +171,10 @@ class Store:
                                      "open it once for writing.")
                 if not self.read_only:
                     self._migrate(version)
+                    version = schema.SCHEMA_VERSION
+                elif version < schema.AUTO_ANNOTATION_VERSION:
+                    schema.add_auto_annotation_shims(self.conn)
+            self.version = version  # the file's schema version as opened
         except sqlite3.DatabaseError as exc:
             self.conn.close()
             if getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):

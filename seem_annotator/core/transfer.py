@@ -109,8 +109,15 @@ def import_dataset(store: Store, catalog: Catalog, dataset: Dataset,
                                   f"{width}x{height} image.")
             ann_ops.insert(rec, image_id, label_map[ann.label_id], rle, score=ann.score, iscrowd=ann.iscrowd,
                            source=dict(ann.source), extra=dict(ann.extra),
-                           created_at=ann.created_at or None)
+                           created_at=ann.created_at or None,
+                           provenance=ann.provenance or _imported_provenance(ann.source),
+                           reviewed_by=ann.reviewed_by, reviewed_at=ann.reviewed_at)
             summary["annotations_added"] += 1
             if progress:
                 progress(done, total)
     return summary
+
+
+def _imported_provenance(source: dict) -> str | None:
+    kind = source.get("imported") if isinstance(source, dict) else None
+    return f"imported:{kind}" if kind else None
