@@ -102,7 +102,8 @@ class Project:
         path = Path(path)
         store_path = default_store_path(path) if path.is_dir() else path
         if path.is_dir() and not store_path.is_file():
-            raise StoreError(f"{path} has no seem-annotator project yet; create one first.")
+            raise StoreError(f"{path} has no seem-annotator project yet; create one first with "
+                             f"'seem-annotator init {path}'.")
         store = Store(store_path, read_only=read_only)
         try:
             raw = store.get_meta("images_root")
