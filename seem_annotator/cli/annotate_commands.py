@@ -75,7 +75,8 @@ def _annotate(args: argparse.Namespace) -> int:
         if not torch.cuda.is_available():
             raise UserError("--device cuda was asked for but no CUDA device is available; use --device cpu.")
     with Project.open(Path(args.project)) as project:
-        spec = runner.prepare_run(project, settings, args.model, args.checkpoint, device=args.device)
+        spec = runner.prepare_run(project, settings, args.model, args.checkpoint, device=args.device,
+                                  threads=args.threads)
         images = runner.select_images(project, args.images)
         executor = _executor(args, spec)
         bar = _CoreBar("annotating")
@@ -119,6 +120,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ann.add_argument("--threshold", type=float, default=0.3, metavar="T", help="min score (text, exemplar)")
     ann.add_argument("--images", metavar="GLOB", help="only images whose file name matches")
     ann.add_argument("--device", default="cpu", help="cpu or cuda")
+    ann.add_argument("--threads", type=int, metavar="N",
+                     help="torch CPU threads of the model (local engine; a ray worker uses its CPUs); "
+                          "masks are bit-identical across engines for the same count")
     ann.add_argument("--seed", type=int, default=0, help="base of the per-image seeds")
     ann.add_argument("--json", metavar="OUT", help="write the figures as JSON")
     ann.add_argument("--engine", choices=("local", "ray"), default="local")
