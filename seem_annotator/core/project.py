@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Any
 
 from seem_annotator.core import annotations as ann_ops
-from seem_annotator.core import history, sessions
+from seem_annotator.core import history, review, sessions
 from seem_annotator.core import images as imgio
 from seem_annotator.core import labels as label_ops
 from seem_annotator.core import runs as run_store
@@ -333,6 +333,22 @@ class Project:
 
     def runs(self) -> list[run_store.RunRecord]:
         return run_store.list_runs(self._store)
+
+    def accept_proposal(self, proposal_id: int, label: str | None = None,
+                        reviewed_by: str | None = None) -> AnnotationRecord:
+        """The proposal becomes an annotation keeping its provenance (one undoable step)."""
+        return review.accept(self._store, proposal_id, label, reviewed_by)
+
+    def reject_proposal(self, proposal_id: int) -> None:
+        review.reject(self._store, proposal_id)
+
+    def relabel_proposal(self, proposal_id: int, label: str) -> run_store.ProposalRecord:
+        return review.relabel(self._store, proposal_id, label)
+
+    def accept_proposals_above(self, image_id: int, threshold: float,
+                               reviewed_by: str | None = None) -> list[AnnotationRecord]:
+        """Accept every pending proposal of the image scoring `threshold` or more (one step)."""
+        return review.accept_above(self._store, image_id, threshold, reviewed_by)
 
     def review_states(self) -> dict[int, str]:
         """image id -> "untouched" | "review" (pending proposals) | "in_progress" | "done"."""
