@@ -5,6 +5,7 @@
     seem-annotator export coco --project DIR --out FILE [--rle]
     seem-annotator export labelme --project DIR --out DIR
     seem-annotator export FORMAT --project DIR --out PATH      (plugin formats: yolo, png, ...)
+        [--include-proposals]   (pending auto-annotation proposals too, marked as proposals)
     seem-annotator info --project DIR [--json]
     seem-annotator scan --project DIR [--json]
 
@@ -146,7 +147,7 @@ def _export(args: argparse.Namespace) -> int:
     _report_plugin_problems(registry)
     exporter = registry.exporter(args.format_name)
     with Project.open(Path(args.project), read_only=True) as project:
-        dataset = project.snapshot()
+        dataset = project.snapshot(include_proposals=args.include_proposals)
     result = exporter.export(dataset, Path(args.out), vars(args), tqdm_progress)
     for warning in result.warnings:
         _warn(warning)
@@ -218,6 +219,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser.add_argument("--project", required=True, metavar="DIR", help="project folder (or store file)")
         what = "FILE" if exporter.output == "file" else "DIR"
         parser.add_argument("--out", required=True, metavar=what, help=f"output {what.lower()}")
+        parser.add_argument("--include-proposals", action="store_true",
+                            help="also export auto-annotation proposals not reviewed yet (marked as proposals)")
         parser.set_defaults(func=_export, format_name=name)
         try:
             exporter.add_arguments(parser)

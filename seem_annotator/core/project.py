@@ -392,11 +392,15 @@ class Project:
 
     # -- whole project ---------------------------------------------------------------------------
 
-    def snapshot(self) -> Dataset:
-        """Every image, label and annotation as a self-contained Dataset (root = images root)."""
+    def snapshot(self, include_proposals: bool = False) -> Dataset:
+        """Every image, label and annotation as a self-contained Dataset (root = images root);
+        `include_proposals` adds the pending proposals, marked as such (see core.runs)."""
         with self._store.locked():
-            return Dataset(images=self.images(), labels=self.labels(), annotations=self.annotations(),
-                           root=str(self._root))
+            dataset = Dataset(images=self.images(), labels=self.labels(), annotations=self.annotations(),
+                              root=str(self._root))
+            if include_proposals:
+                run_store.add_pending_to(dataset, self._store)
+            return dataset
 
     def import_dataset(self, dataset: Dataset, progress: Progress | None = None) -> dict[str, int]:
         """Add a Dataset in one transaction (all or nothing). Images match by file_name, labels by

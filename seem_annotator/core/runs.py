@@ -193,3 +193,38 @@ def review_states(store: Store) -> dict[int, str]:
         "             WHERE s.image_id = i.id AND s.state = 'open') THEN 'in_progress' "
         "ELSE 'untouched' END AS state FROM images i ORDER BY i.id")
     return {int(r["id"]): r["state"] for r in rows}
+
+
+def add_pending_to(dataset: Any, store: Store) -> int:
+    """Add the pending proposals to a snapshot `Dataset` as annotations marked as proposals
+    (`source["proposal"]` True, provenance "run:<id>/<mode>", the model's score), above the
+    image's annotations; a label no project label names is added to the dataset only. Returns
+    how many were added."""
+    from seem_annotator.core.labels import default_color
+    from seem_annotator.core.records import AnnotationRecord, LabelRecord
+
+    by_name = {label.name.casefold(): label.id for label in dataset.labels}
+    next_label = max([label.id for label in dataset.labels] + [0]) + 1
+    next_id = max([a.id for a in dataset.annotations] +
+                  [int(store.one("SELECT COALESCE(MAX(id), 0) AS n FROM annotations")["n"])]) + 1
+    top: dict[int, int] = {}
+    for ann in dataset.annotations:
+        top[ann.image_id] = max(top.get(ann.image_id, -1), ann.order)
+    exported = {image.id for image in dataset.images}
+    added = 0
+    for p in list_proposals(store):
+        if p.image_id not in exported:
+            continue
+        key = p.label.casefold()
+        if key not in by_name:
+            dataset.labels.append(LabelRecord(next_label, p.label, default_color(next_label - 1)))
+            by_name[key], next_label = next_label, next_label + 1
+        top[p.image_id] = top.get(p.image_id, -1) + 1
+        dataset.annotations.append(AnnotationRecord(
+            id=next_id, image_id=p.image_id, label_id=by_name[key], rle=p.rle, score=p.score,
+            order=top[p.image_id], source={"proposal": True, "proposal_id": p.id, "run_id": p.run_id,
+                                           "mode": p.mode},
+            provenance=p.provenance))
+        next_id += 1
+        added += 1
+    return added

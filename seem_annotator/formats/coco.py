@@ -133,6 +133,12 @@ def _annotation_entry(ann: AnnotationRecord, size: tuple[int, int], force_rle: b
                              "iscrowd": int(ann.iscrowd)}
     if ann.score is not None:
         entry["score"] = float(ann.score)
+    # Provenance as extra keys (pycocotools ignores them): who made it, and whether it is an
+    # unreviewed proposal (exported only on request).
+    if ann.provenance:
+        entry["source"] = ann.provenance
+    if ann.source.get("proposal"):
+        entry["proposal"] = True
     extra = ann.extra.get("coco")
     if extra:
         entry.update({k: v for k, v in extra.items() if k not in entry})
@@ -290,12 +296,13 @@ def parse_coco(data: Any, images_root: Path, *, source: str = "COCO file", check
         score = entry.get("score")
         if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
             raise FormatError(f"{what} score must be a number")
-        extra = {k: v for k, v in entry.items() if k not in ANNOTATION_KEYS}
+        provenance = entry.get("source") if isinstance(entry.get("source"), str) else None
+        extra = {k: v for k, v in entry.items() if k not in ANNOTATION_KEYS and not (k == "source" and provenance)}
         annotations.append(AnnotationRecord(
             id=ann_id, image_id=image_id, label_id=cat_id, rle=rle, iscrowd=iscrowd,
             score=None if score is None else float(score), order=order.get(image_id, 0),
             source={"imported": "coco", "file": source}, extra={"coco": extra} if extra else {},
-            created_at=now, updated_at=now))
+            created_at=now, updated_at=now, provenance=provenance))
         order[image_id] = order.get(image_id, 0) + 1
     _unique([a.id for a in annotations], f"{source}: annotation id")
     top = {k: v for k, v in data.items() if k not in TOP_KEYS}

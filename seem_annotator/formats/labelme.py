@@ -180,6 +180,19 @@ def _image_data(path: Path) -> str:
         raise FormatError(f"cannot embed image {path}: {exc}") from exc
 
 
+def provenance_fields(ann: AnnotationRecord, template: dict[str, Any]) -> tuple[str, dict[str, bool]]:
+    """A shape's (description, flags) with the provenance a person sees in labelme: a model-made
+    object says "source=run:3/everything score=0.81" in its description (unless it has one of
+    its own), and an unreviewed proposal has the flag "proposal" (labelme wants bool flags)."""
+    description = template.get("description") or ""
+    flags = dict(template.get("flags") or {})
+    if not description and ann.provenance and ann.provenance.startswith("run:"):
+        description = f"source={ann.provenance}" + ("" if ann.score is None else f" score={ann.score:.4f}")
+    if ann.source.get("proposal"):
+        flags["proposal"] = True
+    return description, flags
+
+
 def image_document(dataset: Dataset, image: ImageRecord, anns: list[AnnotationRecord], json_path: Path, *,
                    holes: str = "mask", image_data: bool = False, detail: PolygonDetail = DEFAULT_DETAIL,
                    warnings: list[str] | None = None) -> dict[str, Any]:
@@ -198,6 +211,10 @@ def image_document(dataset: Dataset, image: ImageRecord, anns: list[AnnotationRe
             raise FormatError(f"annotation {ann.id}: mask size {ann.rle['size']} does not match image "
                               f"{image.file_name} ({image.height}x{image.width})")
         meta = {"id": ann.id} if ann.score is None else {"id": ann.id, "score": ann.score}
+        if ann.provenance:
+            meta["source"] = ann.provenance
+        if ann.reviewed_by:
+            meta["reviewed_by"] = ann.reviewed_by
         kept = ann.extra.get("labelme", {})
         if kept.get("shapes") and kept.get("mask_sha") == mask_sha(ann.rle):
             for original in kept["shapes"]:  # unchanged object: its shapes exactly as they were read
@@ -213,10 +230,10 @@ def image_document(dataset: Dataset, image: ImageRecord, anns: list[AnnotationRe
         group = template.get("group_id")
         if len(geometry) > 1 and group is None:
             group, next_group = next_group, next_group + 1
+        description, flags = provenance_fields(ann, template)
         for part in geometry:
             shape = {"label": label.name, "points": part["points"], "group_id": group,
-                     "description": template.get("description", ""), "shape_type": part["shape_type"],
-                     "flags": template.get("flags", {})}
+                     "description": description, "shape_type": part["shape_type"], "flags": flags}
             if "mask" in part:
                 shape["mask"] = part["mask"]
             shape.update({k: v for k, v in template.items() if k not in shape})

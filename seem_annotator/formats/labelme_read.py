@@ -164,6 +164,7 @@ class _Reader:
                 id=self._take(own.get("id"), self.ann_ids), image_id=image_id, label_id=label.id, rle=rle,
                 score=float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None,
                 order=z, source={"imported": "labelme", "file": what},
+                provenance=own.get("source") if isinstance(own.get("source"), str) else None,
                 extra={"labelme": {"shapes": kept, "mask_sha": mask_sha(rle)}},
                 created_at=self.now, updated_at=self.now))
         saved: dict[str, Any] = {"flags": doc.get("flags") if isinstance(doc.get("flags"), dict) else {}}
