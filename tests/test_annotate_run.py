@@ -130,3 +130,25 @@ def test_select_images_by_glob(tmp_path):
         assert names and all(n.startswith("a") for n in names)
         with pytest.raises(Exception, match="No image of the project matches"):
             runner.select_images(project, "zzz*")
+
+
+def test_exemplar_mode_finds_things_like_an_accepted_annotation(tmp_path, executor):
+    with Project.create(make_folder(tmp_path / "photos", 3)) as project:
+        runner.run(project, spec_for(project), executor)
+        first = project.proposals(project.images()[0].id)[0]
+        project.accept_proposal(first.id, label="dog", reviewed_by="t")
+        settings = RunSettings(modes=("exemplar",), labels=("dog",), threshold=0.0)
+        spec = runner.prepare_run(project, settings, str(FIXTURE / "config.yaml"), str(FIXTURE / "state_dict.pt"))
+        assert [e.label for e in spec.exemplars] == ["dog"]
+        summary = runner.run(project, spec, LocalExecutor(annotator=spec.build()))
+        assert summary.failed == 0
+        found = [p for p in project.proposals() if p.mode == "exemplar"]
+        assert found and all(p.label == "dog" for p in found)
+        # The exemplar's own region is an accepted annotation: not proposed again on its image.
+        assert all(masks_iou(p.rle, first.rle) < 0.7 for p in found if p.image_id == first.image_id)
+
+
+def masks_iou(a: dict, b: dict) -> float:
+    from seem_annotator.core import masks
+
+    return masks.iou(a, b)

@@ -165,7 +165,7 @@ def _info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2, ensure_ascii=False))
         return 0
     print(f"project      {args.project}")
-    for key in ("root", "store", "images", "annotations", "in_progress", "done", "unreadable"):
+    for key in ("root", "store", "images", "annotations", "in_progress", "done", "unreadable", "proposals"):
         if key in info:
             print(f"{key:<12} {info[key]}")
     labels = info.get("labels", {})
