@@ -30,8 +30,8 @@ def bind_actions(window: MainWindow) -> None:
         "next_image": c.next_image, "previous_image": c.previous_image, "toggle_done": c.toggle_done,
         "zoom_in": c.zoom_in, "zoom_out": c.zoom_out, "fit": c.fit,
         "opacity_up": lambda: c.change_opacity(0.1), "opacity_down": lambda: c.change_opacity(-0.1),
-        "toggle_outlines": c.toggle_outlines, "width_up": lambda: c.change_width(1.25),
-        "width_down": lambda: c.change_width(0.8), "backend": window.choose_backend,
+        "toggle_outlines": c.toggle_outlines, "width_up": lambda: c.change_width(True),
+        "width_down": lambda: c.change_width(False), "backend": window.choose_backend,
         "cheat_sheet": window.show_cheat_sheet, "add_label": window.labels_panel.request_add,
     }
     for tool in TOOL_CLASSES:
