@@ -326,6 +326,7 @@ class ImageCanvas(QGraphicsView):
 
     # ----------------------------------------------------------------- mouse -> tools
     def mousePressEvent(self, event: QMouseEvent) -> None:
+        self.setFocus(Qt.FocusReason.MouseFocusReason)  # anywhere on the canvas, image or margin
         panning = event.button() == Qt.MouseButton.MiddleButton or (
             event.button() == Qt.MouseButton.LeftButton
             and event.modifiers() & Qt.KeyboardModifier.ControlModifier

@@ -47,6 +47,8 @@ class Commands:
         ok = self._ctl.accept(label)
         if ok:
             self.window.label_field.clear()
+        if focus is self.window.label_field:
+            self.window.label_focus.back_to_canvas_soon()  # the next keys are tool keys again
         return ok
 
     def cancel(self) -> None:

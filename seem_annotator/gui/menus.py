@@ -9,6 +9,7 @@ from PySide6.QtGui import QActionGroup
 from PySide6.QtWidgets import QCompleter, QLabel, QLineEdit, QSlider, QSpinBox, QToolBar
 
 from seem_annotator.gui.edit_tools import TOOL_CLASSES
+from seem_annotator.gui.field_focus import LabelFieldFocus
 
 if TYPE_CHECKING:
     from seem_annotator.gui.main_window import MainWindow
@@ -134,6 +135,7 @@ def build_toolbar(window: MainWindow) -> None:
     window.label_completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
     window.label_field.setCompleter(window.label_completer)
     window.label_field.returnPressed.connect(lambda: window.commands.accept(window.label_field.text() or None))
+    window.label_focus = LabelFieldFocus(window.label_field, window.label_completer, window.canvas)
     prompt_bar.addWidget(window.label_field)
     window.object_info = QLabel("", prompt_bar)
     window.object_info.setObjectName("object_info")
