@@ -382,3 +382,18 @@ def test_cheat_sheet_lists_and_edits_shortcuts(qtbot, tmp_path) -> None:
     assert [s.toString() for s in manager.actions["undo"].shortcuts()] == ["Alt+U"]
     dialog._restore()
     assert [s.toString() for s in manager.actions["undo"].shortcuts()] == ["Ctrl+Z"]
+
+
+def test_outlines_have_a_contrasting_halo_under_the_label_colour(canvas) -> None:
+    from PySide6.QtWidgets import QGraphicsPathItem
+
+    a = np.zeros((300, 400), bool)
+    a[10:50, 10:60] = True
+    orange, navy = (255, 140, 0), (20, 30, 140)
+    canvas.set_annotations([AnnotationView(1, a, orange, "suit"), AnnotationView(2, a.copy(), navy, "flag")])
+    paths = sorted((item for item in canvas._outline_items if isinstance(item, QGraphicsPathItem)),
+                   key=lambda item: item.zValue())
+    pens = {(item.pen().color().getRgb()[:3], item.pen().widthF()) for item in paths}
+    assert ((0, 0, 0), 3.5) in pens and ((255, 255, 255), 3.5) in pens  # halos: black under orange, white under navy
+    assert (orange, 1.5) in pens and (navy, 1.5) in pens
+    assert all(item.zValue() < 2.0 for item in paths if item.pen().widthF() == 3.5)  # the halo is underneath

@@ -54,7 +54,9 @@ def test_text_prompt_label_proposals_and_memory(qtbot, tmp_path: Path, tiny_seem
     window.text_field.setFocus()
     QTest.keyClicks(window.text_field, "the cat")
     QTest.keyClick(window.text_field, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: ctl._latest is None and ctl.candidate_mask is not None, timeout=120000)
+    # The test's own slot on the result signal may run after the controller's: wait for both.
+    qtbot.waitUntil(lambda: len(requests) == 1 and ctl._latest is None and ctl.candidate_mask is not None,
+                    timeout=120000)
     assert requests[-1].labels == ("cat", "dog", "cup")
     proposals = [name for name, _score in ctl.candidate.labels]
     assert set(proposals) <= {"cat", "dog", "cup", "unknown"} and proposals
@@ -64,7 +66,8 @@ def test_text_prompt_label_proposals_and_memory(qtbot, tmp_path: Path, tiny_seem
     window.canvas.setFocus()
     QTest.mouseClick(window.canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
                      window.canvas.mapFromScene(240, 170))
-    qtbot.waitUntil(lambda: ctl._latest is None and len(ctl.session.rounds) == 2, timeout=120000)
+    qtbot.waitUntil(lambda: len(requests) == 2 and ctl._latest is None and len(ctl.session.rounds) == 2,
+                    timeout=120000)
     assert [p.kind for p in requests[-1].prompts] == ["text", "point"]
     assert requests[-1].memory is not None
 
@@ -73,6 +76,7 @@ def test_text_prompt_label_proposals_and_memory(qtbot, tmp_path: Path, tiny_seem
     if top is None:  # the tiny fixture model may find no label close enough: type one
         top = "cat"
         window.label_field.setText(top)
+    window.canvas.setFocus()
     QTest.keyClick(window.canvas, Qt.Key.Key_Return)
     assert [window.project.label(a.label_id).name for a in ctl.annotations] == [top]
     assert ctl.annotations[0].source["backend"] == "seem:tiny_focalt_v1"

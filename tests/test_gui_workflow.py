@@ -229,7 +229,9 @@ def test_brush_manual_polygon_and_edits(qtbot, tmp_path: Path, samples: Path) ->
     # Enter pressed before the answer arrives accepts it as soon as it is there.
     key(window, Qt.Key.Key_C)
     count = len(ctl.annotations)
+    ctl.tiny_mask_pixels, ctl.tiny_mask_fraction = 0, 0.0  # whatever this click gives is accepted at once
     click(window, 420, 60)
+    window.label_field.setText("saucer")  # no "Keep last label": Enter needs a label to use
     key(window, Qt.Key.Key_Return)
     assert ctl._latest is not None and len(ctl.annotations) == count
     qtbot.waitUntil(lambda: len(ctl.annotations) == count + 1, timeout=60000)

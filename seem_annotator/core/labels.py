@@ -1,24 +1,23 @@
 """Label names, colours and keyboard shortcuts: validation and defaults.
 
 Names are compared case-insensitively ("Dog" and "dog" are one label) after trimming and collapsing
-inner whitespace. Colours are RGB triples; default colours walk the hue circle by the golden ratio
-so consecutive labels stay easy to tell apart.
+inner whitespace. Colours are RGB triples; a new label's default colour is the palette colour
+farthest from those the project's labels already have (core/palette.py).
 """
 
 from __future__ import annotations
 
-import colorsys
 import json
 import re
 from collections.abc import Sequence
 from typing import Any
 
+from seem_annotator.core import palette
 from seem_annotator.core.records import RGB, LabelRecord
 from seem_annotator.core.store import Store, dumps
 from seem_annotator.errors import UserError
 
 MAX_NAME_LENGTH = 200
-_GOLDEN = 0.618033988749895
 
 
 class LabelError(UserError):
@@ -71,12 +70,8 @@ def color_hex(color: RGB) -> str:
 
 
 def default_color(index: int) -> RGB:
-    """A saturated, distinct colour for the index-th label (deterministic)."""
-    hue = (0.07 + index * _GOLDEN) % 1.0
-    # Alternate value a little so neighbours in hue also differ in brightness.
-    value = 0.95 if index % 2 == 0 else 0.78
-    r, g, b = colorsys.hsv_to_rgb(hue, 0.75, value)
-    return (round(r * 255), round(g * 255), round(b * 255))
+    """The colour the index-th label gets when every earlier one kept its default."""
+    return palette.default_color(index)
 
 
 def validate_shortcut(shortcut: int | str | None) -> int | None:
@@ -146,8 +141,11 @@ def add_label(store: Store, name: str, color: str | Sequence[int] | None = None,
         row = _any_row_named(store, clean)
         if row is not None and not row["deleted"]:
             raise LabelError(f"A label named {row['name']!r} already exists.")
-        total = store.one("SELECT COUNT(*) AS n FROM labels")["n"]
-        rgb = default_color(total) if color is None else parse_color(color)
+        if color is None:
+            taken = [tuple(json.loads(r["color"])) for r in store.query("SELECT color FROM labels WHERE deleted = 0")]
+            rgb = palette.pick_color(taken)
+        else:
+            rgb = parse_color(color)
         _take_shortcut(store, digit, None)
         if row is not None:  # revive the deleted one so its id stays stable
             store.execute("UPDATE labels SET name = ?, color = ?, shortcut = ?, extra = ?, deleted = 0 "

@@ -3,12 +3,12 @@ default label colours, reading JSON with clear errors."""
 
 from __future__ import annotations
 
-import colorsys
 import json
 import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from seem_annotator.core import palette
 from seem_annotator.core.records import RGB, Dataset, ImageRecord
 from seem_annotator.errors import FormatError
 
@@ -88,10 +88,8 @@ def oriented_size(path: Path) -> tuple[int, int] | None:
 
 
 def default_color(index: int) -> RGB:
-    """A distinct, stable colour for the label at `index` (golden-ratio hue steps)."""
-    hue = (index * 0.618033988749895) % 1.0
-    r, g, b = colorsys.hsv_to_rgb(hue, 0.65, 0.95)
-    return int(r * 255), int(g * 255), int(b * 255)
+    """A distinct, stable colour for the label at `index` (the project palette's sequence)."""
+    return palette.default_color(index)
 
 
 def check_int(value: Any, what: str, *, positive: bool = False) -> int:

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QGraphicsView,
 )
 
+from seem_annotator.core import palette
 from seem_annotator.core.prompts import Prompt
 from seem_annotator.gui import markers, overlays
 
@@ -222,13 +223,16 @@ class ImageCanvas(QGraphicsView):
                 if tag is not None:
                     self.scene().addItem(tag)
                     self._outline_items.append(tag)
-                item = QGraphicsPathItem(self._paths[view.id])
-                pen = QPen(QColor(*view.color), 1.5)
-                pen.setCosmetic(True)  # constant on-screen width at any zoom
-                item.setPen(pen)
-                item.setZValue(2)
-                self.scene().addItem(item)
-                self._outline_items.append(item)
+                # A halo in black or white under the label's colour: the outline shows on any
+                # background, an orange label on an orange suit included.
+                for color, width, z in ((palette.contrast_color(view.color), 3.5, 1.9), (view.color, 1.5, 2.0)):
+                    item = QGraphicsPathItem(self._paths[view.id])
+                    pen = QPen(QColor(*color), width)
+                    pen.setCosmetic(True)  # constant on-screen width at any zoom
+                    item.setPen(pen)
+                    item.setZValue(z)
+                    self.scene().addItem(item)
+                    self._outline_items.append(item)
         if self._hover_id not in self._paths:
             self._set_hover(None)
         self.set_selected(self._selected_id if self._selected_id in self._paths else None)
@@ -326,6 +330,7 @@ class ImageCanvas(QGraphicsView):
 
     # ----------------------------------------------------------------- mouse -> tools
     def mousePressEvent(self, event: QMouseEvent) -> None:
+        self.setFocus(Qt.FocusReason.MouseFocusReason)  # anywhere on the canvas, image or margin
         panning = event.button() == Qt.MouseButton.MiddleButton or (
             event.button() == Qt.MouseButton.LeftButton
             and event.modifiers() & Qt.KeyboardModifier.ControlModifier

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QLineEdit
 if TYPE_CHECKING:
     from seem_annotator.gui.main_window import MainWindow
 
+MAX_WIDTH_STEP = 16.0  # px per Ctrl+] / Ctrl+[ press: a wide brush must not jump past the width wanted
 
 class Commands:
     def __init__(self, window: MainWindow) -> None:
@@ -46,6 +47,8 @@ class Commands:
         ok = self._ctl.accept(label)
         if ok:
             self.window.label_field.clear()
+        if focus is self.window.label_field:
+            self.window.label_focus.back_to_canvas_soon()  # the next keys are tool keys again
         return ok
 
     def cancel(self) -> None:
@@ -168,11 +171,19 @@ class Commands:
         canvas.show_outlines = not canvas.show_outlines
         self.window.refresh_annotations()
 
-    def change_width(self, factor: float) -> None:
-        if self._ctl is not None:
-            self._ctl.stroke_width = max(1.0, min(200.0, self._ctl.stroke_width * factor))
-            self._ctl.brush_width = max(1.0, min(400.0, self._ctl.brush_width * factor))
-            self.window.sync_widths()
+    def change_width(self, wider: bool) -> None:
+        """Ctrl+] / Ctrl+[: the width the current tool uses (brush/eraser or scribble), the one the
+        width box shows, in steps of a quarter of it, at least 1 px and at most MAX_WIDTH_STEP."""
+        if self._ctl is None:
+            return
+        tool = self.window.canvas.tool
+        brushy = tool is not None and tool.name in ("brush", "eraser")
+        attr, top = ("brush_width", 400.0) if brushy else ("stroke_width", 200.0)
+        width = getattr(self._ctl, attr)
+        step = min(max(1.0, width * (0.25 if wider else 0.2)), MAX_WIDTH_STEP)
+        setattr(self._ctl, attr, max(1.0, min(top, round(width + step if wider else width - step))))
+        self.window.sync_widths()
+        self.window.settings.setValue(f"tools/{attr}", getattr(self._ctl, attr))
 
     def set_tool(self, name: str) -> None:
         self.window.set_tool(name)

@@ -63,6 +63,10 @@ class AnnotationController(EditsMixin, QObject):
         self.pending_label: str | None = None
         self.last_label: str | None = None
         self.keep_last_label = False
+        # A mask this small is probably a slip: accepting it takes a second Enter (issue 15 item 1).
+        self.tiny_mask_pixels = 64
+        self.tiny_mask_fraction = 1e-4
+        self._tiny_confirmed: int | None = None  # round id the user confirmed despite its size
         self.reference: ReferringPrompt | None = None
         self.annotations: list[AnnotationRecord] = []
         self.loader = ImageLoader(self)
@@ -301,8 +305,8 @@ class AnnotationController(EditsMixin, QObject):
 
     # ------------------------------------------------------------------ accept / cancel
     def resolve_label(self, explicit: str | None = None) -> str | None:
-        """Label for accepting: typed/spoken > chosen for this object > last used (when kept) >
-        the model's top proposal > last used."""
+        """Label for accepting: typed/spoken > chosen for this object > last used (only when "Keep
+        last label" is on) > the model's top proposal; None means the user is asked."""
         if explicit:
             return explicit
         if self.pending_label:
@@ -312,7 +316,20 @@ class AnnotationController(EditsMixin, QObject):
         proposals = self.candidate.labels if self.candidate else []
         if proposals and proposals[0][0] != UNKNOWN:
             return proposals[0][0]
-        return self.last_label
+        return None  # a label from another object is never used silently
+
+    def tiny_mask_warning(self) -> str | None:
+        """Why the candidate needs a second Enter, or None when its size is plausible."""
+        if self.candidate_mask is None or self.session is None or not self.session.rounds:
+            return None
+        if self._tiny_confirmed == self.session.rounds[-1].id:
+            return None
+        area = int(self.candidate_mask.sum())
+        total = self.candidate_mask.size
+        if area >= self.tiny_mask_pixels and area >= self.tiny_mask_fraction * total:
+            return None
+        return (f"This mask is tiny ({area} px, {100 * area / total:.3f}% of the image): press Enter again "
+                "to accept it anyway, or refine it.")
 
     def accept(self, label: str | None = None) -> bool:
         """Turn the object in progress into an annotation (see `resolve_label` for the label).
@@ -323,6 +340,11 @@ class AnnotationController(EditsMixin, QObject):
             self.message.emit("Accepting as soon as the mask arrives…")
             return False
         if self.session is None or self.candidate_mask is None:
+            return False
+        warning = self.tiny_mask_warning()
+        if warning is not None:
+            self._tiny_confirmed = self.session.rounds[-1].id  # the next Enter on this round accepts
+            self.error.emit(warning)
             return False
         name = self.resolve_label(label)
         if not name:
@@ -395,11 +417,12 @@ class AnnotationController(EditsMixin, QObject):
 
     @reports_errors
     def set_label(self, name: str) -> None:
-        """Digit key / voice "label it as X": relabel the selection, or label the object in progress."""
+        """Digit key / voice "label it as X": relabel the selection when there is one (what is
+        selected is what the user means), else label the object in progress."""
         name = name.strip()
         if not name:
             return
-        if self.selected and self.candidate_mask is None:
+        if self.selected:
             label = self.ensure_label(name)
             for ann_id in list(self.selected):
                 self._edit_annotation(lambda a=ann_id: self.project.relabel(a, label.id))
@@ -407,6 +430,14 @@ class AnnotationController(EditsMixin, QObject):
             return
         self.pending_label = self.ensure_label(name).name
         self.candidate_changed.emit()
+
+    def selection_label(self) -> str | None:
+        """The label of the (first) selected annotation: where a relabel dialog starts."""
+        by_id = {a.id: a for a in self.annotations}
+        for ann_id in self.selected:
+            if ann_id in by_id:
+                return self.project.label(by_id[ann_id].label_id).name
+        return None
 
     # ------------------------------------------------------------------ undo / redo
     @reports_errors

@@ -156,6 +156,8 @@ class MainWindow(ViewSyncMixin, QMainWindow):
         self.controller.keep_last_label = self.labels_panel.keep_last.isChecked()
         self.controller.stroke_width = float(self.settings.value("tools/stroke_width", 8.0))
         self.controller.brush_width = float(self.settings.value("tools/brush_width", 12.0))
+        self.controller.tiny_mask_pixels = int(self.settings.value("labels/tiny_mask_pixels", 64))
+        self.controller.tiny_mask_fraction = float(self.settings.value("labels/tiny_mask_fraction", 1e-4))
         self._connect_controller(self.controller)
         for tool in self.tools.values():
             tool.host = self.controller
@@ -355,7 +357,10 @@ class MainWindow(ViewSyncMixin, QMainWindow):
             self.status.message("Select an annotation first (Q, then click it).")
             return
         names = list(ctl.label_names())
-        current = ctl.resolve_label() or ""
+        if for_selection:
+            current = ctl.selection_label() or ""
+        else:  # a suggestion only: the user confirms it in the dialog
+            current = ctl.resolve_label() or ctl.last_label or ""
         items = ([current] if current and current not in names else []) + names
         name, ok = QInputDialog.getItem(self, "Label", "Label:", items, items.index(current) if current in items else 0,
                                         True)

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QGraphicsTextItem,
 )
 
+from seem_annotator.core import palette
 from seem_annotator.core.prompts import BoxPrompt, PointPrompt, PolygonPrompt, Prompt, StrokePrompt
 
 POSITIVE_COLOR = QColor(40, 220, 90)
@@ -30,7 +31,7 @@ def label_tag(view, scale: float) -> QGraphicsTextItem | None:
     top = int(rows[0])
     cols = np.flatnonzero(view.mask[top])
     r, g, b = view.color
-    text = "#000" if 0.299 * r + 0.587 * g + 0.114 * b > 150 else "#fff"
+    text = "rgb({},{},{})".format(*palette.contrast_color(view.color))
     item = QGraphicsTextItem()
     item.setHtml(f'<span style="background-color: rgb({r},{g},{b}); color: {text};">&nbsp;{escape(view.label)}&nbsp;</span>')
     item.setPos(float(cols[0]) * scale, top * scale)

@@ -9,6 +9,7 @@ from PySide6.QtGui import QActionGroup
 from PySide6.QtWidgets import QCompleter, QLabel, QLineEdit, QSlider, QSpinBox, QToolBar
 
 from seem_annotator.gui.edit_tools import TOOL_CLASSES
+from seem_annotator.gui.field_focus import LabelFieldFocus
 
 if TYPE_CHECKING:
     from seem_annotator.gui.main_window import MainWindow
@@ -30,8 +31,8 @@ def bind_actions(window: MainWindow) -> None:
         "next_image": c.next_image, "previous_image": c.previous_image, "toggle_done": c.toggle_done,
         "zoom_in": c.zoom_in, "zoom_out": c.zoom_out, "fit": c.fit,
         "opacity_up": lambda: c.change_opacity(0.1), "opacity_down": lambda: c.change_opacity(-0.1),
-        "toggle_outlines": c.toggle_outlines, "width_up": lambda: c.change_width(1.25),
-        "width_down": lambda: c.change_width(0.8), "backend": window.choose_backend,
+        "toggle_outlines": c.toggle_outlines, "width_up": lambda: c.change_width(True),
+        "width_down": lambda: c.change_width(False), "backend": window.choose_backend,
         "cheat_sheet": window.show_cheat_sheet, "add_label": window.labels_panel.request_add,
     }
     for tool in TOOL_CLASSES:
@@ -134,6 +135,7 @@ def build_toolbar(window: MainWindow) -> None:
     window.label_completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
     window.label_field.setCompleter(window.label_completer)
     window.label_field.returnPressed.connect(lambda: window.commands.accept(window.label_field.text() or None))
+    window.label_focus = LabelFieldFocus(window.label_field, window.label_completer, window.canvas)
     prompt_bar.addWidget(window.label_field)
     window.object_info = QLabel("", prompt_bar)
     window.object_info.setObjectName("object_info")

@@ -37,6 +37,7 @@ class StatusPanel:
         self.backend.setObjectName("status_backend")
         self.device.setObjectName("status_device")
         self.decode.setObjectName("status_decode")
+        bar.messageChanged.connect(lambda text: bar.setToolTip(text))  # a cut-off message can be read in full on hover
 
     def set_backend(self, name: str, device: str) -> None:
         self.backend.setText(f"backend: {name}")
@@ -77,7 +78,12 @@ class StatusPanel:
         self.zoom.setText(f"{zoom * 100:.0f}%")
 
     def message(self, text: str, ms: int = 6000) -> None:
+        """A transient message; a long one is cut off by the bar, so it is also its tooltip in full."""
         self.bar.showMessage(text, ms)
+
+    def full_text(self) -> str:
+        """The current message in full (empty when it has timed out)."""
+        return self.bar.currentMessage()
 
 
 NO_CHECKPOINT_TEXT = (

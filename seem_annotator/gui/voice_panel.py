@@ -126,8 +126,6 @@ class VoicePanel(QWidget):
         self.state_label = QLabel(self)
         self.state_label.setWordWrap(True)
         self.indicator = QLabel()  # goes into the window's status bar (install_voice_panel)
-        # A long reason must not force a wide window; the full text is in the tooltip.
-        self.indicator.setMaximumWidth(320)
 
         row = QHBoxLayout()
         for w in (self.talk_button, self.meter, self.transcript, self.parsed, self.run_button,
@@ -159,15 +157,11 @@ class VoicePanel(QWidget):
         ok, reason = self.availability.ok, self.availability.reason
         self.talk_button.setEnabled(ok)
         self.talk_button.setToolTip(self._talk_hint() if ok else reason)
-        # A permanent status-bar indicator: transient messages are soon replaced by others.
-        self.indicator.setText("Voice: ready" if ok else f"Voice off: {reason.split(';')[0].rstrip('.')}")
+        # The reason is said once, in the panel; the status bar only gets a short permanent
+        # indicator with the reason in its tooltip (issue 15 item 9: it was shown three times).
+        self.indicator.setText("Voice: ready" if ok else "Voice: off")
         self.indicator.setToolTip(self._talk_hint() if ok else reason)
-        if ok:
-            self.state_label.setText("")
-        else:
-            self.state_label.setText(reason)
-            # After the window has finished starting up, so its own first messages do not hide it.
-            QTimer.singleShot(0, self, lambda: self._status(reason, 15000))
+        self.state_label.setText("" if ok else reason)
         return self.availability
 
     # ------------------------------------------------------------------ recording
