@@ -331,13 +331,18 @@ class Project:
         """Proposals of one image (or all), pending by default (`state=None`: every state)."""
         return run_store.list_proposals(self._store, image_id, state)
 
+    def pending_proposal_count(self) -> int:
+        """How many proposals are waiting for review, project-wide."""
+        return run_store.pending_count(self._store)
+
     def runs(self) -> list[run_store.RunRecord]:
         return run_store.list_runs(self._store)
 
     def accept_proposal(self, proposal_id: int, label: str | None = None,
-                        reviewed_by: str | None = None) -> AnnotationRecord:
-        """The proposal becomes an annotation keeping its provenance (one undoable step)."""
-        return review.accept(self._store, proposal_id, label, reviewed_by)
+                        reviewed_by: str | None = None, rle: dict | None = None) -> AnnotationRecord:
+        """The proposal becomes an annotation keeping its provenance (one undoable step); `rle`
+        replaces the proposed mask when a person refined it."""
+        return review.accept(self._store, proposal_id, label, reviewed_by, rle)
 
     def reject_proposal(self, proposal_id: int) -> None:
         review.reject(self._store, proposal_id)

@@ -47,13 +47,16 @@ def _label_id(store: Store, name: str) -> int:
     return label.id
 
 
-def _accept(rec: Recorder, proposal: runs.ProposalRecord, by: str, at: float, label: str | None = None) -> int:
+def _accept(rec: Recorder, proposal: runs.ProposalRecord, by: str, at: float, label: str | None = None,
+            rle: dict | None = None) -> int:
     store = rec.store
-    clean = ann_ops.check_rle(store, proposal.image_id, proposal.rle)
+    clean = ann_ops.check_rle(store, proposal.image_id, rle if rle is not None else proposal.rle)
     if masks.area(clean) == 0:
         raise ReviewError(f"Proposal {proposal.id} has an empty mask; reject it instead.")
     run = runs.get_run(store, proposal.run_id)
     source = {"run_id": proposal.run_id, "mode": proposal.mode, "model": run.model, "proposal_id": proposal.id}
+    if rle is not None:
+        source["refined"] = True  # a person refined the proposed mask before accepting it
     ann_id = ann_ops.insert(rec, proposal.image_id, _label_id(store, label or proposal.label), clean,
                             score=proposal.score, source=source, provenance=proposal.provenance,
                             reviewed_by=by, reviewed_at=at)
@@ -62,13 +65,14 @@ def _accept(rec: Recorder, proposal: runs.ProposalRecord, by: str, at: float, la
     return ann_id
 
 
-def accept(store: Store, proposal_id: int, label: str | None = None, reviewed_by: str | None = None
-           ) -> AnnotationRecord:
-    """The proposal becomes an annotation (under `label` when given, else its own)."""
+def accept(store: Store, proposal_id: int, label: str | None = None, reviewed_by: str | None = None,
+           rle: dict | None = None) -> AnnotationRecord:
+    """The proposal becomes an annotation (under `label` when given, else its own; with the mask
+    `rle` instead of the proposed one when a person refined it)."""
     with store.transaction():
         proposal = _pending(store, proposal_id)
         rec = Recorder(store, proposal.image_id)
-        ann_id = _accept(rec, proposal, reviewed_by or reviewer(), now(), label)
+        ann_id = _accept(rec, proposal, reviewed_by or reviewer(), now(), label, rle)
         rec.commit("accept_proposal")
         return ann_ops.get(store, ann_id)
 

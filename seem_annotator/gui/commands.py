@@ -44,7 +44,8 @@ class Commands:
             return False
         if label is None and self.window.label_field.text().strip():
             label = self.window.label_field.text().strip()
-        ok = self._ctl.accept(label)
+        review = self.window.review
+        ok = review.accept(label) if review.wants_keys() else self._ctl.accept(label)
         if ok:
             self.window.label_field.clear()
         if focus is self.window.label_field:
@@ -58,6 +59,10 @@ class Commands:
         tool = self.window.canvas.tool
         if tool is not None and tool.busy():
             tool.cancel()
+            return
+        if self.window.review.wants_keys() and not self._ctl.selected:
+            self.window.review.stop()  # nothing of the user's to cancel: Esc leaves review mode
+            self.window.status.message("Review mode off.")
             return
         self._ctl.cancel()
 
@@ -77,6 +82,9 @@ class Commands:
     def set_label(self, name: str) -> None:
         """Label the object in progress, or relabel the selected annotations."""
         if self._ready():
+            if self.window.review.wants_keys() and not self._ctl.selected:
+                self.window.review.relabel(name)
+                return
             self._ctl.set_label(name)
 
     def set_polarity(self, positive: bool) -> None:
@@ -116,7 +124,24 @@ class Commands:
     # -- annotations -----------------------------------------------------------------------------
     def delete_selected(self) -> None:
         if self._ready():
+            if self.window.review.wants_keys() and not self._ctl.selected:
+                self.window.review.reject()
+                return
             self._ctl.delete_selected(hovered=self.window.canvas.hover_id)
+
+    # -- review mode (gui/proposal_review.py) ------------------------------------------------------
+    def toggle_review(self) -> None:
+        if self._ready():
+            review = self.window.review
+            review.stop() if review.active else review.start()
+
+    def reject_proposal(self) -> None:
+        if self._ready() and self.window.review.wants_keys():
+            self.window.review.reject()
+
+    def accept_proposals_above(self) -> None:
+        if self._ready() and self.window.review.active:
+            self.window.review.accept_all_above()
 
     def relabel_selected(self) -> None:
         if self._ready():

@@ -11,6 +11,7 @@ history, after which the view is reloaded from the store - the store is the only
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,20 @@ from seem_annotator.gui.edits import EditsMixin, reports_errors
 from seem_annotator.gui.image_loader import ImageLoader, LoadedImage
 
 UNKNOWN = "unknown"
+
+
+PROPOSAL_ROUND = "proposal:"  # backend of a round seeded from a proposal: "proposal:<id>:run:<run>/<mode>"
+
+
+def refined_proposal(session: Any) -> int | None:
+    """The proposal an open object started from (its first round was seeded from it), else None."""
+    rounds = [] if session is None else session.rounds
+    if not rounds or not str(rounds[0].backend or "").startswith(PROPOSAL_ROUND):
+        return None
+    try:
+        return int(str(rounds[0].backend).split(":")[1])
+    except (IndexError, ValueError):
+        return None
 
 
 class AnnotationController(EditsMixin, QObject):
@@ -67,6 +82,10 @@ class AnnotationController(EditsMixin, QObject):
         self.tiny_mask_pixels = 64
         self.tiny_mask_fraction = 1e-4
         self._tiny_confirmed: int | None = None  # round id the user confirmed despite its size
+        # Review mode (gui/proposal_review.py): the first prompt of a new object may start from a
+        # proposal's mask (`seed_object`); `refining` is then that proposal's id.
+        self.seed_object: Callable[[], None] | None = None
+        self.refining: int | None = None
         self.reference: ReferringPrompt | None = None
         self.annotations: list[AnnotationRecord] = []
         self.loader = ImageLoader(self)
@@ -164,6 +183,7 @@ class AnnotationController(EditsMixin, QObject):
         ids = {a.id for a in self.annotations}
         self.selected = [i for i in self.selected if i in ids]
         self.session = self.project.current_session(image_id)
+        self.refining = refined_proposal(self.session)
         self._restore_candidate()
         self.annotations_changed.emit()
         self.candidate_changed.emit()
@@ -191,6 +211,8 @@ class AnnotationController(EditsMixin, QObject):
         if self.image is None:
             return
         self.selected = []
+        if (self.session is None or not self.session.rounds) and self.seed_object is not None:
+            self.seed_object()  # review mode: refine the proposal shown instead of starting afresh
         self.pending.append(prompt)
         self.candidate_changed.emit()  # markers appear at once
         self._submit()
@@ -352,7 +374,15 @@ class AnnotationController(EditsMixin, QObject):
             return False
         try:
             label_rec = self.ensure_label(name)
-            self.project.accept_session(self.session.id, label_rec.id)
+            if self.refining is not None:
+                # The refined proposal is accepted with the refined mask and keeps its provenance;
+                # the object's rounds are closed first, so undo gives back the proposal, then them.
+                rle = self.session.mask_rle
+                self.project.discard_session(self.session.id)
+                self.project.accept_proposal(self.refining, label_rec.name, rle=rle)
+                self.refining = None
+            else:
+                self.project.accept_session(self.session.id, label_rec.id)
         except UserError as exc:
             self.error.emit(str(exc))
             return False

@@ -28,13 +28,20 @@ from seem_annotator.gui.overlays import rgb_to_qimage
 
 THUMB = 64
 STATUS_COLORS = {"untouched": QColor(150, 150, 150), "in_progress": QColor(240, 160, 30),
+                 "review": QColor(150, 90, 230),
                  "done": QColor(50, 190, 80), "unreadable": QColor(220, 50, 50)}
-FILTERS = (("All", None), ("Untouched", "untouched"), ("In progress", "in_progress"), ("Done", "done"),
+FILTERS = (("All", None), ("Untouched", "untouched"), ("To review", "review"), ("In progress", "in_progress"),
+           ("Done", "done"),
            ("Unreadable", "unreadable"))
 
 
-def status_of(image: ImageRecord) -> str:
-    return "unreadable" if not image.readable else (image.status or "untouched")
+def status_of(image: ImageRecord, review_ids: set[int] | frozenset[int] = frozenset()) -> str:
+    """The dot and filter state: unreadable, done, review (proposals waiting), or the image's own."""
+    if not image.readable:
+        return "unreadable"
+    if image.status != "done" and image.id in review_ids:
+        return "review"
+    return image.status or "untouched"
 
 
 def _icon(thumb: QImage | None, status: str) -> QIcon:
@@ -60,6 +67,7 @@ class ImageListPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._review_ids: set[int] = set()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         row = QHBoxLayout()
@@ -98,7 +106,7 @@ class ImageListPanel(QWidget):
         self._records = {}
         self._thumbs = {}
         for image in images:
-            item = QListWidgetItem(_icon(None, status_of(image)), image.file_name)
+            item = QListWidgetItem(_icon(None, status_of(image, self._review_ids)), image.file_name)
             item.setData(Qt.ItemDataRole.UserRole, image.id)
             item.setToolTip(self._tooltip(image))
             self.list.addItem(item)
@@ -114,13 +122,13 @@ class ImageListPanel(QWidget):
         if item is None:
             return
         self._records[image.id] = image
-        item.setIcon(_icon(self._thumbs.get(image.id), status_of(image)))
+        item.setIcon(_icon(self._thumbs.get(image.id), status_of(image, self._review_ids)))
         item.setToolTip(self._tooltip(image))
         self._apply_filter()
 
-    @staticmethod
-    def _tooltip(image: ImageRecord) -> str:
-        text = f"{image.file_name}\n{image.width}x{image.height}\n{status_of(image).replace('_', ' ')}"
+    def _tooltip(self, image: ImageRecord) -> str:
+        state = status_of(image, self._review_ids).replace("_", " ")
+        text = f"{image.file_name}\n{image.width}x{image.height}\n{state}"
         return text + (f"\n{image.error}" if image.error else "")
 
     def _load_thumbs(self, todo: list[tuple[int, Path]], generation: int) -> None:
@@ -157,12 +165,23 @@ class ImageListPanel(QWidget):
                 continue
             self._on_thumb(image_id, image)
 
+    def set_review_ids(self, image_ids: set[int]) -> None:
+        """Images with proposals waiting for review (their dot and the "To review" filter)."""
+        changed = image_ids ^ self._review_ids
+        self._review_ids = set(image_ids)
+        for image_id in changed & self._records.keys():
+            record = self._records[image_id]
+            self._items[image_id].setIcon(_icon(self._thumbs.get(image_id), status_of(record, self._review_ids)))
+            self._items[image_id].setToolTip(self._tooltip(record))
+        if changed:
+            self._apply_filter()
+
     def _on_thumb(self, image_id: int, image: QImage) -> None:
         record = self._records.get(image_id)
         if record is None:
             return
         self._thumbs[image_id] = image
-        self._items[image_id].setIcon(_icon(image, status_of(record)))
+        self._items[image_id].setIcon(_icon(image, status_of(record, self._review_ids)))
 
     # ------------------------------------------------------------------ navigation
     def _apply_filter(self) -> None:
@@ -170,7 +189,8 @@ class ImageListPanel(QWidget):
         needle = self.search.text().strip().lower()
         for image_id, item in self._items.items():
             record = self._records[image_id]
-            visible = (wanted is None or status_of(record) == wanted) and needle in record.file_name.lower()
+            state = status_of(record, self._review_ids)
+            visible = (wanted is None or state == wanted) and needle in record.file_name.lower()
             item.setHidden(not visible)
 
     def select(self, image_id: int) -> None:

@@ -28,6 +28,7 @@ from seem_annotator.gui.export_flow import SidecarWriter, export_interactive
 from seem_annotator.gui.image_list import ImageListPanel
 from seem_annotator.gui.labels_panel import LabelsPanel
 from seem_annotator.gui.model_control import ModelControl
+from seem_annotator.gui.review_wiring import ReviewUi
 from seem_annotator.gui.shortcuts import CheatSheetDialog, ShortcutManager
 from seem_annotator.gui.status import NoCheckpointBanner, StatusPanel
 from seem_annotator.gui.tools import Tool
@@ -63,6 +64,8 @@ class MainWindow(ViewSyncMixin, QMainWindow):
         self._dock("Images", self.images_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         self._dock("Labels", self.labels_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.status = StatusPanel(self.statusBar())
+        self.review_ui = ReviewUi(self)  # review mode, the Review dock, the auto-annotate dialog
+        self.review = self.review_ui.review
         self.shortcuts = ShortcutManager(self, self.settings)
         menus.bind_actions(self)
         menus.build_toolbar(self)
@@ -199,6 +202,7 @@ class MainWindow(ViewSyncMixin, QMainWindow):
 
     def close_project(self) -> None:
         self.model.close_review()  # its candidates belong to this project's image
+        self.review_ui.close()
         if self.controller is not None:
             self.controller.deleteLater()
             self.controller = None
@@ -267,6 +271,7 @@ class MainWindow(ViewSyncMixin, QMainWindow):
         ctl.message.connect(self.status.message)
         ctl.error.connect(self.show_error)
         ctl.needs_label.connect(lambda: self.ask_label(for_selection=False))
+        self.review_ui.connect(ctl)
 
     def _image_changed(self) -> None:
         ctl = self.controller

@@ -34,6 +34,8 @@ def bind_actions(window: MainWindow) -> None:
         "toggle_outlines": c.toggle_outlines, "width_up": lambda: c.change_width(True),
         "width_down": lambda: c.change_width(False), "backend": window.choose_backend,
         "cheat_sheet": window.show_cheat_sheet, "add_label": window.labels_panel.request_add,
+        "review_proposals": c.toggle_review, "reject_proposal": c.reject_proposal,
+        "accept_proposals_above": c.accept_proposals_above, "auto_annotate": window.review_ui.auto_annotate,
     }
     for tool in TOOL_CLASSES:
         handlers[f"tool_{tool.name}"] = lambda name=tool.name: c.set_tool(name)
@@ -63,6 +65,7 @@ def build_menus(window: MainWindow) -> None:
         "&Object": ["accept", "accept_as", "cancel", None, "toggle_polarity", "next_alternative", "text_prompt",
                     "use_reference", "segment_everything"],
         "&Navigate": ["next_image", "previous_image", "toggle_done"],
+        "&Review": ["auto_annotate", None, "review_proposals", "reject_proposal", "accept_proposals_above"],
         "&View": ["zoom_in", "zoom_out", "fit", None, "opacity_up", "opacity_down", "toggle_outlines"],
         "&Tools": [f"tool_{t.name}" for t in TOOL_CLASSES] + [None, "width_up", "width_down"],
         "&Model": ["backend"],

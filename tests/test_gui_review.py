@@ -1,0 +1,142 @@
+"""Review mode in the real window with real key and mouse events (issue 11): accept, reject,
+relabel, refine, accept-all-above with the score threshold, undo; the "to review" count and the
+image list's review state. The proposals are stored the way a run stores them (core.runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import copy_samples
+from PySide6.QtCore import Qt
+from test_gui_workflow import key, make_window, open_image, view_point, wait_candidate
+
+from seem_annotator.annotate.work import Proposal
+from seem_annotator.core import masks
+from seem_annotator.core import runs as run_store
+from seem_annotator.core.project import Project
+
+pytestmark = pytest.mark.timeout(240)
+CTRL, SHIFT = Qt.KeyboardModifier.ControlModifier, Qt.KeyboardModifier.ShiftModifier
+
+
+def box_proposal(shape: tuple[int, int], box: tuple[int, int, int, int], label: str, score: float) -> Proposal:
+    x0, y0, x1, y1 = box
+    mask = np.zeros(shape, bool)
+    mask[y0:y1, x0:x1] = True
+    return Proposal(label, score, "everything", masks.encode(mask), [x0, y0, x1 - x0, y1 - y0])
+
+
+@pytest.fixture
+def project_with_proposals(tmp_path: Path) -> Path:
+    folder = copy_samples(tmp_path / "samples")
+    with Project.create(folder) as project:
+        for name in ("cat", "cup", "wall"):
+            project.add_label(name)
+        chelsea = project.image_by_name("chelsea.jpg")
+        coffee = project.image_by_name("coffee.jpg")
+        run, _ = run_store.open_run(project.store, "test-run", {"modes": ["everything"]}, "tiny", None, "local")
+        shape_c = (chelsea.height, chelsea.width)
+        run_store.merge_image(project.store, run.id, chelsea.id, [
+            box_proposal(shape_c, (150, 80, 330, 290), "cat", 0.9),
+            box_proposal(shape_c, (0, 0, 80, 60), "wall", 0.6),
+            box_proposal(shape_c, (360, 0, 450, 60), "wall", 0.2),
+        ], None, 0.1, 0.7)
+        shape_k = (coffee.height, coffee.width)
+        run_store.merge_image(project.store, run.id, coffee.id, [
+            box_proposal(shape_k, (100, 50, 400, 300), "cup", 0.8),
+            box_proposal(shape_k, (0, 0, 60, 60), "wall", 0.7),
+        ], None, 0.1, 0.7)
+    return folder
+
+
+def pending(window) -> list[tuple[str, str, float]]:
+    return [(p.label, window.project.image(p.image_id).file_name, round(p.score, 2))
+            for p in window.project.proposals()]
+
+
+def test_review_keys_accept_reject_relabel_threshold_and_undo(qtbot, tmp_path: Path, project_with_proposals) -> None:
+    window = make_window(qtbot, tmp_path)
+    assert window.open_folder(project_with_proposals)
+    ctl = window.controller
+    open_image(window, "chelsea.jpg")
+    review = window.review
+    assert window.review_ui.count.text() == "to review: 5"
+    window.images_panel.filter.setCurrentText("To review")
+    visible = {window.project.image(i).file_name for i in window.images_panel.visible_ids()}
+    assert visible == {"chelsea.jpg", "coffee.jpg"}
+    window.images_panel.filter.setCurrentText("All")
+
+    key(window, Qt.Key.Key_P, CTRL)  # start review: this image, best first
+    assert review.active and review.current().label == "cat" and review.current().score == pytest.approx(0.9)
+    assert not window.canvas._review_item.pixmap().isNull(), "the proposal is shown on the canvas"
+
+    # Enter accepts: an annotation keeping the run's provenance and score.
+    key(window, Qt.Key.Key_Return)
+    assert [window.project.label(a.label_id).name for a in ctl.annotations] == ["cat"]
+    ann = ctl.annotations[0]
+    assert ann.score == pytest.approx(0.9) and ann.source["run_id"] and ann.source["mode"] == "everything"
+    assert review.current().label == "wall" and review.current().score == pytest.approx(0.6)
+
+    # A digit relabels the shown proposal (it stays pending), X rejects the next one.
+    key(window, Qt.Key.Key_2)  # "cup" is the second label
+    assert review.current().label == "cup"
+    key(window, Qt.Key.Key_X)
+    assert ("cup", "chelsea.jpg", 0.6) not in pending(window)
+    assert review.current().score == pytest.approx(0.2)
+
+    # Undo brings the rejected proposal back to the queue; redo rejects it again.
+    key(window, Qt.Key.Key_Z, CTRL)
+    assert ("cup", "chelsea.jpg", 0.6) in pending(window)
+    key(window, Qt.Key.Key_Z, CTRL | SHIFT)
+    assert ("cup", "chelsea.jpg", 0.6) not in pending(window)
+
+    # The threshold hides the weak one; nothing is left here, so the review moves to coffee.jpg.
+    window.review_ui.panel.slider.setValue(50)
+    qtbot.waitUntil(lambda: ctl.image_id == window.project.image_by_name("coffee.jpg").id, timeout=10000)
+    qtbot.waitUntil(lambda: review.current() is not None and review.current().label == "cup", timeout=10000)
+    # Shift+Enter accepts every proposal of the image at or above the threshold, in one step.
+    key(window, Qt.Key.Key_Return, SHIFT)
+    assert sorted(window.project.label(a.label_id).name for a in ctl.annotations) == ["cup", "wall"]
+    assert pending(window) == [("wall", "chelsea.jpg", 0.2)]
+    assert window.review_ui.count.text() == "to review: 1"
+    key(window, Qt.Key.Key_Z, CTRL)
+    assert ctl.annotations == [] and len(pending(window)) == 3
+    window.close()
+
+
+def test_a_click_refines_the_proposal_and_enter_accepts_the_refined_mask(qtbot, tmp_path: Path,
+                                                                         project_with_proposals) -> None:
+    window = make_window(qtbot, tmp_path)
+    window.open_folder(project_with_proposals)
+    ctl = window.controller
+    ctl.tiny_mask_pixels, ctl.tiny_mask_fraction = 0, 0.0
+    open_image(window, "chelsea.jpg")
+    requests = []
+    window.model.bridge.result.connect(lambda request, _c, _r: requests.append(request))
+    key(window, Qt.Key.Key_P, CTRL)
+    proposal = window.review.current()
+    assert proposal.label == "cat"
+    key(window, Qt.Key.Key_C)
+    from PySide6.QtTest import QTest
+
+    QTest.mouseClick(window.canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     view_point(window, 240, 170))
+    wait_candidate(qtbot, window)
+    qtbot.waitUntil(lambda: len(requests) == 1, timeout=10000)
+    # The proposal's mask was the first round: the model got it as the previous mask.
+    assert ctl.refining == proposal.id and len(ctl.session.rounds) == 2
+    assert masks.iou(masks.encode(requests[0].previous_mask), proposal.rle) > 0.99
+    key(window, Qt.Key.Key_Return)
+    assert ctl.session is None and len(ctl.annotations) == 1
+    ann = ctl.annotations[0]
+    assert window.project.label(ann.label_id).name == "cat"  # the proposal's label
+    assert ann.source.get("refined") is True and ann.source["proposal_id"] == proposal.id
+    assert all(p.id != proposal.id for p in window.project.proposals())
+    # Undo: the proposal is pending again, then the refinement comes back in progress.
+    key(window, Qt.Key.Key_Z, CTRL)
+    assert ctl.annotations == [] and any(p.id == proposal.id for p in window.project.proposals())
+    key(window, Qt.Key.Key_Z, CTRL)
+    assert ctl.session is not None and ctl.refining == proposal.id
+    window.close()
