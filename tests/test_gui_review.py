@@ -140,3 +140,61 @@ def test_a_click_refines_the_proposal_and_enter_accepts_the_refined_mask(qtbot, 
     key(window, Qt.Key.Key_Z, CTRL)
     assert ctl.session is not None and ctl.refining == proposal.id
     window.close()
+
+
+FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "seem" / "fixtures" / "tiny_focalt_v1"
+
+
+def test_the_run_dialog_says_a_checkpoint_is_needed(qtbot, tmp_path: Path, project_with_proposals,
+                                                    monkeypatch) -> None:
+    monkeypatch.setenv("SEEM_ANNOTATOR_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    window = make_window(qtbot, tmp_path)
+    window.open_folder(project_with_proposals)
+    key(window, Qt.Key.Key_A, CTRL | SHIFT)
+    dialog = window.review_ui.dialog
+    assert dialog is not None and dialog.isVisible()
+    dialog.model.setCurrentText("focalt_v1")
+    assert dialog.start()  # the checkpoint is looked for off the GUI thread
+    qtbot.waitUntil(lambda: dialog.error is not None, timeout=30000)
+    assert "needs" in dialog.error and "checkpoint" in dialog.error.lower()
+    assert dialog.message.text() == dialog.error and dialog.start_button.isEnabled()
+    window.close()
+
+
+@pytest.mark.skipif(not (FIXTURE / "state_dict.pt").is_file(), reason="shared SEEM fixture not found")
+def test_the_run_dialog_runs_resumes_and_feeds_the_review(qtbot, tmp_path: Path) -> None:
+    folder = copy_samples(tmp_path / "samples")
+    window = make_window(qtbot, tmp_path)
+    window.open_folder(folder)
+    open_image(window, "chelsea.jpg")
+    window.review_ui.auto_annotate()
+    dialog = window.review_ui.dialog
+    dialog.model.setCurrentText(str(FIXTURE / "config.yaml"))
+    dialog.checkpoint.setText(str(FIXTURE / "state_dict.pt"))
+    dialog.labels.setText("cat, cup")
+    dialog.images.setCurrentIndex(dialog.images.findData("current"))
+    assert dialog.start(), dialog.message.text()
+    qtbot.waitUntil(lambda: dialog.summary is not None, timeout=180000)
+    summary = dialog.summary
+    assert summary.images == 1 and summary.failed == 0
+    assert summary.proposals == window.project.pending_proposal_count() > 0
+    assert window.review_ui.count.text() == f"to review: {summary.proposals}"
+    # The same settings again: the run is resumed, the image is skipped, nothing is added twice.
+    assert dialog.start()
+    qtbot.waitUntil(lambda: dialog.summary is not None and dialog.summary is not summary, timeout=180000)
+    assert dialog.summary.resumed and dialog.summary.skipped == 1 and dialog.summary.proposals == 0
+    assert "resumed run" in dialog.message.text()
+    assert window.project.pending_proposal_count() == summary.proposals
+    # Review picks them up: back in the main window, start, accept the first.
+    from PySide6.QtTest import QTest
+
+    dialog.close()
+    window.activateWindow()
+    assert QTest.qWaitForWindowActive(window)
+    key(window, Qt.Key.Key_P, CTRL)
+    assert window.review.current() is not None
+    key(window, Qt.Key.Key_Return)
+    assert len(window.controller.annotations) == 1
+    assert window.controller.annotations[0].source["run_id"] == summary.run_id
+    window.close()

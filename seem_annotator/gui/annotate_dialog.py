@@ -57,6 +57,7 @@ class AnnotateDialog(QDialog):
         self._stop = threading.Event()
         self._started = 0.0
         self.summary: Any = None
+        self.error: str | None = None
 
         form = QFormLayout()
         self.model = QComboBox(self)
@@ -147,7 +148,9 @@ class AnnotateDialog(QDialog):
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> bool:
-        """Validate, then run on a background thread; False (with the reason shown) when it cannot."""
+        """Run on a background thread (resolving and hashing the checkpoint included: a large file
+        takes seconds); False, with the reason shown, when the settings cannot give a run. Problems
+        found on the thread (no checkpoint, a mismatch) arrive as a message."""
         if self.running:
             return False
         from seem_annotator.annotate import run as runner
@@ -155,16 +158,19 @@ class AnnotateDialog(QDialog):
         from seem_annotator.engine.backends import resolve_device
 
         project = self.window.project
+        settings, model = self.settings(), self.model.currentText().strip()
+        checkpoint = self.checkpoint.text().strip() or None
         try:
+            if not model:
+                raise UserError("Choose a SEEM model (a released name or a config file).")
+            settings.validate()
             device = str(resolve_device(self.window.model.device_choice))
-            spec = runner.prepare_run(project, self.settings(), self.model.currentText().strip(),
-                                      self.checkpoint.text().strip() or None, device=device)
         except UserError as exc:
             self.message.setText(str(exc))
             return False
         images = self.chosen_images()
         self._stop.clear()
-        self.summary = None
+        self.summary = self.error = None
         self.bar.setVisible(True)
         self.bar.setRange(0, 0)
         self.message.setText("Loading the model…")
@@ -174,6 +180,7 @@ class AnnotateDialog(QDialog):
 
         def work() -> None:
             try:
+                spec = runner.prepare_run(project, settings, model, checkpoint, device=device)
                 summary = runner.run(project, spec, make_executor("local"), images,
                                      progress=lambda d, t: self.signals.progress.emit(d, t),
                                      should_stop=self._stop.is_set)
@@ -215,6 +222,7 @@ class AnnotateDialog(QDialog):
         self.window.review_ui.proposals_changed()
 
     def _failed(self, message: str) -> None:
+        self.error = message
         self.start_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.bar.setVisible(False)
