@@ -157,7 +157,8 @@ def test_the_run_dialog_says_a_checkpoint_is_needed(qtbot, tmp_path: Path, proje
     dialog.model.setCurrentText("focalt_v1")
     assert dialog.start()  # the checkpoint is looked for off the GUI thread
     qtbot.waitUntil(lambda: dialog.error is not None, timeout=30000)
-    assert "needs" in dialog.error and "checkpoint" in dialog.error.lower()
+    assert "needs SEEM weights for focalt_v1" in dialog.error and "choose the checkpoint file" in dialog.error
+    assert "--checkpoint" not in dialog.error  # the dialog's own words, not the CLI's
     assert dialog.message.text() == dialog.error and dialog.start_button.isEnabled()
     window.close()
 
@@ -186,7 +187,9 @@ def test_the_run_dialog_runs_resumes_and_feeds_the_review(qtbot, tmp_path: Path)
     assert dialog.summary.resumed and dialog.summary.skipped == 1 and dialog.summary.proposals == 0
     assert "resumed run" in dialog.message.text()
     assert window.project.pending_proposal_count() == summary.proposals
-    # Review picks them up: back in the main window, start, accept the first.
+    # Review picks them up: back in the main window, start, accept the first (naming it when the
+    # random-weight model called it "unknown": Enter alone never stores "unknown").
+    unknown = [p for p in window.project.proposals() if p.label == "unknown"]
     from PySide6.QtTest import QTest
 
     dialog.close()
@@ -194,7 +197,35 @@ def test_the_run_dialog_runs_resumes_and_feeds_the_review(qtbot, tmp_path: Path)
     assert QTest.qWaitForWindowActive(window)
     key(window, Qt.Key.Key_P, CTRL)
     assert window.review.current() is not None
+    if window.review.current().label == "unknown":
+        key(window, Qt.Key.Key_Return)
+        assert window.controller.annotations == [] and "has no label" in window.status.full_text()
+        window.label_field.setText("cat")
     key(window, Qt.Key.Key_Return)
     assert len(window.controller.annotations) == 1
+    assert "unknown" not in [label.name for label in window.project.labels()] or not unknown
     assert window.controller.annotations[0].source["run_id"] == summary.run_id
+    window.close()
+
+
+def test_an_unknown_proposal_is_named_before_it_is_accepted(qtbot, tmp_path: Path) -> None:
+    folder = copy_samples(tmp_path / "samples")
+    with Project.create(folder) as project:
+        project.add_label("cat")
+        chelsea = project.image_by_name("chelsea.jpg")
+        run, _ = run_store.open_run(project.store, "unknown-run", {"modes": ["everything"]}, "tiny", None, "local")
+        run_store.merge_image(project.store, run.id, chelsea.id,
+                              [box_proposal((chelsea.height, chelsea.width), (150, 80, 330, 290), "unknown", 0.5)],
+                              None, 0.1, 0.7)
+    window = make_window(qtbot, tmp_path)
+    window.open_folder(folder)
+    open_image(window, "chelsea.jpg")
+    key(window, Qt.Key.Key_P, CTRL)
+    key(window, Qt.Key.Key_Return)
+    assert window.controller.annotations == [] and window.review.current().label == "unknown"
+    assert "has no label" in window.status.full_text()
+    key(window, Qt.Key.Key_1)  # name it with the first label's digit, then accept
+    key(window, Qt.Key.Key_Return)
+    assert [window.project.label(a.label_id).name for a in window.controller.annotations] == ["cat"]
+    assert "unknown" not in [label.name for label in window.project.labels()]
     window.close()

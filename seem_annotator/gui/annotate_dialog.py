@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -28,9 +28,19 @@ from PySide6.QtWidgets import (
 )
 
 from seem_annotator.annotate.settings import MODES, RunSettings
-from seem_annotator.errors import UserError
+from seem_annotator.errors import CheckpointError, UserError
 
 IMAGE_CHOICES = (("all", "All images"), ("current", "The current image"), ("not_done", "Images not marked done"))
+
+
+def gui_checkpoint_message(model: str, checkpoint: str | None, exc: Exception) -> str:
+    """The CLI's "no checkpoint" line names command-line options; the dialog names its own fields."""
+    if checkpoint:
+        return f"The checkpoint {checkpoint} cannot be used with {model}: {exc}"
+    released = model if "/" not in model and not model.endswith((".yaml", ".yml")) else "focalt_v1"
+    return (f"Auto-annotation needs SEEM weights for {model} (there is no classical auto-annotation): "
+            "choose the checkpoint file above, or download the released weights once with "
+            f"'seem-annotator models download {released}'.")
 
 
 class RunSignals(QObject):
@@ -101,8 +111,12 @@ class AnnotateDialog(QDialog):
         self.message = QLabel("", self)
         self.message.setWordWrap(True)
         self.message.setObjectName("annotate_message")
-        self.bar = QProgressBar(self)
-        self.bar.setVisible(False)
+        # Room for a few lines from the start: a message appearing must not move the form's fields.
+        self.message.setMinimumHeight(5 * self.message.fontMetrics().lineSpacing())
+        self.message.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.setMinimumWidth(520)
+        self.bar = QProgressBar(self)  # always shown: widgets appearing would move the buttons
+        self.bar.setValue(0)
         self.rate = QLabel("", self)
         buttons = QHBoxLayout()
         self.start_button = QPushButton("Start", self)
@@ -171,7 +185,6 @@ class AnnotateDialog(QDialog):
         images = self.chosen_images()
         self._stop.clear()
         self.summary = self.error = None
-        self.bar.setVisible(True)
         self.bar.setRange(0, 0)
         self.message.setText("Loading the model…")
         self.start_button.setEnabled(False)
@@ -184,6 +197,9 @@ class AnnotateDialog(QDialog):
                 summary = runner.run(project, spec, make_executor("local"), images,
                                      progress=lambda d, t: self.signals.progress.emit(d, t),
                                      should_stop=self._stop.is_set)
+            except CheckpointError as exc:
+                self.signals.failed.emit(gui_checkpoint_message(model, checkpoint, exc))
+                return
             except Exception as exc:  # reported in the dialog: a failed run must not kill the app
                 self.signals.failed.emit(str(exc) if isinstance(exc, UserError) else f"The run failed: {exc!r}")
                 return
@@ -225,7 +241,8 @@ class AnnotateDialog(QDialog):
         self.error = message
         self.start_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
-        self.bar.setVisible(False)
+        self.bar.setRange(0, 1)
+        self.bar.setValue(0)
         self.message.setText(message)
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name

@@ -15,10 +15,10 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from seem_annotator.core import masks
+from seem_annotator.core import masks, palette
 from seem_annotator.core.runs import ProposalRecord
 from seem_annotator.errors import UserError
-from seem_annotator.gui.controller import PROPOSAL_ROUND
+from seem_annotator.gui.controller import PROPOSAL_ROUND, UNKNOWN
 
 SCOPES = {"image": "This image, best first", "label": "One label across the dataset",
           "score": "Whole dataset, weakest first"}
@@ -140,7 +140,8 @@ class ProposalReview(QObject):
             self.window.canvas.set_review([])
             return
         label = ctl.label_by_name(proposal.label)
-        color = label.color if label is not None else (255, 255, 255)
+        # A label the project does not have yet gets a colour that differs from those it has.
+        color = label.color if label is not None else palette.pick_color([lab.color for lab in ctl.labels()])
         mask = masks.decode_resized(proposal.rle, ctl.image.display_size)
         self.window.canvas.set_review([(mask, color)])
         self.window.status.message(
@@ -163,6 +164,11 @@ class ProposalReview(QObject):
     def accept(self, label: str | None = None) -> bool:
         proposal = self.current()
         if proposal is None:
+            return False
+        if not label and proposal.label == UNKNOWN:
+            # The model found no label of the list close: the person names it (never "unknown").
+            self.window.show_error("This proposal has no label: press a label's digit or type one in the label "
+                                   "field, then Enter (X rejects it).")
             return False
         return self._act(self.window.project.accept_proposal, proposal.id, label) is not None
 
