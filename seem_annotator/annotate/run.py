@@ -66,12 +66,8 @@ class RunSummary:
 
 
 def model_identity(model: str) -> str:
-    """What a run records as its model: a released name as given, a config file by its absolute path."""
-    from seem_annotator.model.config import resolve_model_name
-
-    if resolve_model_name(model) is None and Path(model).is_file():
-        return str(Path(model).resolve())
-    return model
+    """What a run records as its model: a config file by its absolute path, a released name as given."""
+    return str(Path(model).resolve()) if Path(model).is_file() else model
 
 
 def prepare_run(project: Project, settings: RunSettings, model: str, checkpoint: str | None,
@@ -82,12 +78,13 @@ def prepare_run(project: Project, settings: RunSettings, model: str, checkpoint:
     sha = None
     if not random_weights:
         weights = resolve_weights(model, checkpoint)
-        checkpoint = str(weights)
+        checkpoint = str(weights.resolve())  # absolute: Ray workers run in other folders
         sha = file_digest(weights)
-    settings = dataclasses.replace(settings, labels=labels, model=model_identity(model), checkpoint_sha256=sha)
+    identity = model_identity(model)
+    settings = dataclasses.replace(settings, labels=labels, model=identity, checkpoint_sha256=sha)
     settings.validate()
     exemplars = collect_exemplars(project, settings) if "exemplar" in settings.modes else ()
-    return AnnotatorSpec(model, checkpoint, settings, device=device, exemplars=exemplars,
+    return AnnotatorSpec(identity, checkpoint, settings, device=device, exemplars=exemplars,
                          random_weights=random_weights, threads=threads)
 
 
