@@ -290,14 +290,14 @@ def test_image_list_filter_search_and_neighbours(qtbot, tmp_path) -> None:
     assert panel.visible_ids() == [1, 3]
     assert panel.neighbour(1, +1) == 3
     panel.search.clear()
-    panel.filter.setCurrentIndex(3)  # done
+    panel.filter.setCurrentText("Done")
     assert panel.visible_ids() == [1]
-    panel.filter.setCurrentIndex(4)  # unreadable
+    panel.filter.setCurrentText("Unreadable")
     assert panel.visible_ids() == [4]
     panel.filter.setCurrentIndex(0)
     images[1].status = "done"
     panel.update_image(images[1])
-    panel.filter.setCurrentIndex(3)
+    panel.filter.setCurrentText("Done")
     assert panel.visible_ids() == [1, 2]
     chosen = []
     panel.image_chosen.connect(chosen.append)
