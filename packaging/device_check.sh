@@ -3,7 +3,7 @@
 #   packaging/device_check.sh [--device cuda|cpu] [--out DIR] [--fixtures D1:D2] [--steps a,b]
 #                             [--budget SECONDS] [--quick] [--python PY] [--no-install]
 # Installs the project (pip --no-deps) and the wheels prepared in .whl/ (packaging/device_wheels.sh)
-# into a throwaway venv DIR/env that also sees the interpreter's own packages (torch, numpy, ...),
+# into a throwaway venv .devenv/ that also sees the interpreter's own packages (torch, numpy, ...),
 # then runs packaging/device_check.py: fixture tests on the device (float32, TF32 off), bf16/fp16
 # autocast agreement, bench latency, bench annotate (when it exists), the worker's out-of-memory
 # fallback, Whisper. Writes DIR/device_check.json and DIR/device_check.log. Fixtures: .devfix/
@@ -46,7 +46,7 @@ say "device $DEVICE, output $OUT, $("$PY" --version 2>&1) at $(command -v "$PY")
 RUN_PY="$PY"
 INSTALL_NOTE="not installed (--no-install): running from the source tree"
 if [ "$INSTALL" = 1 ]; then
-  ENV="$OUT/env"
+  ENV="$PWD/.devenv"  # not under OUT: the device copies OUT back
   rm -rf "$ENV"
   # --without-pip: a bare interpreter may lack ensurepip; pip comes from the parent's packages.
   if "$PY" -m venv --without-pip --system-site-packages "$ENV" >>"$LOG" 2>&1; then
@@ -57,15 +57,22 @@ if [ "$INSTALL" = 1 ]; then
       > "$site/_device_check_parent.pth"
     wheels=()
     [ -d .whl ] && for w in .whl/*.whl; do [ -e "$w" ] && wheels+=("$w"); done
-    ok=1
+    ok=0
     if [ ${#wheels[@]} -gt 0 ]; then
-      "$ENV/bin/python" -m pip install -q --no-deps --no-index "${wheels[@]}" >>"$LOG" 2>&1 || ok=0
+      # One at a time: a wheel for another interpreter (the CPU rehearsal here) fails alone.
+      for w in "${wheels[@]}"; do
+        if "$ENV/bin/python" -m pip install -q --no-deps --no-index "$w" >>"$LOG" 2>&1; then
+          ok=$((ok + 1))
+        else
+          say "wheel not installed: $(basename "$w") (see log)"
+        fi
+      done
     else
       say "no wheels in .whl/ (run packaging/device_wheels.sh beforehand); using what is installed"
     fi
     if "$ENV/bin/python" -m pip install -q --no-deps --no-index --no-build-isolation -e . >>"$LOG" 2>&1; then
       RUN_PY="$ENV/bin/python"
-      INSTALL_NOTE="pip install --no-deps -e . into $ENV with ${#wheels[@]} wheels (ok=$ok)"
+      INSTALL_NOTE="pip install --no-deps -e . into $ENV with $ok of ${#wheels[@]} wheels from .whl"
     else
       INSTALL_NOTE="pip install -e . failed (see log): running from the source tree with PYTHONPATH"
       RUN_PY="$ENV/bin/python"
