@@ -88,6 +88,31 @@ def _iou(a: Any, b: Any) -> float:
     return 1.0 if union == 0 else int((a & b).sum()) / union
 
 
+def _deformable_dtypes(device: str, dtypes: tuple[str, ...], size: int) -> dict[str, str]:
+    """Output dtype of SAM-ViT-B v1's deformable pixel decoder (random weights, random backbone
+    features of a size x size input) under each autocast dtype: it must stay float32."""
+    import torch
+
+    from seem_annotator.model.backbone import build_backbone
+    from seem_annotator.model.config import load_config
+    from seem_annotator.model.pixel_decoder import build_pixel_decoder
+
+    cfg = load_config("samvitb_v1")
+    with torch.device("meta"):
+        backbone = build_backbone(cfg)  # only its channel counts and strides are read
+    torch.manual_seed(0)
+    with torch.device(device):
+        decoder = build_pixel_decoder(cfg, backbone).eval()
+        feats = {k: torch.randn(1, c, size // backbone.out_strides[k], size // backbone.out_strides[k])
+                 for k, c in backbone.out_channels.items()}
+    out = {}
+    for name in dtypes:
+        with torch.autocast(torch.device(device).type, dtype=getattr(torch, name)):
+            mask_features, _, multi_scale = decoder.forward_features(feats)
+        out[name] = sorted({str(t.dtype) for t in (mask_features, *multi_scale)})
+    return {k: ",".join(v) for k, v in out.items()}
+
+
 def step_autocast(opts: Options) -> dict[str, Any]:
     import torch
 
@@ -130,6 +155,9 @@ def step_autocast(opts: Options) -> dict[str, Any]:
                     failures.append(f"{folder.name} {name}: pixel decoder ran in {got['_pixel_decoder_dtype']}")
             figs["fixtures"][folder.name] = per
             del model
+        figs["deformable_pixel_decoder_output"] = deform = _deformable_dtypes(opts.device, dtypes, 256 if opts.quick else 512)
+    failures += [f"deformable pixel decoder ran in {v} under {k} autocast" for k, v in deform.items()
+                 if v != "torch.float32"]
     if failures:
         figs["failures"] = failures
     return figs
@@ -217,17 +245,26 @@ def step_oom_fallback(opts: Options) -> dict[str, Any]:
             raise RuntimeError(f"half input peaks no lower ({peak_half} >= {peak_full} bytes): no cap separates them")
         # A cap between the two peaks: the full input runs out, the half one fits.
         pred.short_side = size
-        half = _worker_round(pred, request, (peak_half + peak_full) // 2, 120)
-        figs["cap_between_peaks"] = half
-        if not (half["answered"] and half["short_side"] == size // 2 and str(half["backend_device"]).startswith("cuda")
-                and any("half resolution" in n for n in half["notices"])):
-            failures.append(f"half-resolution fallback: {half}")
+        try:
+            half = _worker_round(pred, request, (peak_half + peak_full) // 2, 120)
+            figs["cap_between_peaks"] = half
+            if not (half["answered"] and half["short_side"] == size // 2
+                    and str(half["backend_device"]).startswith("cuda")
+                    and any("half resolution" in n for n in half["notices"])):
+                failures.append(f"half-resolution fallback: {half}")
+        except Exception as exc:  # the second case still runs
+            failures.append(f"half-resolution case: {type(exc).__name__}: {exc}")
+        del pred
+        torch.cuda.empty_cache()
         # A cap just above the weights: both sizes run out, the worker moves the model to the CPU.
-        pred2 = predictor(size)
-        cpu = _worker_round(pred2, request, int(torch.cuda.memory_allocated()) + (peak_half - base) // 8, 240)
-        figs["cap_below_half"] = cpu
-        if not (cpu["answered"] and cpu["backend_device"] == "cpu" and any("CPU" in n for n in cpu["notices"])):
-            failures.append(f"CPU fallback: {cpu}")
+        pred = predictor(size)
+        try:
+            cpu = _worker_round(pred, request, int(torch.cuda.memory_allocated()) + (peak_half - base) // 8, 240)
+            figs["cap_below_half"] = cpu
+            if not (cpu["answered"] and cpu["backend_device"] == "cpu" and any("CPU" in n for n in cpu["notices"])):
+                failures.append(f"CPU fallback: {cpu}")
+        except Exception as exc:
+            failures.append(f"CPU-fallback case: {type(exc).__name__}: {exc}")
     if failures:
         figs["failures"] = failures
     return figs
