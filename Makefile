@@ -26,8 +26,9 @@ lint: setup
 # The GPU path in one go (issue 16): DEVICE=cuda|cpu, OUT=folder; see packaging/device_check.sh.
 DEVICE ?= cuda
 OUT ?= bench-results/device_check
+# The project's .venv when there is one (it has torch), else the machine's python3 (a bare GPU box).
 device-check:
-	bash packaging/device_check.sh --device $(DEVICE) --out $(OUT)
+	PYTHON=$(if $(wildcard $(PY)),$(PY),python3) bash packaging/device_check.sh --device $(DEVICE) --out $(OUT)
 
 # Beforehand, with network: the wheels (.whl/) and fixture copy (.devfix/) a bare GPU machine lacks.
 device-wheels:
