@@ -94,3 +94,28 @@ def test_recording_sampler_records_every_kind_and_replays() -> None:
     # Same seed, same draws: the recorder does not disturb the generator.
     plain = RecordingSampler(seed=3)
     assert torch.equal(plain.multinomial(torch.full((7,), 1 / 7), 4, False), draws[0])
+
+
+def test_fixture_folders_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import conftest
+
+    def fixture(folder: Path) -> Path:
+        folder.mkdir(parents=True)
+        for name in conftest.FIXTURE_FILES:
+            (folder / name).write_bytes(b"")
+        return folder
+
+    single = fixture(tmp_path / "one" / "tiny_a")  # named directly
+    nested = fixture(tmp_path / "many" / "tiny_a")  # inside a folder of fixtures, same name
+    other = fixture(tmp_path / "many" / "tiny_b")
+    (tmp_path / "many" / "incomplete").mkdir()
+    monkeypatch.setenv("SEEM_ANNOTATOR_FIXTURES", os.pathsep.join([str(single), str(tmp_path / "many"),
+                                                                   str(tmp_path / "missing")]))
+    dirs = conftest.seem_fixture_dirs()
+    assert dirs == [single, nested, other]
+    assert conftest._fixture_ids(dirs) == ["one/tiny_a", "many/tiny_a", "tiny_b"]
+    monkeypatch.delenv("SEEM_ANNOTATOR_FIXTURES")
+    assert conftest.fixture_roots() == [SHARED / "seem" / "fixtures"]
+    monkeypatch.setenv("SEEM_ANNOTATOR_TEST_DEVICE", "tpu")
+    with pytest.raises(pytest.UsageError, match="cpu or cuda"):
+        conftest.fixture_device_name()
