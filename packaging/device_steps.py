@@ -293,6 +293,8 @@ def step_whisper(opts: Options) -> dict[str, Any]:
         model.decoder.positional_embedding.normal_(0.0, 0.02)
         model.decoder.token_embedding.weight[50257:] = 0.0
     model = model.eval().to(opts.device)
+    seen: set[str] = set()  # the audio encoder's output dtype: float16 is Whisper's fp16 path, measured
+    model.encoder.register_forward_hook(lambda _m, _i, out: seen.add(str(out.dtype)))
     t = np.arange(16000 * 3) / 16000.0
     audio = (0.2 * np.sin(2 * np.pi * (200 + 300 * t) * t)).astype(np.float32)  # a 3 s chirp
     tr = Transcriber(WhisperSettings(model="tiny", device=opts.device, language="en", temperature=(0.0,)),
@@ -301,6 +303,8 @@ def step_whisper(opts: Options) -> dict[str, Any]:
     for _ in range(3):  # the first includes CUDA kernel warm-up
         res = tr.transcribe(audio)
         runs.append(round(res.decode_seconds, 3))
-    fp16 = res.device.startswith("cuda")
-    return {"device": res.device, "fp16": fp16, "decode_seconds": runs, "audio_seconds": res.audio_seconds,
+    figs = {"device": res.device, "encoder_output_dtypes": sorted(seen), "decode_seconds": runs, "audio_seconds": res.audio_seconds,
             "text_chars": len(res.text), "model": "random tiny (1+1 layers, 64 wide)"}
+    if opts.device == "cuda" and seen != {"torch.float16"}:
+        figs["failures"] = [f"expected Whisper's fp16 path on CUDA, the encoder ran in {sorted(seen)}"]
+    return figs
