@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup app test test-fast fixtures lint bench
+.PHONY: setup app test test-fast fixtures lint bench device-check device-wheels
 
 setup:
 	@bash packaging/bootstrap.sh
@@ -22,3 +22,14 @@ fixtures: setup
 
 lint: setup
 	$(VENV)/bin/ruff check seem_annotator plugins tests main.py
+
+# The GPU path in one go (issue 16): DEVICE=cuda|cpu, OUT=folder; see packaging/device_check.sh.
+DEVICE ?= cuda
+OUT ?= bench-results/device_check
+# The project's .venv when there is one (it has torch), else the machine's python3 (a bare GPU box).
+device-check:
+	PYTHON=$(if $(wildcard $(PY)),$(PY),python3) bash packaging/device_check.sh --device $(DEVICE) --out $(OUT)
+
+# Beforehand, with network: the wheels (.whl/) and fixture copy (.devfix/) a bare GPU machine lacks.
+device-wheels:
+	bash packaging/device_wheels.sh

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import recorded
 
 from seem_annotator.model.config import load_config
 from seem_annotator.model.language import LanguageEncoder, build_language_encoder
@@ -27,13 +28,13 @@ def _load(path: Path):
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def _language_encoder(fixture: Path) -> LanguageEncoder:
+def _language_encoder(fixture: Path, device: torch.device) -> LanguageEncoder:
     cfg = load_config(fixture / "config.yaml")
     model = build_language_encoder(cfg).eval()
     state = torch.load(fixture / "state_dict.pt", map_location="cpu", weights_only=True)
     sub = {k[len(PREFIX):]: v for k, v in state.items() if k.startswith(PREFIX)}
     model.load_state_dict(sub, strict=True)
-    return model
+    return model.to(device)
 
 
 def _assert_tokens(ours: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) -> None:
@@ -46,9 +47,10 @@ def _max_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.detach().cpu().float() - b.float()).abs().max())
 
 
-def test_fixture_text_outputs(seem_fixture_dir: Path) -> None:
-    model = _language_encoder(seem_fixture_dir)
-    text = _load(seem_fixture_dir / "outputs.pt")["text"]
+def test_fixture_text_outputs(seem_fixture_dir: Path, fixture_device: torch.device) -> None:
+    where = f"fixture {seem_fixture_dir.name}"
+    text = recorded(_load(seem_fixture_dir / "outputs.pt"), "text", where)
+    model = _language_encoder(seem_fixture_dir, fixture_device)
     class_names = list(text.get("class_names") or _load(seem_fixture_dir / "inputs.pt")["class_names"])
 
     assert _max_err(model.logit_scale, text["logit_scale"]) <= ATOL
@@ -58,13 +60,13 @@ def test_fixture_text_outputs(seem_fixture_dir: Path) -> None:
     assert _max_err(class_emb, text["class_emb"]) <= ATOL
     assert torch.equal(model.default_text_embeddings, class_emb)
 
-    for entry in text["phrase_token_embeddings"]:
+    for entry in recorded(text, "phrase_token_embeddings", f"{where} text"):
         out = model.get_text_token_embeddings([entry["phrase"]], norm=False)
         _assert_tokens(out["tokens"], entry["tokens"])
         assert _max_err(out["token_emb"], entry["token_emb"]) <= ATOL
         assert _max_err(out["class_emb"], entry["class_emb"]) <= ATOL
 
-    joint = text["joint_phrase_token_embeddings"]
+    joint = recorded(text, "joint_phrase_token_embeddings", f"{where} text")
     out = model.get_text_token_embeddings(list(joint["phrases"]), norm=False)
     _assert_tokens(out["tokens"], joint["tokens"])
     assert _max_err(out["token_emb"], joint["token_emb"]) <= ATOL

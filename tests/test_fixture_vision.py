@@ -3,7 +3,8 @@
 For every fixture folder (see tests/conftest.py): build the backbone and pixel decoder from the
 fixture's config.yaml, load the `backbone.` and `sem_seg_head.pixel_decoder.` parts of
 state_dict.pt strictly, rebuild the normalised padded image the official model saw, and compare
-with the recorded `backbone` and `pixel_decoder` outputs (float32, CPU, max abs error <= 1e-4).
+with the recorded `backbone` and `pixel_decoder` outputs (float32 on `$SEEM_ANNOTATOR_TEST_DEVICE`,
+TF32 off, max abs error <= 1e-4). A fixture that records neither skips, naming the entry.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import recorded
 
 from seem_annotator.model.backbone import build_backbone
 from seem_annotator.model.pixel_decoder import build_pixel_decoder
@@ -56,17 +58,8 @@ def _max_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.detach().float().cpu() - b.float().cpu()).abs().max().item()
 
 
-DEVICES = [pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=pytest.mark.gpu)]
-
-
-@pytest.mark.parametrize("device", DEVICES)
-def test_vision_matches_fixture(seem_fixture_dir: Path, device: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            pytest.skip("no CUDA device")
-        # Full float32 on the GPU: TF32 convolutions/matmuls would round far above the tolerance.
-        monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
-        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+def test_vision_matches_fixture(seem_fixture_dir: Path, fixture_device: torch.device) -> None:
+    device = fixture_device  # conftest switches TF32 off on CUDA
     cfg = yaml.safe_load((seem_fixture_dir / "config.yaml").read_text())
     state = torch.load(seem_fixture_dir / "state_dict.pt", map_location="cpu", weights_only=True)
     # outputs.pt / inputs.pt hold Python containers (tuples, dicts): a trusted test asset.
@@ -80,7 +73,10 @@ def test_vision_matches_fixture(seem_fixture_dir: Path, device: str, monkeypatch
     backbone.to(device)
     pixel_decoder.to(device)
 
-    meta = outputs["meta"]
+    where = f"fixture {seem_fixture_dir.name}"
+    recorded_backbone = recorded(outputs, "backbone", where)
+    expected = recorded(outputs, "pixel_decoder", where)
+    meta = outputs.get("meta", {})
     divisor = int(meta.get("size_divisibility", cfg["MODEL"]["DECODER"]["SIZE_DIVISIBILITY"]))
     mean = meta.get("pixel_mean", cfg["INPUT"]["PIXEL_MEAN"])
     std = meta.get("pixel_std", cfg["INPUT"]["PIXEL_STD"])
@@ -94,8 +90,7 @@ def test_vision_matches_fixture(seem_fixture_dir: Path, device: str, monkeypatch
 
     errors: dict[str, float] = {}
     for name in FEATURES:
-        errors[f"backbone.{name}"] = _max_err(feats[name], outputs["backbone"][name])
-    expected = outputs["pixel_decoder"]
+        errors[f"backbone.{name}"] = _max_err(feats[name], recorded_backbone[name])
     errors["mask_features"] = _max_err(mask_features, expected["mask_features"])
     assert len(multi_scale) == len(expected["multi_scale_features"]) == 3
     for i, (got, want) in enumerate(zip(multi_scale, expected["multi_scale_features"], strict=True)):

@@ -8,7 +8,9 @@ queries, and v1 assigns its memory tokens to objects at random. Every such choic
 * :class:`TorchSampler` with a seed gives the app reproducible answers (same prompts, same image,
   same mask), and without a seed or generator follows torch's global generator, which reproduces
   the official code's draws after the same ``torch.manual_seed``;
-* :class:`ReplaySampler` feeds recorded draws (the fixtures' ``rng_calls``) back in order.
+* :class:`ReplaySampler` feeds recorded draws (the fixtures' ``rng_calls``) back in order;
+* :class:`RecordingSampler` draws like :class:`TorchSampler` and records every draw (multinomial,
+  randint, randperm) in the same format, so its ``calls`` replay through :class:`ReplaySampler`.
 
 All draws are made on the CPU (index tensors are tiny) and returned as int64 CPU tensors.
 """
@@ -61,6 +63,35 @@ class TorchSampler:
 
     def randperm(self, n: int) -> Tensor:
         return torch.randperm(n, generator=self.generator)
+
+
+class RecordingSampler(TorchSampler):
+    """A :class:`TorchSampler` that records each draw as ``{"fn", "args", "kwargs", "out"}``
+    (the fixtures' ``rng_calls`` format) in :attr:`calls`, in call order."""
+
+    def __init__(self, seed: int | None = None, generator: torch.Generator | None = None) -> None:
+        super().__init__(seed, generator)
+        self.calls: list[dict[str, Any]] = []
+
+    def _record(self, fn: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Tensor) -> Tensor:
+        self.calls.append({"fn": f"torch.{fn}", "args": args, "kwargs": kwargs, "out": out.clone()})
+        return out
+
+    @property
+    def draws(self) -> list[Tensor]:
+        """The drawn tensors alone, in order."""
+        return [c["out"] for c in self.calls]
+
+    def multinomial(self, probs: Tensor, num_samples: int, replacement: bool) -> Tensor:
+        out = super().multinomial(probs, num_samples, replacement)
+        return self._record("multinomial", (probs.detach().cpu().clone(), num_samples),
+                            {"replacement": replacement}, out)
+
+    def randint(self, high: int, size: int) -> Tensor:
+        return self._record("randint", (0, high, (size,)), {}, super().randint(high, size))
+
+    def randperm(self, n: int) -> Tensor:
+        return self._record("randperm", (n,), {}, super().randperm(n))
 
 
 class ReplayError(RuntimeError):
