@@ -26,6 +26,8 @@ TABLES: dict[str, tuple[str, ...]] = {
                "score", "created_at"),
     "annotations": ("id", "image_id", "label_id", "rle", "score", "iscrowd", "z", "source", "extra",
                     "created_at", "updated_at"),
+    "track_frames": ("id", "track_id", "image_id", "annotation_id", "kind", "provenance", "confidence",
+                     "flagged", "rle_digest", "created_at"),
 }
 
 

@@ -36,7 +36,9 @@ from seem_annotator.core.catalog import Catalog
 from seem_annotator.core.prompts import Prompt
 from seem_annotator.core.records import AnnotationRecord, Dataset, ImageRecord, LabelRecord
 from seem_annotator.core.rounds import OPEN, ObjectSession, Round
+from seem_annotator.core.sequences import Sequences
 from seem_annotator.core.store import DEFAULT_DIRNAME, DEFAULT_FILENAME, Store, now
+from seem_annotator.core.tracks import Tracks
 from seem_annotator.core.transfer import import_dataset as _import_dataset
 from seem_annotator.errors import StoreError
 
@@ -56,6 +58,8 @@ class Project:
         self._store = store
         self._root = root
         self._catalog = Catalog(store, root)
+        self.sequences = Sequences(store)  # videos and frame folders (frames are images)
+        self.tracks = Tracks(store)  # objects across frames: keyframes and propagated masks
 
     # -- opening ---------------------------------------------------------------------------------
 
