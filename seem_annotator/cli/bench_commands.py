@@ -10,6 +10,7 @@ BENCH_MODULES = (
     "seem_annotator.bench.model",  # bench model
     "seem_annotator.bench.interactive",  # bench interactive
     "seem_annotator.bench.latency",  # bench latency
+    "seem_annotator.bench.video",  # bench video
 )
 
 

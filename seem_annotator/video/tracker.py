@@ -1,0 +1,93 @@
+"""One propagation step on any backend: carry the mask with optical flow, ask the backend, score it.
+
+From the previous frame's mask the step makes (1) the flow-carried mask on the current frame,
+(2) prompts describing it (`video.prompts`), passed with the carried mask as the previous-round
+memory, plus, where the backend answers referring prompts (SEEM), the keyframe's region as an
+exemplar; the backend's candidate (or an alternative) that agrees best with the carried mask is
+kept. Confidence = backend score x IoU(answer, carried mask): a jump in shape or area that the
+motion does not explain is what drift looks like.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from seem_annotator.core import masks
+from seem_annotator.core.prompts import ReferringPrompt
+from seem_annotator.engine.types import DecodeRequest, ImageInput, SegmentationBackend
+from seem_annotator.video.flow import FlowWarper
+from seem_annotator.video.frames import Frame
+from seem_annotator.video.prompts import prompts_from_mask
+
+
+@dataclass(frozen=True, eq=False)
+class Anchor:
+    """The keyframe a step propagates from: its image id, region (RLE) and frame."""
+
+    image_id: int
+    rle: dict
+    image: ImageInput
+
+
+@dataclass(eq=False)
+class StepResult:
+    mask: np.ndarray  # bool (H, W) answer on the current frame
+    carried: np.ndarray  # bool (H, W): the previous mask moved by the flow
+    confidence: float
+    score: float
+    consistency: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class MaskTracker:
+    """Propagation steps with one backend. Not thread-safe (one per propagation thread)."""
+
+    def __init__(self, backend: SegmentationBackend, labels: tuple[str, ...] = ()) -> None:
+        self.backend = backend
+        self.labels = labels
+        self.flow = FlowWarper()
+        self._referring = _supports(backend, "referring")
+
+    def carry(self, prev: Frame, cur: Frame, prev_mask: np.ndarray) -> np.ndarray:
+        return self.flow.warp(prev.gray, cur.gray, prev_mask, cur.full_size) >= 0.5
+
+    def step(self, prev: Frame, cur: Frame, prev_mask: np.ndarray, anchor: Anchor | None = None,
+             object_id: str = "track", seed: int = 0) -> StepResult:
+        t0 = time.perf_counter()
+        carried = self.carry(prev, cur, prev_mask)
+        t1 = time.perf_counter()
+        if not carried.any():
+            return StepResult(carried, carried, 0.0, 0.0, 0.0, {"flow": (t1 - t0) * 1e3})
+        prompts = prompts_from_mask(carried, self.backend)
+        references = {}
+        if self._referring and anchor is not None:
+            prompts = (ReferringPrompt(anchor.image_id, anchor.rle), *prompts)
+            references = {anchor.image_id: anchor.image}
+        request = DecodeRequest(image=cur.image, object_id=object_id, round_index=1, prompts=prompts,
+                                previous_mask=carried, labels=self.labels, references=references, seed=seed)
+        answer = self.backend.predict(request)
+        t2 = time.perf_counter()
+        best, best_key = None, -1.0
+        for cand in [answer, *answer.alternatives]:
+            mask = np.asarray(cand.mask, bool)
+            if mask.shape != carried.shape:
+                continue
+            agree = masks.mask_iou(mask, carried) if mask.any() else 0.0
+            score = float(min(1.0, max(0.0, cand.score)))
+            if score * agree > best_key:
+                best, best_key = (mask, score, agree), score * agree
+        if best is None:
+            return StepResult(np.zeros_like(carried), carried, 0.0, 0.0, 0.0, {"flow": (t1 - t0) * 1e3})
+        mask, score, agree = best
+        return StepResult(mask, carried, score * agree, score, agree,
+                          {"flow": (t1 - t0) * 1e3, "backend": (t2 - t1) * 1e3})
+
+
+def _supports(backend: SegmentationBackend, kind: str) -> bool:
+    try:
+        return bool(backend.supports(kind))
+    except Exception:  # a plugin backend that does not know the kind
+        return False
