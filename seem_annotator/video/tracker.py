@@ -6,6 +6,10 @@ memory, plus, where the backend answers referring prompts (SEEM), the keyframe's
 exemplar; the backend's candidate (or an alternative) that agrees best with the carried mask is
 kept. Confidence = backend score x IoU(answer, carried mask): a jump in shape or area that the
 motion does not explain is what drift looks like.
+
+Zoom: the backend sees a crop around the carried mask (its box plus a margin), not the whole frame,
+so a small object gets the backend's whole working resolution (the classical backend works at 320
+pixels; SEEM at its input size) - the same crop any person would zoom to.
 """
 
 from __future__ import annotations
@@ -45,9 +49,10 @@ class StepResult:
 class MaskTracker:
     """Propagation steps with one backend. Not thread-safe (one per propagation thread)."""
 
-    def __init__(self, backend: SegmentationBackend, labels: tuple[str, ...] = ()) -> None:
+    def __init__(self, backend: SegmentationBackend, labels: tuple[str, ...] = (), zoom: float | None = 0.5) -> None:
         self.backend = backend
         self.labels = labels
+        self.zoom = zoom  # margin around the object's box, as a share of its size; None = whole frame
         self.flow = FlowWarper()
         self._referring = _supports(backend, "referring")
 
@@ -61,20 +66,25 @@ class MaskTracker:
         t1 = time.perf_counter()
         if not carried.any():
             return StepResult(carried, carried, 0.0, 0.0, 0.0, {"flow": (t1 - t0) * 1e3})
-        prompts = prompts_from_mask(carried, self.backend)
+        y0, y1, x0, x1 = self._window(carried)
+        image = _crop(cur.image, (y0, y1, x0, x1))
+        local = carried[y0:y1, x0:x1]
+        prompts = prompts_from_mask(local, self.backend)
         references = {}
         if self._referring and anchor is not None:
             prompts = (ReferringPrompt(anchor.image_id, anchor.rle), *prompts)
             references = {anchor.image_id: anchor.image}
-        request = DecodeRequest(image=cur.image, object_id=object_id, round_index=1, prompts=prompts,
-                                previous_mask=carried, labels=self.labels, references=references, seed=seed)
+        request = DecodeRequest(image=image, object_id=object_id, round_index=1, prompts=prompts,
+                                previous_mask=local, labels=self.labels, references=references, seed=seed)
         answer = self.backend.predict(request)
         t2 = time.perf_counter()
         best, best_key = None, -1.0
         for cand in [answer, *answer.alternatives]:
-            mask = np.asarray(cand.mask, bool)
-            if mask.shape != carried.shape:
+            part = np.asarray(cand.mask, bool)
+            if part.shape != local.shape:
                 continue
+            mask = np.zeros_like(carried)
+            mask[y0:y1, x0:x1] = part
             agree = masks.mask_iou(mask, carried) if mask.any() else 0.0
             score = float(min(1.0, max(0.0, cand.score)))
             if score * agree > best_key:
@@ -84,6 +94,30 @@ class MaskTracker:
         mask, score, agree = best
         return StepResult(mask, carried, score * agree, score, agree,
                           {"flow": (t1 - t0) * 1e3, "backend": (t2 - t1) * 1e3})
+
+
+    def _window(self, carried: np.ndarray) -> tuple[int, int, int, int]:
+        """(y0, y1, x0, x1) the backend looks at: the carried mask's box plus the zoom margin."""
+        h, w = carried.shape
+        box = masks.bounds(carried)
+        if self.zoom is None or box is None:
+            return 0, h, 0, w
+        y0, y1, x0, x1 = box
+        side = max(y1 - y0, x1 - x0, 32)
+        m = int(round(side * self.zoom))
+        return max(0, y0 - m), min(h, y1 + m), max(0, x0 - m), min(w, x1 + m)
+
+
+def _crop(image: ImageInput, window: tuple[int, int, int, int]) -> ImageInput:
+    """The part of `image` inside the full-resolution window, as an image of its own."""
+    y0, y1, x0, x1 = window
+    if (y0, x0) == (0, 0) and (y1, x1) == tuple(image.full_size):
+        return image
+    s = image.scale
+    py0, py1 = int(np.floor(y0 * s)), max(int(np.floor(y0 * s)) + 1, int(np.ceil(y1 * s)))
+    px0, px1 = int(np.floor(x0 * s)), max(int(np.floor(x0 * s)) + 1, int(np.ceil(x1 * s)))
+    pixels = np.ascontiguousarray(image.pixels[py0:py1, px0:px1])
+    return ImageInput(key=f"{image.key}@{y0},{y1},{x0},{x1}", pixels=pixels, full_size=(y1 - y0, x1 - x0))
 
 
 def _supports(backend: SegmentationBackend, kind: str) -> bool:
