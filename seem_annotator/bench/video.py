@@ -103,8 +103,26 @@ def run_benchmark(dataset: Path, backend_name: str, device: str = "auto", max_fr
     return result
 
 
+def random_seem(config: str, device: str, seed: int = 0) -> Any:
+    """A SEEM predictor with random weights (meaningless masks, real timings)."""
+    import torch
+
+    from seem_annotator.engine.backends import resolve_device
+    from seem_annotator.engine.predictor import SeemPredictor
+    from seem_annotator.model.config import load_config
+    from seem_annotator.model.seem import build_seem
+
+    device = resolve_device(device)
+    torch.manual_seed(seed)
+    torch.set_grad_enabled(False)
+    with torch.device(device):
+        model = build_seem(load_config(config)).eval()
+    return SeemPredictor(model, name=f"seem:{config}(random)")
+
+
 def run(args: argparse.Namespace) -> int:
-    result = run_benchmark(Path(args.dataset), args.backend, args.device, args.frames)
+    backend = random_seem(args.random_weights, args.device) if args.random_weights else None
+    result = run_benchmark(Path(args.dataset), args.backend, args.device, args.frames, backend=backend)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2))
     print(f"{'sequence':<28}{'J':>7}{'F':>7}{'J&F':>7}{'fps':>8}   baseline J&F")
@@ -123,5 +141,8 @@ def register(bench_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="classical", help="classical or a SEEM model")
     p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")
     p.add_argument("--frames", type=int, default=None, help="only the first N frames of each sequence")
+    p.add_argument("--random-weights", metavar="CONFIG", default=None,
+                   help="instead of --backend: SEEM with random weights from a model name or config YAML "
+                        "(timings only; masks are meaningless)")
     p.add_argument("--json", required=True, help="output JSON file")
     p.set_defaults(func=run)
