@@ -40,6 +40,7 @@ from seem_annotator.core.sequences import Sequences
 from seem_annotator.core.store import DEFAULT_DIRNAME, DEFAULT_FILENAME, Store, now
 from seem_annotator.core.tracks import Tracks
 from seem_annotator.core.transfer import import_dataset as _import_dataset
+from seem_annotator.core.video_fields import with_video_fields
 from seem_annotator.errors import StoreError
 
 Progress = Callable[[int, int], None]
@@ -361,10 +362,11 @@ class Project:
     # -- whole project ---------------------------------------------------------------------------
 
     def snapshot(self) -> Dataset:
-        """Every image, label and annotation as a self-contained Dataset (root = images root)."""
+        """Every image, label and annotation as a self-contained Dataset (root = images root), with
+        sequence and track fields for exporters where there are sequences (core.video_fields)."""
         with self._store.locked():
-            return Dataset(images=self.images(), labels=self.labels(), annotations=self.annotations(),
-                           root=str(self._root))
+            return with_video_fields(self._store, Dataset(
+                images=self.images(), labels=self.labels(), annotations=self.annotations(), root=str(self._root)))
 
     def import_dataset(self, dataset: Dataset, progress: Progress | None = None) -> dict[str, int]:
         """Add a Dataset in one transaction (all or nothing). Images match by file_name, labels by
