@@ -17,11 +17,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from seem_annotator.core import masks
 from seem_annotator.core.prompts import ReferringPrompt
 from seem_annotator.engine.types import DecodeRequest, ImageInput, SegmentationBackend
+from seem_annotator.video.colour import ColourModel
 from seem_annotator.video.flow import FlowWarper
 from seem_annotator.video.frames import Frame
 from seem_annotator.video.prompts import prompts_from_mask
@@ -49,10 +51,13 @@ class StepResult:
 class MaskTracker:
     """Propagation steps with one backend. Not thread-safe (one per propagation thread)."""
 
-    def __init__(self, backend: SegmentationBackend, labels: tuple[str, ...] = (), zoom: float | None = 0.5) -> None:
+    def __init__(self, backend: SegmentationBackend, labels: tuple[str, ...] = (), zoom: float | None = 0.5,
+                 colour_floor: float | None = 0.2) -> None:
         self.backend = backend
         self.labels = labels
         self.zoom = zoom  # margin around the object's box, as a share of its size; None = whole frame
+        self.colour_floor = colour_floor  # P(object | keyframe colours) below which answer pixels go
+        self._models: dict[tuple[int, str], ColourModel] = {}
         self.flow = FlowWarper()
         self._referring = _supports(backend, "referring")
 
@@ -92,9 +97,45 @@ class MaskTracker:
         if best is None:
             return StepResult(np.zeros_like(carried), carried, 0.0, 0.0, 0.0, {"flow": (t1 - t0) * 1e3})
         mask, score, agree = best
+        if self.colour_floor is not None and anchor is not None and mask.any():
+            mask = self._recolour(mask, carried, image, (y0, y1, x0, x1), anchor)
+            agree = masks.mask_iou(mask, carried) if mask.any() else 0.0
         return StepResult(mask, carried, score * agree, score, agree,
                           {"flow": (t1 - t0) * 1e3, "backend": (t2 - t1) * 1e3})
 
+
+    def _colour_model(self, anchor: Anchor) -> ColourModel:
+        key = (anchor.image_id, str(anchor.rle.get("counts", ""))[:64] + str(len(str(anchor.rle.get("counts", "")))))
+        model = self._models.get(key)
+        if model is None:
+            region = masks.decode(anchor.rle)
+            pixels = anchor.image.pixels
+            if region.shape != pixels.shape[:2]:
+                region = cv2.resize(region.astype(np.uint8), (pixels.shape[1], pixels.shape[0]),
+                                    interpolation=cv2.INTER_NEAREST).astype(bool)
+            model = ColourModel(pixels, region)
+            if len(self._models) > 16:
+                self._models.clear()
+            self._models[key] = model
+        return model
+
+    def _recolour(self, mask: np.ndarray, carried: np.ndarray, image: ImageInput,
+                  window: tuple[int, int, int, int], anchor: Anchor) -> np.ndarray:
+        """The answer without pixels whose colour was clearly background on the keyframe; only the
+        parts that still overlap the carried mask are kept."""
+        y0, y1, x0, x1 = window
+        prob = self._colour_model(anchor).probability(image.pixels)
+        if prob.shape != (y1 - y0, x1 - x0):
+            prob = cv2.resize(prob.astype(np.float32), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+        local = mask[y0:y1, x0:x1] & (prob >= self.colour_floor)
+        local = cv2.morphologyEx(local.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+        count, labels = cv2.connectedComponents(local, connectivity=8)
+        hit = np.unique(labels[(local > 0) & carried[y0:y1, x0:x1]])
+        keep = np.zeros(count, bool)
+        keep[hit[hit > 0]] = True
+        out = np.zeros_like(mask)
+        out[y0:y1, x0:x1] = keep[labels]
+        return out if out.any() else mask
 
     def _window(self, carried: np.ndarray) -> tuple[int, int, int, int]:
         """(y0, y1, x0, x1) the backend looks at: the carried mask's box plus the zoom margin."""
