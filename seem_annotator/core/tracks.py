@@ -68,6 +68,18 @@ def rle_digest(rle: dict) -> str:
     return hashlib.sha1(dumps(clean).encode()).hexdigest()
 
 
+def _frame_state(r: Any) -> TrackFrame | None:
+    if r["annotation_id"] is not None and r["ann_present"] is None:
+        return None  # its annotation was deleted: the track is not on this frame
+    kind = str(r["kind"])
+    if kind == PROPAGATED and r["ann_rle"] is not None and r["rle_digest"] != rle_digest(json.loads(r["ann_rle"])):
+        kind = KEYFRAME  # a person edited the propagated mask
+    return TrackFrame(int(r["image_id"]), int(r["frame_index"]), kind,
+                      None if r["annotation_id"] is None else int(r["annotation_id"]),
+                      None if r["confidence"] is None else float(r["confidence"]), bool(r["flagged"]),
+                      json.loads(r["provenance"]))
+
+
 def _track(row: Any) -> TrackRecord:
     return TrackRecord(int(row["id"]), int(row["sequence_id"]), int(row["label_id"]), row["name"],
                        json.loads(row["extra"]))
@@ -113,26 +125,25 @@ class Tracks:
 
     # -- frames ----------------------------------------------------------------------------------
 
+    _FRAMES = ("SELECT t.*, f.frame_index, a.rle AS ann_rle, a.id AS ann_present FROM track_frames t "
+               "JOIN sequence_frames f ON f.image_id = t.image_id "
+               "LEFT JOIN annotations a ON a.id = t.annotation_id WHERE t.track_id = ?")
+
     def frames(self, track_id: int) -> dict[int, TrackFrame]:
         """image id -> the track on that frame (frames where its annotation was deleted are left out)."""
-        rows = self.store.query(
-            "SELECT t.*, f.frame_index, a.rle AS ann_rle, a.id AS ann_present FROM track_frames t "
-            "JOIN sequence_frames f ON f.image_id = t.image_id "
-            "LEFT JOIN annotations a ON a.id = t.annotation_id WHERE t.track_id = ? ORDER BY f.frame_index, t.id",
-            (int(track_id),))
+        rows = self.store.query(self._FRAMES + " ORDER BY f.frame_index, t.id", (int(track_id),))
         out: dict[int, TrackFrame] = {}
         for r in rows:
-            if r["annotation_id"] is not None and r["ann_present"] is None:
-                continue  # its annotation was deleted: the track is not on this frame
-            kind = str(r["kind"])
-            if kind == PROPAGATED and r["ann_rle"] is not None and r["rle_digest"] != rle_digest(json.loads(r["ann_rle"])):
-                kind = KEYFRAME  # a person edited the propagated mask
-            out[int(r["image_id"])] = TrackFrame(
-                int(r["image_id"]), int(r["frame_index"]), kind,
-                None if r["annotation_id"] is None else int(r["annotation_id"]),
-                None if r["confidence"] is None else float(r["confidence"]), bool(r["flagged"]),
-                json.loads(r["provenance"]))
+            state = _frame_state(r)
+            if state is not None:
+                out[state.image_id] = state
         return out
+
+    def frame(self, track_id: int, image_id: int) -> TrackFrame | None:
+        """The track on one frame, or None (one query: what each propagation step checks)."""
+        rows = self.store.query(self._FRAMES + " AND t.image_id = ? ORDER BY t.id", (int(track_id), int(image_id)))
+        states = [s for s in map(_frame_state, rows) if s is not None]
+        return states[-1] if states else None
 
     def track_of_annotation(self, ann_id: int) -> int | None:
         row = self.store.one("SELECT track_id FROM track_frames WHERE annotation_id = ? ORDER BY id DESC LIMIT 1",
@@ -152,7 +163,7 @@ class Tracks:
                 rec.update("annotations", ann.id, label_id=track.label_id, updated_at=now())
             self._insert_member(rec, track.id, ann.image_id, ann.id, KEYFRAME, {"by": "person"}, None, False, None)
             rec.commit("track_keyframe")
-        return self.frames(track.id)[ann.image_id]
+        return self.frame(track.id, ann.image_id)
 
     def set_keyframe(self, track_id: int, image_id: int, rle: dict, source: dict | None = None) -> TrackFrame:
         """The track's mask on this frame, made or corrected by a person: a keyframe (a propagated
@@ -169,7 +180,7 @@ class Tracks:
                                     source={**(source or {}), "track_id": track.id, "keyframe": True})
             self._insert_member(rec, track.id, image_id, ann_id, KEYFRAME, {"by": "person"}, None, False, None)
             rec.commit("track_keyframe")
-        return self.frames(track.id)[image_id]
+        return self.frame(track.id, image_id)
 
     def write_propagated(self, track_id: int, image_id: int, rle: dict | None, provenance: dict,
                          confidence: float, flagged: bool) -> bool:
@@ -177,7 +188,7 @@ class Tracks:
         which is never overwritten; returns whether it was written. One undoable action."""
         with self.store.transaction():
             track = self.get(track_id)
-            current = self.frames(track.id).get(int(image_id))
+            current = self.frame(track.id, image_id)
             if current is not None and current.is_keyframe:
                 return False
             clean = None if rle is None else ann_ops.check_rle(self.store, image_id, rle)

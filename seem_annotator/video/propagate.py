@@ -202,9 +202,9 @@ class Propagator:
               outcome: TrackOutcome) -> bool:
         """Propagate onto frame `index` from its neighbour on the keyframe's side; False = stop."""
         prev_index = index - 1 if seg.direction == FORWARD else index + 1
-        states = self.project.tracks.frames(track_id)
-        prev_state = states.get(frames[prev_index].image_id)
-        anchor_state = states.get(frames[seg.anchor].image_id)
+        tracks = self.project.tracks
+        prev_state = tracks.frame(track_id, frames[prev_index].image_id)
+        anchor_state = tracks.frame(track_id, frames[seg.anchor].image_id)
         if prev_state is None or prev_state.annotation_id is None or anchor_state is None:
             outcome.stops.append(f"{seg.direction} from frame {seg.anchor}: nothing to carry at frame {prev_index}")
             return False
