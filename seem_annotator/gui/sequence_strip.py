@@ -9,6 +9,7 @@ and to the window only to show a frame and to reload the canvas after a run.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from PySide6.QtCore import QObject, QRectF, Qt, QTimer, Signal
@@ -145,7 +146,10 @@ class SequenceStrip(QWidget):
 
     def show_image(self, image_id: int | None) -> None:
         """The window now shows `image_id`: show its sequence (or hide when it is not a frame)."""
-        found = None if self.project is None or image_id is None else self.project.sequences.of_image(image_id)
+        try:
+            found = None if self.project is None or image_id is None else self.project.sequences.of_image(image_id)
+        except sqlite3.OperationalError:  # a project opened read-only before its upgrade has no sequences
+            found = None
         dock = getattr(self, "dock", None)
         if found is None:
             self.sequence_id, self.frame_ids, self.current = None, [], -1
