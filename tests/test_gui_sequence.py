@@ -62,3 +62,31 @@ def test_cancel_stops_a_run(qtbot, tmp_path: Path, sequence_project):
     qtbot.waitUntil(lambda: strip.job is None, timeout=120000)
     assert "cancelled" in strip.last_message
     assert strip.cells.states.count(PROPAGATED) < 5
+
+
+def test_new_track_from_selection_and_propagate_from_a_correction(qtbot, tmp_path: Path, sequence_project):
+    from seem_annotator.core import masks
+
+    root, track, ids = sequence_project
+    window = make_window(qtbot, tmp_path)
+    assert window.open_folder(root)
+    strip = window.sequence_strip
+    project = window.project
+    # An object accepted on frame 2 (any prompt made it) becomes a new track from the selection.
+    mask = np.zeros((120, 214), bool)
+    mask[5:30, 5:60] = True
+    session = project.start_session(ids[2])
+    project.add_round(session.id, (), "test", masks.encode(mask), [])
+    ann = project.accept_session(session.id, project.ensure_label("sky").id)
+    window.show_image(ids[2])
+    qtbot.waitUntil(lambda: strip.dock.isVisible() and window.controller.image_id == ids[2])
+    window.controller.selected = [ann.id]
+    strip.new_track.click()
+    new = strip.track_id
+    assert new != track and strip.cells.states == [NONE, NONE, KEY, NONE, NONE, NONE]
+    strip.from_here.setChecked(True)
+    strip.propagate_button.click()
+    qtbot.waitUntil(lambda: strip.job is None, timeout=120000)
+    assert strip.cells.states == [NONE, NONE, KEY, PROPAGATED, PROPAGATED, PROPAGATED]
+    strip.tracks.setCurrentIndex(strip.tracks.findData(track))
+    assert strip.cells.states == [KEY] + [NONE] * 5  # the other track untouched

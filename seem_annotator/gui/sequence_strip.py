@@ -117,6 +117,9 @@ class SequenceStrip(QWidget):
         self.new_track.setToolTip("Make the selected object on this frame a track (its keyframe)")
         self.new_track.clicked.connect(self.track_from_selection)
         self.backward = QCheckBox("Backward")
+        self.from_here = QCheckBox("From this keyframe only")
+        self.from_here.setToolTip("After correcting this frame: re-propagate only its own gaps, up to the "
+                                  "neighbouring keyframes")
         self.propagate_button = QPushButton("Propagate")
         self.propagate_button.clicked.connect(self.propagate)
         self.cancel_button = QPushButton("Cancel")
@@ -129,7 +132,7 @@ class SequenceStrip(QWidget):
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.valueChanged.connect(self._choose)
         top = QHBoxLayout()
-        for w in (self.title, self.tracks, self.new_track, self.backward, self.propagate_button, self.cancel_button,
+        for w in (self.title, self.tracks, self.new_track, self.backward, self.from_here, self.propagate_button, self.cancel_button,
                   self.bar):
             top.addWidget(w)
         top.addStretch(1)
@@ -224,9 +227,10 @@ class SequenceStrip(QWidget):
 
             backend = create_backend("classical")
         settings = PropagationSettings(forward=True, backward=self.backward.isChecked())
+        start = self.current if self.from_here.isChecked() else None
         try:
             self.job = Propagator(self.project, backend, settings).start(
-                [self.track_id], progress=lambda d, t: self.relay.progress.emit(d, t))
+                [self.track_id], from_keyframe=start, progress=lambda d, t: self.relay.progress.emit(d, t))
         except UserError as exc:
             self._message(str(exc))
             return
