@@ -189,3 +189,17 @@ def test_frames_are_cached_between_tracks(tmp_path: Path, n: int):
         prop = _propagator(project)
         prop.run([a, b])
         assert set(prop.cache.counts.values()) == {1}
+
+
+def test_a_track_without_keyframe_is_skipped_not_fatal(tmp_path: Path):
+    from seem_annotator.core.tracks import TrackError
+
+    project, seq_id, gts = small_sequence(tmp_path, n=3)
+    with project:
+        good = start_track(project, seq_id, 0, gts[0])
+        empty = project.tracks.create(seq_id, project.ensure_label("empty").id).id
+        prop = _propagator(project)
+        with pytest.raises(TrackError, match="no keyframe"):
+            prop.run([empty])
+        report = prop.run([good, empty])
+        assert report.tracks[good].written == 2 and "no keyframe" in report.tracks[empty].stops[0]

@@ -159,9 +159,18 @@ class Propagator:
             cancel: threading.Event | None = None) -> PropagationReport:
         """Propagate every named track (in order) from its keyframes; blocking."""
         t0 = time.perf_counter()
-        plans = [(tid, self.plan(tid, from_keyframe)) for tid in track_ids]
+        plans, skipped = [], {}
+        for tid in track_ids:
+            try:
+                plans.append((tid, self.plan(tid, from_keyframe)))
+            except TrackError as exc:
+                if len(track_ids) == 1:
+                    raise
+                skipped[tid] = str(exc)  # one track without a keyframe must not stop the others
         total = sum(len(s.indices) for _, segs in plans for s in segs)
-        report = PropagationReport({tid: TrackOutcome(tid) for tid, _ in plans})
+        report = PropagationReport({tid: TrackOutcome(tid) for tid in track_ids})
+        for tid, why in skipped.items():
+            report.tracks[tid].stops.append(f"skipped: {why}")
         done = 0
         if progress:
             progress(0, total)
