@@ -71,3 +71,34 @@ def test_flow_carries_a_moving_square_and_tracker_follows_it():
     tracker = MaskTracker(ClassicalBackend())
     result = tracker.step(frames[0], frames[1], start)
     assert region_j(result.mask, _square(h, w, 30, 24, 30)) > 0.8 and 0 < result.confidence <= 1
+
+
+def test_bench_video_json_layout(tmp_path, capsys):
+    import json
+    from pathlib import Path
+
+    import cv2
+    import pytest
+
+    from seem_annotator.cli.main import main
+
+    src = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "video" / "davis2016_parkour"
+    if not src.is_dir():
+        pytest.skip("DAVIS data not found")
+    seq = tmp_path / "data" / "parkour"
+    (seq / "frames").mkdir(parents=True)
+    (seq / "masks").mkdir()
+    for i in range(4):
+        frame = cv2.imread(str(src / "frames" / f"{i:05d}.jpg"))
+        mask = cv2.imread(str(src / "masks" / f"{i:05d}.png"), cv2.IMREAD_GRAYSCALE)
+        cv2.imwrite(str(seq / "frames" / f"{i:05d}.jpg"), cv2.resize(frame, (214, 120)))
+        cv2.imwrite(str(seq / "masks" / f"{i:05d}.png"), cv2.resize(mask, (214, 120), interpolation=cv2.INTER_NEAREST))
+    out = tmp_path / "bench.json"
+    assert main(["bench", "video", "--dataset", str(tmp_path / "data"), "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    row = data["sequences"]["parkour"]
+    assert set(row) == {"J", "F", "JF", "frames", "fps"} and row["frames"] == 3 and row["fps"] > 0
+    assert set(data["mean"]) == {"J", "F", "JF"} and set(data["baseline"]["mean"]) == {"J", "F", "JF"}
+    assert 0.0 <= data["baseline"]["sequences"]["parkour"]["J"] <= 1.0 and row["JF"] == pytest.approx(
+        (row["J"] + row["F"]) / 2, abs=1e-3)
+    assert "parkour" in capsys.readouterr().out
