@@ -11,6 +11,7 @@ BENCH_MODULES = (
     "seem_annotator.bench.interactive",  # bench interactive
     "seem_annotator.bench.latency",  # bench latency
     "seem_annotator.bench.annotate",  # bench annotate
+    "seem_annotator.bench.video",  # bench video
 )
 
 

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "seem_annotator.cli.project_commands",  # import, export, info
     "seem_annotator.cli.annotate_commands",  # init, annotate
     "seem_annotator.cli.models_commands",  # models list/download/check/manifest
+    "seem_annotator.cli.video_commands",  # propagate
     "seem_annotator.cli.bench_commands",  # bench export/model/interactive/latency
     "seem_annotator.cli.voice_commands",  # voice parse/transcribe
     "seem_annotator.cli.gui_command",  # gui

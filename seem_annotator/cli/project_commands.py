@@ -2,6 +2,7 @@
 
     seem-annotator import coco ANNOTATIONS.json --images DIR --project DIR
     seem-annotator import labelme DIR --project DIR
+    seem-annotator import video FILE --project DIR  |  import frames DIR --project DIR   (cli.video_commands)
     seem-annotator export coco --project DIR --out FILE [--rle]
     seem-annotator export labelme --project DIR --out DIR
     seem-annotator export FORMAT --project DIR --out PATH      (plugin formats: yolo, png, ...)
@@ -211,6 +212,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             importer.add_arguments(parser)
         except Exception as exc:  # a plugin's options must not break the whole command line
             parser.set_defaults(func=_broken(f"import format '{name}' is broken: {exc}"))
+    from seem_annotator.cli.video_commands import add_import_parsers
+
+    add_import_parsers(imp_sub)  # import video / import frames: sequences, not annotation formats
 
     exp = subparsers.add_parser("export", help="export a project as COCO / LabelMe / plugin formats")
     exp_sub = exp.add_subparsers(dest="export_format", metavar="FORMAT")

@@ -28,6 +28,8 @@ TABLES: dict[str, tuple[str, ...]] = {
                     "created_at", "updated_at", "provenance", "reviewed_by", "reviewed_at"),
     "proposals": ("id", "run_id", "image_id", "label", "mode", "score", "rle", "bbox", "state",
                   "annotation_id", "created_at", "updated_at"),
+    "track_frames": ("id", "track_id", "image_id", "annotation_id", "kind", "provenance", "confidence",
+                     "flagged", "rle_digest", "created_at"),
 }
 
 

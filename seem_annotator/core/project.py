@@ -37,8 +37,11 @@ from seem_annotator.core.catalog import Catalog
 from seem_annotator.core.prompts import Prompt
 from seem_annotator.core.records import AnnotationRecord, Dataset, ImageRecord, LabelRecord
 from seem_annotator.core.rounds import OPEN, ObjectSession, Round
+from seem_annotator.core.sequences import Sequences
 from seem_annotator.core.store import DEFAULT_DIRNAME, DEFAULT_FILENAME, Store, now
+from seem_annotator.core.tracks import Tracks
 from seem_annotator.core.transfer import import_dataset as _import_dataset
+from seem_annotator.core.video_fields import with_video_fields
 from seem_annotator.errors import StoreError
 
 Progress = Callable[[int, int], None]
@@ -57,6 +60,8 @@ class Project:
         self._store = store
         self._root = root
         self._catalog = Catalog(store, root)
+        self.sequences = Sequences(store)  # videos and frame folders (frames are images)
+        self.tracks = Tracks(store)  # objects across frames: keyframes and propagated masks
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -398,14 +403,15 @@ class Project:
     # -- whole project ---------------------------------------------------------------------------
 
     def snapshot(self, include_proposals: bool = False) -> Dataset:
-        """Every image, label and annotation as a self-contained Dataset (root = images root);
+        """Every image, label and annotation as a self-contained Dataset (root = images root), with
+        sequence and track fields for exporters where there are sequences (core.video_fields);
         `include_proposals` adds the pending proposals, marked as such (see core.runs)."""
         with self._store.locked():
             dataset = Dataset(images=self.images(), labels=self.labels(), annotations=self.annotations(),
                               root=str(self._root))
             if include_proposals:
                 run_store.add_pending_to(dataset, self._store)
-            return dataset
+            return with_video_fields(self._store, dataset)
 
     def import_dataset(self, dataset: Dataset, progress: Progress | None = None) -> dict[str, int]:
         """Add a Dataset in one transaction (all or nothing). Images match by file_name, labels by

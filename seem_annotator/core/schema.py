@@ -157,8 +157,59 @@ def add_auto_annotation_shims(conn: sqlite3.Connection) -> None:
     _exec_script(conn, code)
 
 
+
+_SCHEMA_VIDEO = """
+CREATE TABLE sequences (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    folder TEXT NOT NULL,             -- POSIX, relative to the images root
+    source TEXT,                      -- the video file or frames folder it came from
+    fps REAL,
+    truncated INTEGER NOT NULL DEFAULT 0,
+    error TEXT,                       -- why decoding stopped early
+    extra TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL
+);
+CREATE TABLE sequence_frames (
+    sequence_id INTEGER NOT NULL REFERENCES sequences(id),
+    frame_index INTEGER NOT NULL,
+    image_id INTEGER NOT NULL UNIQUE REFERENCES images(id),
+    timestamp REAL,                   -- seconds from the start of the video (NULL: unknown)
+    PRIMARY KEY (sequence_id, frame_index)
+);
+CREATE TABLE tracks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sequence_id INTEGER NOT NULL REFERENCES sequences(id),
+    label_id INTEGER NOT NULL REFERENCES labels(id),
+    name TEXT,
+    extra TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL
+);
+CREATE TABLE track_frames (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    track_id INTEGER NOT NULL REFERENCES tracks(id),
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    annotation_id INTEGER,            -- no foreign key: undo restores rows one by one; NULL = object lost
+    kind TEXT NOT NULL,               -- 'keyframe' | 'propagated'
+    provenance TEXT NOT NULL DEFAULT '{}',
+    confidence REAL,
+    flagged INTEGER NOT NULL DEFAULT 0,
+    rle_digest TEXT,                  -- of the mask propagation wrote: a different mask = a person's edit
+    created_at REAL NOT NULL
+);
+CREATE INDEX track_frames_track ON track_frames(track_id, image_id);
+"""
+
+
+def _migrate_video(conn: sqlite3.Connection) -> None:
+    # Videos and image sequences: frames are ordinary images; tracks tie one object's annotations
+    # across frames (keyframes made by a person, propagated ones with their provenance).
+    _exec_script(conn, _SCHEMA_VIDEO)
+
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2,
-                                                           _migrate_auto_annotation]
+                                                           _migrate_auto_annotation, _migrate_video]
 # The version at which the auto-annotation tables exist.
 AUTO_ANNOTATION_VERSION = MIGRATIONS.index(_migrate_auto_annotation) + 1
 SCHEMA_VERSION = len(MIGRATIONS)

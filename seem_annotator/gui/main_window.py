@@ -29,6 +29,7 @@ from seem_annotator.gui.image_list import ImageListPanel
 from seem_annotator.gui.labels_panel import LabelsPanel
 from seem_annotator.gui.model_control import ModelControl
 from seem_annotator.gui.review_wiring import ReviewUi
+from seem_annotator.gui.sequence_strip import install_sequence_strip
 from seem_annotator.gui.shortcuts import CheatSheetDialog, ShortcutManager
 from seem_annotator.gui.status import NoCheckpointBanner, StatusPanel
 from seem_annotator.gui.tools import Tool
@@ -82,6 +83,7 @@ class MainWindow(ViewSyncMixin, QMainWindow):
         self.canvas.zoom_changed.connect(self.status.set_zoom)
         self.banner.choose_file.connect(self.model.choose_checkpoint)
         self._install_voice()
+        self.sequence_strip = install_sequence_strip(self)  # frames of videos: tracks and propagation
         self.set_tool(str(self.settings.value("tools/last", "point")))
         # Docks, toolbars and size as the user left them.
         if self.settings.contains("window/geometry"):
@@ -203,6 +205,7 @@ class MainWindow(ViewSyncMixin, QMainWindow):
     def close_project(self) -> None:
         self.model.close_review()  # its candidates belong to this project's image
         self.review_ui.close()
+        self.sequence_strip.shutdown()  # a propagation run writes to this project's store
         if self.controller is not None:
             self.controller.deleteLater()
             self.controller = None
@@ -281,6 +284,7 @@ class MainWindow(ViewSyncMixin, QMainWindow):
             self.canvas.set_image(overlays.rgb_to_qimage(ctl.image.display), ctl.image.full_size)
         self._shown_image = ctl.image_id
         self.images_panel.select(ctl.image_id)
+        self.sequence_strip.show_image(ctl.image_id)
         self.refresh_annotations()
         self.refresh_candidate()
         self._reload_vertex_tool()

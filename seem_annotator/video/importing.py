@@ -1,0 +1,166 @@
+"""Bringing videos and frame folders into a project as sequences.
+
+A video is decoded once (OpenCV's FFmpeg build) and every kept frame is written as an image file
+in `<images root>/sequences/<name>/`; from then on frames are plain images, so nothing decodes the
+video again. A video that stops decoding part-way keeps the frames decoded so far and its sequence
+is marked truncated with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+
+from seem_annotator.core.images import SUPPORTED_EXTENSIONS
+from seem_annotator.core.project import Project
+from seem_annotator.core.sequences import SequenceRecord, natural_key
+from seem_annotator.errors import UserError
+
+SEQUENCES_DIR = "sequences"
+FORMATS = ("jpg", "png")
+
+
+@dataclass
+class DecodedVideo:
+    """What decoding wrote: file paths with timestamps (seconds), source frame indices, and why
+    decoding stopped early (None when it reached the end)."""
+
+    files: list[tuple[Path, float | None]] = field(default_factory=list)
+    source_indices: list[int] = field(default_factory=list)
+    fps: float | None = None
+    frame_count: int | None = None
+    error: str | None = None
+
+    @property
+    def truncated(self) -> bool:
+        return self.error is not None
+
+
+def decode_video(path: Path, out_dir: Path, every: int = 1, fps: float | None = None, fmt: str = "jpg",
+                 quality: int = 95) -> DecodedVideo:
+    """Decode `path` once, writing kept frames to `out_dir` (every `every`-th frame, or about
+    `fps` frames per second). Raises UserError when not a single frame decodes."""
+    if fmt not in FORMATS:
+        raise UserError(f"Unknown frame format {fmt!r}; use one of {', '.join(FORMATS)}.")
+    if every < 1:
+        raise UserError("--every must be 1 or more.")
+    if fps is not None and fps <= 0:
+        raise UserError("--fps must be above 0.")
+    if not 0 <= quality <= 100:
+        raise UserError("--quality must be between 0 and 100.")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise UserError(f"{path} cannot be decoded as a video (not a video file, damaged, or an unsupported "
+                        "codec); nothing was imported.")
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if fmt == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 3]
+    result = DecodedVideo()
+    src_fps = cap.get(cv2.CAP_PROP_FPS)
+    result.fps = float(src_fps) if src_fps and src_fps > 0 else None
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    result.frame_count = count if count > 0 else None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index, next_time = 0, 0.0
+    try:
+        while True:
+            try:
+                ok, frame = cap.read()
+            except cv2.error as exc:
+                result.error = f"the decoder failed at frame {index} ({exc})"
+                break
+            if not ok or frame is None:
+                if result.frame_count is not None and index < result.frame_count:
+                    result.error = (f"decoding stopped at frame {index} of the {result.frame_count} its header "
+                                    "announces (the file is truncated or damaged)")
+                break
+            stamp = index / result.fps if result.fps else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            keep = index % every == 0 if fps is None else stamp + 1e-9 >= next_time
+            if keep:
+                if fps is not None:
+                    next_time += 1.0 / fps
+                target = out_dir / f"frame_{index:06d}.{fmt}"
+                if not cv2.imwrite(str(target), frame, params):
+                    raise UserError(f"Could not write {target}; check the project folder is writable.")
+                result.files.append((target, round(stamp, 6)))
+                result.source_indices.append(index)
+            index += 1
+    finally:
+        cap.release()
+    if not result.files:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        why = f" ({result.error})" if result.error else ""
+        raise UserError(f"{path} contains no decodable video frame{why}; nothing was imported.")
+    return result
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """Image files directly in `folder`, sorted naturally (frame2 before frame10)."""
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a folder of frames.")
+    files = [p for p in folder.iterdir()
+             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SUPPORTED_EXTENSIONS]
+    if not files:
+        raise UserError(f"{folder} holds no image files ({', '.join(sorted(SUPPORTED_EXTENSIONS))}).")
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def _target_folder(project: Project, name: str) -> Path:
+    folder = project.root / SEQUENCES_DIR / name
+    n = 1
+    while folder.exists():
+        n += 1
+        folder = project.root / SEQUENCES_DIR / f"{name}-{n}"
+    return folder
+
+
+def _relative(project: Project, path: Path) -> str:
+    return Path(os.path.relpath(path.resolve(), project.root.resolve())).as_posix()
+
+
+def import_video(project: Project, path: Path, name: str | None = None, every: int = 1, fps: float | None = None,
+                 fmt: str = "jpg", quality: int = 95) -> tuple[SequenceRecord, DecodedVideo]:
+    """Decode a video into the project as a new sequence (see `decode_video`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist or is not a file.")
+    seq_name = project.sequences.unique_name(name or path.stem)
+    folder = _target_folder(project, seq_name)
+    decoded = decode_video(path, folder, every, fps, fmt, quality)
+    project.rescan()
+    frames = [(_relative(project, f), stamp) for f, stamp in decoded.files]
+    record = project.sequences.add(
+        seq_name, _relative(project, folder), frames, source=str(path.resolve()),
+        fps=(fps or (decoded.fps / every if decoded.fps else None)), truncated=decoded.truncated,
+        error=decoded.error,
+        extra={"source_fps": decoded.fps, "source_frames": decoded.source_indices, "every": every})
+    return record, decoded
+
+
+def import_frames(project: Project, folder: Path, name: str | None = None,
+                  fps: float | None = None) -> SequenceRecord:
+    """A folder of frames as a new sequence. Frames inside the project's images root are used in
+    place; others are copied into the project (frames must live under the images root)."""
+    folder = Path(folder)
+    files = frame_files(folder)
+    seq_name = project.sequences.unique_name(name or folder.resolve().name)
+    root = project.root.resolve()
+    inside = root == folder.resolve() or root in folder.resolve().parents
+    if not inside:
+        target = _target_folder(project, seq_name)
+        target.mkdir(parents=True)
+        copied = []
+        for f in files:
+            shutil.copy2(f, target / f.name)
+            copied.append(target / f.name)
+        files, folder = copied, target
+    project.rescan()
+    unreadable = [f.name for f in files if not (img := project.image_by_name(_relative(project, f))) or not img.readable]
+    if unreadable:
+        raise UserError(f"{len(unreadable)} frame(s) in {folder} cannot be read ({', '.join(unreadable[:3])}"
+                        f"{'...' if len(unreadable) > 3 else ''}); fix or remove them and import again.")
+    frames = [(_relative(project, f), None if fps is None else round(i / fps, 6)) for i, f in enumerate(files)]
+    return project.sequences.add(seq_name, _relative(project, folder), frames, source=str(Path(folder).resolve()),
+                                 fps=fps)

@@ -1,0 +1,104 @@
+"""Small parts of the video package: DAVIS measures, prompts from a mask, the keyframe colour
+model, the flow carry, zoomed crops."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from seem_annotator.core.prompts import BoxPrompt, PointPrompt
+from seem_annotator.engine.classical import ClassicalBackend
+from seem_annotator.video.colour import ColourModel
+from seem_annotator.video.flow import FlowWarper
+from seem_annotator.video.frames import make_frame
+from seem_annotator.video.metrics import boundary_f, region_j
+from seem_annotator.video.prompts import prompts_from_mask
+from seem_annotator.video.tracker import MaskTracker
+
+
+def _square(h: int, w: int, y: int, x: int, s: int) -> np.ndarray:
+    m = np.zeros((h, w), bool)
+    m[y:y + s, x:x + s] = True
+    return m
+
+
+def test_j_and_f():
+    a = _square(100, 100, 20, 20, 40)
+    assert region_j(a, a) == 1.0 and boundary_f(a, a) == 1.0
+    assert region_j(np.zeros_like(a), np.zeros_like(a)) == 1.0
+    assert boundary_f(np.zeros_like(a), a) == 0.0
+    # One pixel off is within the tolerance (0.008 x diagonal = 2 px here); ten pixels is not.
+    assert boundary_f(_square(100, 100, 21, 21, 40), a) == 1.0
+    assert boundary_f(_square(100, 100, 30, 30, 40), a) < 0.5
+    assert abs(region_j(_square(100, 100, 20, 40, 40), a) - 1 / 3) < 1e-6
+
+
+def test_prompts_from_mask():
+    mask = _square(120, 160, 30, 40, 50)
+    prompts = prompts_from_mask(mask, ClassicalBackend())
+    pos = [p for p in prompts if isinstance(p, PointPrompt) and p.positive]
+    neg = [p for p in prompts if isinstance(p, PointPrompt) and not p.positive]
+    assert len(pos) == 5 and all(mask[int(p.y), int(p.x)] for p in pos)
+    assert neg and not any(mask[int(p.y), int(p.x)] for p in neg)
+    assert isinstance(prompts[-1], BoxPrompt)  # the box last
+    box = prompts[-1]
+    assert box.x0 < 40 and box.y0 < 30 and box.x1 > 90 and box.y1 > 80
+    assert prompts_from_mask(np.zeros_like(mask), ClassicalBackend()) == ()
+
+
+def test_colour_model_separates_keyframe_colours():
+    rgb = np.zeros((60, 80, 3), np.uint8)
+    rgb[...] = (30, 60, 200)  # blue background
+    obj = _square(60, 80, 20, 30, 20)
+    rgb[obj] = (220, 40, 30)  # red object
+    prob = ColourModel(rgb, obj).probability(rgb)
+    assert prob[obj].min() > 0.9 and prob[~obj].max() < 0.1
+
+
+def test_flow_carries_a_moving_square_and_tracker_follows_it():
+    h, w = 96, 128
+    rng = np.random.default_rng(0)
+    texture = (rng.random((h, w, 3)) * 60 + 60).astype(np.uint8)
+
+    def frame(x: int) -> np.ndarray:
+        img = texture.copy()
+        img[30:60, x:x + 30] = (230, 40, 40)
+        return img
+
+    frames = [make_frame(f"f{i}", frame(20 + 4 * i), (h, w), 480) for i in range(3)]
+    start = _square(h, w, 30, 20, 30)
+    carried = FlowWarper().warp(frames[0].gray, frames[1].gray, start, (h, w)) >= 0.5
+    assert region_j(carried, _square(h, w, 30, 24, 30)) > 0.7
+    tracker = MaskTracker(ClassicalBackend())
+    result = tracker.step(frames[0], frames[1], start)
+    assert region_j(result.mask, _square(h, w, 30, 24, 30)) > 0.8 and 0 < result.confidence <= 1
+
+
+def test_bench_video_json_layout(tmp_path, capsys):
+    import json
+    from pathlib import Path
+
+    import cv2
+    import pytest
+
+    from seem_annotator.cli.main import main
+
+    src = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "video" / "davis2016_parkour"
+    if not src.is_dir():
+        pytest.skip("DAVIS data not found")
+    seq = tmp_path / "data" / "parkour"
+    (seq / "frames").mkdir(parents=True)
+    (seq / "masks").mkdir()
+    for i in range(4):
+        frame = cv2.imread(str(src / "frames" / f"{i:05d}.jpg"))
+        mask = cv2.imread(str(src / "masks" / f"{i:05d}.png"), cv2.IMREAD_GRAYSCALE)
+        cv2.imwrite(str(seq / "frames" / f"{i:05d}.jpg"), cv2.resize(frame, (214, 120)))
+        cv2.imwrite(str(seq / "masks" / f"{i:05d}.png"), cv2.resize(mask, (214, 120), interpolation=cv2.INTER_NEAREST))
+    out = tmp_path / "bench.json"
+    assert main(["bench", "video", "--dataset", str(tmp_path / "data"), "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    row = data["sequences"]["parkour"]
+    assert set(row) == {"J", "F", "JF", "frames", "fps"} and row["frames"] == 3 and row["fps"] > 0
+    assert set(data["mean"]) == {"J", "F", "JF"} and set(data["baseline"]["mean"]) == {"J", "F", "JF"}
+    assert 0.0 <= data["baseline"]["sequences"]["parkour"]["J"] <= 1.0 and row["JF"] == pytest.approx(
+        (row["J"] + row["F"]) / 2, abs=1e-3)
+    assert "parkour" in capsys.readouterr().out
