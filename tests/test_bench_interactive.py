@@ -192,3 +192,70 @@ def test_command_line_classical_json_and_plot(tmp_path):
     assert res["samples"] == 2 and len(res["miou_at"]) == 3 and res["backend"] == "classical"
     assert plot.stat().st_size > 1000
     assert main(["bench", "interactive", "--dataset", str(tmp_path / "missing"), "--json", str(out)]) == 2
+
+
+def test_several_backends_run_interleaved_and_the_json_maps_each_name(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    _write_folder(tmp_path / "ds")
+    samples = list(bench.load_samples(tmp_path / "ds"))
+    order: list[str] = []
+
+    class Named(OracleBackend):
+        def predict(self, request):
+            order.append((self.name, request.image.key))
+            return super().predict(request)
+
+    made = {}
+
+    def make(name, device):
+        b = Named({s.image.key: s.gt for s in samples}, needed=2 if name == "fast" else 4)
+        b.name = name
+        made[name] = b
+        return b
+
+    monkeypatch.setattr(bench, "make_backend", make)
+    out = tmp_path / "r.json"
+    args = argparse.Namespace(max_clicks=4, backend="fast,slow", dataset=str(tmp_path / "ds"), images=None,
+                              limit=0, first_prompt="click", verbose=False, json=str(out), plot=None,
+                              device="cpu")
+    assert bench.run(args) == 0
+    res = json.loads(out.read_text())
+    assert set(res) == {"backends"} and set(res["backends"]) == {"fast", "slow"}
+    assert res["backends"]["fast"]["noc90"] == 2 and res["backends"]["slow"]["noc90"] == 4
+    for r in res["backends"].values():
+        assert {"samples", "noc85", "noc90", "fail90", "miou_at", "click_ms", "backend"} <= set(r)
+    # interleaved: sample a by both backends, then sample b by both
+    runs = [pair for i, pair in enumerate(order) if i == 0 or order[i - 1] != pair]
+    a, b = samples[0].image.key, samples[1].image.key
+    assert runs == [("fast", a), ("slow", a), ("fast", b), ("slow", b)]
+    assert "fast" in capsys.readouterr().out
+
+
+def _berkeley_sample(stem: str = "42049"):
+    from conftest import DATA
+
+    root = DATA / "Berkeley"
+    gt = np.asarray(Image.open(root / "masks" / f"{stem}.png").convert("RGB"))[..., 0] > 128
+    pixels = np.asarray(Image.open(root / "images" / f"{stem}.jpg").convert("RGB"))
+    return ImageInput(key=stem, pixels=pixels, full_size=pixels.shape[:2]), gt
+
+
+def test_grabcut_plain_is_the_textbook_clicker_on_a_real_photo():
+    import cv2
+
+    from seem_annotator.bench.grabcut_plain import GrabCutPlainBackend, plain_grabcut
+
+    image, gt = _berkeley_sample()
+    x, y = bench.interior_point(gt)
+    backend = bench.make_backend("grabcut-plain", "cpu")
+    assert isinstance(backend, GrabCutPlainBackend) and backend.supports("point")
+    cand = backend.predict(DecodeRequest(image=image, object_id="o", round_index=0,
+                                         prompts=(PointPrompt(x + 0.5, y + 0.5),)))
+    assert cand.mask.shape == gt.shape and cand.mask[y, x]
+    assert bench.masked_iou(cand.mask, gt, np.zeros_like(gt)) > 0.3
+    # the same as the function on its own (no memory between rounds), and the hard discs hold
+    bgr = cv2.cvtColor(image.pixels, cv2.COLOR_RGB2BGR)
+    assert np.array_equal(cand.mask, plain_grabcut(bgr, [(x, y, True)]))
+    both = plain_grabcut(bgr, [(x, y, True), (x + 30, y, False)])
+    assert both[y, x] and not both[y, x + 30] and not both[0].any()

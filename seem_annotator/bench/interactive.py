@@ -11,6 +11,10 @@ click count reaching IoU >= t (max clicks when never).
 `--first-prompt box` starts with the ground truth's bounding box instead of a click (then clicks);
 `box-centre` starts with a click at the box centre, which is what the official SEEM code makes of
 a box, for comparison.
+
+`--backend classical,grabcut-plain` runs several backends interleaved on the same samples (each
+sample by each backend in turn); `grabcut-plain` is the textbook GrabCut clicker
+(bench/grabcut_plain.py), the reference every run can report the classical backend against.
 """
 
 from __future__ import annotations
@@ -227,20 +231,31 @@ def summarize(all_ious: list[list[float]], click_ms: list[float], encode_ms: lis
 def evaluate(backend: SegmentationBackend, samples: list[Sample] | Iterator[Sample], max_clicks: int = 20,
              first_prompt: str = "click", progress: bool = False) -> dict:
     """Run the protocol over the samples; the summary dict written as JSON."""
-    all_ious: list[list[float]] = []
-    click_ms: list[float] = []
-    encode_ms: list[float] = []
+    return evaluate_many({backend.name: backend}, samples, max_clicks, first_prompt, progress)[backend.name]
+
+
+def evaluate_many(backends: dict[str, SegmentationBackend], samples: list[Sample] | Iterator[Sample],
+                  max_clicks: int = 20, first_prompt: str = "click", progress: bool = False) -> dict[str, dict]:
+    """The protocol for several backends interleaved (each sample by every backend in turn, so
+    they share the samples and the machine's load): backend name -> summary dict."""
+    all_ious: dict[str, list[list[float]]] = {n: [] for n in backends}
+    click_ms: dict[str, list[float]] = {n: [] for n in backends}
+    encode_ms: dict[str, list[float]] = {n: [] for n in backends}
     for i, sample in enumerate(samples):
-        ious = run_sample(backend, sample, max_clicks, first_prompt, click_ms, encode_ms)
-        all_ious.append(ious)
-        if progress:
-            print(f"  [{i + 1}] {sample.name}: IoU@1 {ious[0]:.3f}  IoU@5 {ious[min(4, len(ious) - 1)]:.3f}  "
-                  f"NoC90 {noc(ious, 0.9, max_clicks)}", flush=True)
-    if not all_ious:
-        raise UserError("the dataset has no samples")
-    result = summarize(all_ious, click_ms, encode_ms, max_clicks)
-    result["per_sample"] = [[round(v, 4) for v in r] for r in all_ious]
-    return result
+        for name, backend in backends.items():
+            ious = run_sample(backend, sample, max_clicks, first_prompt, click_ms[name], encode_ms[name])
+            all_ious[name].append(ious)
+            if progress:
+                print(f"  [{i + 1}] {sample.name} {name}: IoU@1 {ious[0]:.3f}  "
+                      f"IoU@5 {ious[min(4, len(ious) - 1)]:.3f}  NoC90 {noc(ious, 0.9, max_clicks)}", flush=True)
+    results = {}
+    for name in backends:
+        if not all_ious[name]:
+            raise UserError("the dataset has no samples")
+        result = summarize(all_ious[name], click_ms[name], encode_ms[name], max_clicks)
+        result["per_sample"] = [[round(v, 4) for v in r] for r in all_ious[name]]
+        results[name] = result
+    return results
 
 
 # -- command line ----------------------------------------------------------------------------------
@@ -278,32 +293,43 @@ def _table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
+def make_backend(name: str, device: str) -> SegmentationBackend:
+    """A backend by name; `grabcut-plain` is the benchmark's own textbook reference."""
+    if name == "grabcut-plain":
+        from seem_annotator.bench.grabcut_plain import GrabCutPlainBackend
+
+        return GrabCutPlainBackend()
     from seem_annotator.engine.backends import create_backend
 
+    return create_backend(name, device)
+
+
+def run(args: argparse.Namespace) -> int:
     if args.max_clicks < 1:
         raise UserError("--max-clicks must be at least 1")
-    names = [n.strip() for n in args.backend.split(",") if n.strip()]
+    names = list(dict.fromkeys(n.strip() for n in args.backend.split(",") if n.strip()))
+    if not names:
+        raise UserError("--backend names no backend")
     dataset = Path(args.dataset)
     if not dataset.exists():
         raise UserError(f"dataset {dataset} does not exist")
-    results: dict[str, dict] = {}
+    backends = {}
     for name in names:
-        backend = create_backend(name, args.device)
-        samples = load_samples(dataset, Path(args.images) if args.images else None)
-        if args.limit:
-            samples = (s for i, s in enumerate(samples) if i < args.limit)
-        res = evaluate(backend, samples, args.max_clicks, args.first_prompt, progress=args.verbose)
-        res.update(backend=backend.name, device=backend.device, dataset=str(dataset),
+        backend = make_backend(name, args.device)
+        backends[backend.name] = backend
+    samples = load_samples(dataset, Path(args.images) if args.images else None)
+    if args.limit:
+        samples = (s for i, s in enumerate(samples) if i < args.limit)
+    results = evaluate_many(backends, samples, args.max_clicks, args.first_prompt, progress=args.verbose)
+    for name, res in results.items():
+        res.update(backend=name, device=backends[name].device, dataset=str(dataset),
                    first_prompt=args.first_prompt, max_clicks=args.max_clicks)
-        results[backend.name] = res
     print(_table(results))
-    first = dict(next(iter(results.values())))
-    if len(results) > 1:
-        first["by_backend"] = results
+    # One backend: its keys at the top level; several: `backends` maps each name to those keys.
+    report = next(iter(results.values())) if len(results) == 1 else {"backends": results}
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(first, indent=1), encoding="utf-8")
+    out.write_text(json.dumps(report, indent=1), encoding="utf-8")
     if args.plot:
         _plot(results, Path(args.plot), f"{dataset.name} ({args.first_prompt} first)")
     return 0
@@ -315,7 +341,9 @@ def register(bench_subparsers: argparse._SubParsersAction) -> None:
                    help="folder with images/+masks/ (or img/+gt/), or a COCO annotations JSON file")
     p.add_argument("--images", help="images root for a COCO file (default: the file's folder)")
     p.add_argument("--backend", default="classical",
-                   help="'classical' or a SEEM model name (e.g. focalt_v1); comma-separated to compare")
+                   help="'classical', 'grabcut-plain' (the textbook GrabCut clicker, for reference) or a SEEM "
+                        "model name (e.g. focalt_v1); comma-separated to compare them on the same "
+                        "samples, interleaved")
     p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")
     p.add_argument("--max-clicks", type=int, default=20)
     p.add_argument("--first-prompt", choices=FIRST_PROMPTS, default="click")
