@@ -41,6 +41,10 @@ def test_strip_follows_frames_and_propagates(qtbot, tmp_path: Path, sequence_pro
     qtbot.waitUntil(lambda: strip.job is None, timeout=120000)
     assert strip.cells.states == [KEY] + [PROPAGATED] * 5
     assert strip.bar.maximum() == 5 and "5 frames" in strip.last_message
+    from seem_annotator.gui.image_list import status_of
+
+    panel = window.images_panel  # the image list's dots follow: propagated frames are in progress
+    assert all(status_of(panel._records[i]) == "in_progress" for i in ids[1:])
     strip.slider.setValue(3)  # the slider steps frames
     qtbot.waitUntil(lambda: window.controller.image_id == ids[3])
     assert strip.current == 3 and "frame 4/6" in strip.title.text()

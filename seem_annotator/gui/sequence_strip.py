@@ -283,6 +283,10 @@ class SequenceStrip(QWidget):
         ctl = getattr(self.window, "controller", None)
         if ctl is not None:
             ctl.reload()  # the frame shown may have a new propagated mask
+        project, panel = getattr(self.window, "project", None), getattr(self.window, "images_panel", None)
+        if project is not None and panel is not None:
+            for image in project.images():  # propagated frames are in progress now: their dots say so
+                panel.update_image(image)
         self.refresh()
 
     def _message(self, text: str) -> None:
