@@ -59,7 +59,7 @@ def seem_model_names() -> list[str]:
 
 def backend_names() -> list[str]:
     """Every name `create_backend` accepts."""
-    return ["classical"] + [f"seem:{n}" for n in seem_model_names()] + sorted(_REGISTRY)
+    return ["classical", "classical-textbook"] + [f"seem:{n}" for n in seem_model_names()] + sorted(_REGISTRY)
 
 
 def create_backend(name: str, device: str | None = "auto") -> SegmentationBackend:
@@ -74,6 +74,10 @@ def create_backend(name: str, device: str | None = "auto") -> SegmentationBacken
         from seem_annotator.engine.classical import ClassicalBackend
 
         return ClassicalBackend()
+    if name == "classical-textbook":
+        from seem_annotator.engine.classical_textbook import TextbookClassicalBackend
+
+        return TextbookClassicalBackend()
     model = name.split(":", 1)[1] if name.startswith("seem:") else name
     if not model:
         raise UserError(f"unknown backend {name!r}: use 'classical' or one of {', '.join(backend_names()[1:])}")

@@ -1,0 +1,176 @@
+"""The classical backend's click round: the textbook GrabCut clicker, plus what makes it a good one.
+
+The formulation is the textbook one (bench/grabcut_plain.py): a thin border is background, each
+positive seed a small hard-foreground disc inside a larger probable-foreground disc, each negative
+seed a hard-background disc, `cv2.grabCut` from that label map. On top of it:
+
+- memory: from the second round on the previous answer starts as probable foreground, so the
+  colour models start from what the user has already accepted and a click only corrects;
+- speed: later rounds run on the previous answer's neighbourhood only (a crop), fewer iterations;
+- topology: only the parts connected to a positive seed are kept, small holes are filled, and the
+  seeds always hold in the answer;
+- fallbacks that keep every prompt doing what it says (classical_rules.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CutSettings:
+    """Sizes in working-grid pixels (the backend scales them from full-resolution pixels)."""
+
+    hard_radius: int = 3
+    probable_radius: int = 13
+    border: int = 2
+    first_iterations: int = 5
+    iterations: int = 3
+    margin: float = 0.3  # crop margin around the previous answer, as a fraction of its size
+    from_previous: bool = True  # the previous answer starts as probable foreground
+    keep_connected: bool = True  # drop parts not connected to a positive seed
+
+
+def disk(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    if radius <= 0 or not mask.any():
+        return mask.copy()
+    return cv2.dilate(mask.astype(np.uint8), disk(radius)).astype(bool)
+
+
+def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, roi: tuple[int, int, int, int] | None = None
+            ) -> np.ndarray:
+    """cv2.grabCut from a GC_* label map (optionally only inside roi = (y0, y1, x0, x1)): bool mask."""
+    gc = gc.copy()
+    y0, y1, x0, x1 = roi if roi is not None else (0, gc.shape[0], 0, gc.shape[1])
+    crop = np.ascontiguousarray(gc[y0:y1, x0:x1])
+    is_fg = (crop == cv2.GC_FGD) | (crop == cv2.GC_PR_FGD)
+    free = (crop == cv2.GC_PR_FGD) | (crop == cv2.GC_PR_BGD)
+    if is_fg.any() and not is_fg.all() and free.any() and iterations > 0:
+        cv2.setRNGSeed(0)  # GrabCut's k-means start uses OpenCV's global RNG: keep answers repeatable
+        try:
+            cv2.grabCut(np.ascontiguousarray(bgr[y0:y1, x0:x1]), crop, None, np.zeros((1, 65)),
+                        np.zeros((1, 65)), iterations, cv2.GC_INIT_WITH_MASK)
+        except cv2.error:
+            pass  # too few distinct colours for a colour model: keep the initial labels
+        gc[y0:y1, x0:x1] = crop
+    return (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+
+
+def roi_around(region: np.ndarray, margin: float, minimum: int = 12) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1): the region's bounding box grown by `margin` of its size on each side."""
+    ys, xs = np.nonzero(region)
+    h, w = region.shape
+    my = max(minimum, int(margin * (ys.max() - ys.min() + 1)))
+    mx = max(minimum, int(margin * (xs.max() - xs.min() + 1)))
+    return max(0, ys.min() - my), min(h, ys.max() + 1 + my), max(0, xs.min() - mx), min(w, xs.max() + 1 + mx)
+
+
+def click_cut(bgr: np.ndarray, pos: np.ndarray, neg: np.ndarray, prev: np.ndarray | None,
+              s: CutSettings, allowed: np.ndarray | None = None) -> np.ndarray:
+    """One round from painted positive/negative seeds (clicks, strokes, filled regions) and the
+    previous answer: bool (h, w). `allowed`: where the object may be (a box or polygon), else None."""
+    h, w = pos.shape
+    hard_fg = dilate(pos, s.hard_radius)
+    hard_bg = dilate(neg, s.hard_radius) & ~pos  # a seed's own pixels win over the other sign's disc
+    hard_fg &= ~hard_bg
+    probable = dilate(pos, s.probable_radius)
+    gc = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
+    ring = np.zeros((h, w), bool)
+    b = s.border
+    ring[:b] = ring[-b:] = True
+    ring[:, :b] = ring[:, -b:] = True
+    keep_free = probable | (prev if prev is not None else False)
+    gc[ring & ~keep_free] = cv2.GC_BGD
+    if prev is not None and s.from_previous:
+        gc[prev] = cv2.GC_PR_FGD
+    gc[probable] = cv2.GC_PR_FGD
+    if allowed is not None:
+        if prev is None or not s.from_previous:
+            gc[allowed] = cv2.GC_PR_FGD  # GrabCut's own box start: everything inside may be object
+        gc[~allowed] = cv2.GC_BGD
+    gc[hard_bg] = cv2.GC_BGD
+    gc[hard_fg] = cv2.GC_FGD
+    roi = None
+    iterations = s.first_iterations
+    if prev is not None and prev.any() and s.margin > 0:
+        roi = roi_around(prev | probable | dilate(neg, s.probable_radius), s.margin)
+        iterations = s.iterations
+    elif allowed is not None:
+        roi = roi_around(allowed, 0.1)
+    out = grabcut(bgr, gc, iterations, roi)
+    if not s.keep_connected:
+        return (out | hard_fg) & ~hard_bg
+    return clean(out | hard_fg, hard_fg, hard_bg)
+
+
+def clean(mask: np.ndarray, fg: np.ndarray, bg: np.ndarray | None = None, floor: float = 0.05) -> np.ndarray:
+    """Keep the parts connected to a positive seed and the others of at least `floor` of the
+    object (a body can come apart from the limb that was clicked), fill holes under 1% of the
+    object, let the seeds hold."""
+    if bg is not None:
+        mask = mask & ~bg
+    if not mask.any():
+        return mask
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = stats[:, cv2.CC_STAT_AREA] >= floor * int(mask.sum())
+    keep[0] = False
+    seeded = np.unique(labels[fg & mask])
+    keep[seeded[seeded > 0]] = True
+    if not keep.any():  # a box or polygon alone says "in here", not where: keep its largest part
+        keep[1 + int(np.argmax(np.bincount(labels.ravel())[1:]))] = True
+    out = keep[labels]
+    holes = (~out).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(holes, connectivity=4)
+    limit = max(16, int(out.sum()) // 100)
+    hh, ww = mask.shape
+    small = np.zeros(count, bool)
+    for k in range(1, count):
+        x, y, bw, bh, area = stats[k]
+        touches_border = x == 0 or y == 0 or x + bw == ww or y + bh == hh
+        small[k] = area <= limit and not touches_border
+    if bg is not None:
+        small[np.unique(labels[bg & (holes > 0)])] = False  # a hole a negative seed made stays open
+    small[0] = False
+    out |= small[labels]
+    if bg is not None:
+        out &= ~bg
+    return out
+
+
+def guided_upsample(mask: np.ndarray, guide_rgb: np.ndarray) -> np.ndarray:
+    """The working-grid mask at the guide image's resolution, its outline snapped to the image's
+    edges by a guided filter (He et al.) on the grey image: bool (H, W). Only the outline's band is
+    filtered, so the cost follows the outline, not the image."""
+    hh, ww = guide_rgb.shape[:2]
+    soft = cv2.resize(mask.astype(np.float32), (ww, hh), interpolation=cv2.INTER_LINEAR)
+    factor = max(hh / mask.shape[0], ww / mask.shape[1])
+    if factor < 1.2 or not mask.any():
+        return soft >= 0.5
+    r = max(2, int(round(2 * factor)))
+    band = (soft > 0.02) & (soft < 0.98)
+    band = cv2.dilate(band.astype(np.uint8), disk(r)).astype(bool)
+    ys, xs = np.nonzero(band)
+    if not len(ys):
+        return soft >= 0.5
+    y0, y1 = max(0, ys.min() - 2 * r), min(hh, ys.max() + 1 + 2 * r)
+    x0, x1 = max(0, xs.min() - 2 * r), min(ww, xs.max() + 1 + 2 * r)
+    gray = cv2.cvtColor(np.ascontiguousarray(guide_rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
+    p = soft[y0:y1, x0:x1]
+    k = (2 * r + 1, 2 * r + 1)
+    mean_i, mean_p = cv2.blur(gray, k), cv2.blur(p, k)
+    cov = cv2.blur(gray * p, k) - mean_i * mean_p
+    var = cv2.blur(gray * gray, k) - mean_i * mean_i
+    a = cov / (var + 1e-3)
+    b = mean_p - a * mean_i
+    q = cv2.blur(a, k) * gray + cv2.blur(b, k)
+    out = soft >= 0.5
+    sub = out[y0:y1, x0:x1]
+    sub[band[y0:y1, x0:x1]] = q[band[y0:y1, x0:x1]] >= 0.5
+    return out

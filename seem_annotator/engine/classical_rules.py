@@ -1,0 +1,170 @@
+"""What each prompt means on the classical backend, and the fallbacks that make the cut obey it.
+
+- Clicks and strokes are seeds of their sign (a stroke is a line of clicks: the same discs along it).
+- A box says the object is inside it; a polygon says the object is its area, give or take a few
+  pixels at its outline. Both stop limiting the answer once a positive prompt lies outside them.
+- A positive click outside the previous answer adds the region around it: at least what that click
+  would give as a first click.
+- A negative click inside the previous answer removes the region around it (bounded by image
+  edges, the answer's outline and the positive seeds), never only the clicked pixels.
+- A first click on texture gives the texture-homogeneous area around it when the cut finds only a
+  speck (GrabCut's colour models cannot separate a textured object from itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from seem_annotator.engine.classical_cut import CutSettings, clean, click_cut, dilate, disk, roi_around
+from seem_annotator.engine.rasterize import PromptMasks
+
+SPECK = 0.04  # a first answer under this fraction of the image is checked against its texture area
+
+
+def answer(bgr: np.ndarray, texture: Callable[[], np.ndarray], masks: PromptMasks, prev: np.ndarray | None,
+           new: PromptMasks | None, s: CutSettings, polygon_slack: int, local: bool = True) -> np.ndarray:
+    """The object mask (bool, working grid) for all prompts so far; `new` holds the newest ones
+    (None on a first round); texture() gives the texture-smoothed BGR image, computed on demand."""
+    polygons = masks.pos_regions
+    neg = masks.negative
+    seeds = masks.pos_clicks | masks.pos_strokes
+    allowed = masks.box_region
+    if polygons.any():
+        near = dilate(polygons, polygon_slack)
+        allowed = near if allowed is None else allowed & near
+        core = cv2.erode(polygons.astype(np.uint8), disk(polygon_slack)).astype(bool)
+        # The polygon's inside is object, except around a negative prompt: there the cut decides.
+        seeds = seeds | (core & ~dilate(neg, 2 * s.probable_radius))
+    if allowed is None:
+        out = first_answer(bgr, texture, seeds, neg, s) if prev is None else click_cut(bgr, seeds, neg, prev, s)
+    else:
+        inside = seeds & allowed
+        outside = seeds & ~allowed
+        out = click_cut(bgr, inside, neg, prev if prev is None else prev & allowed, s, allowed=allowed)
+        if outside.any():
+            # The object reaches past the box/polygon: grow from the prompts outside it without the
+            # limit, never taking away what the region round found.
+            grown = click_cut(bgr, seeds | out, neg, out | (prev if prev is not None else False), s)
+            out = out | grown
+    if new is not None and prev is not None:
+        out = _newest_rules(bgr, texture, masks, seeds, prev, new, out, s)
+        if local and not new.boxes:
+            out = local_update(prev, out, seeds, neg & ~seeds, new)
+    return out
+
+
+def first_answer(bgr: np.ndarray, texture: Callable[[], np.ndarray], pos: np.ndarray, neg: np.ndarray,
+                 s: CutSettings) -> np.ndarray:
+    """A first round from seeds alone: the cut, or the texture area around the clicks when the cut
+    finds only a speck."""
+    out = click_cut(bgr, pos, neg, None, s)
+    h, w = out.shape
+    if out.sum() >= SPECK * h * w:
+        return out
+    smooth = texture()
+    area = np.zeros((h, w), bool)
+    count, labels = cv2.connectedComponents(pos.astype(np.uint8), connectivity=8)
+    for k in range(1, min(count, 9)):  # one flood per seed (a stroke is one seed)
+        ys, xs = np.nonzero(labels == k)
+        area |= homogeneous_area(smooth, int(xs[len(xs) // 2]), int(ys[len(ys) // 2]))
+    area &= ~dilate(neg, s.hard_radius)
+    if area.sum() > 3 * out.sum():
+        return out | _component_at(area, dilate(pos, 1))
+    return out
+
+
+def _component_at(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """The parts of `mask` (8-connected) that touch `seed`."""
+    if not (mask & seed).any():
+        return np.zeros_like(mask)
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    keep = np.zeros(count, bool)
+    hit = np.unique(labels[seed & mask])
+    keep[hit[hit > 0]] = True
+    return keep[labels]
+
+
+def _newest_rules(bgr: np.ndarray, texture: Callable[[], np.ndarray], masks: PromptMasks, seeds: np.ndarray,
+                  prev: np.ndarray, new: PromptMasks, out: np.ndarray, s: CutSettings) -> np.ndarray:
+    # Only little change triggers a fallback (less than the click's probable disc added, about its
+    # own hard disc removed): larger answers are the cut's considered decision.
+    speck = 3 * int(np.pi * s.hard_radius ** 2)
+    new_pos = (new.pos_clicks | new.pos_strokes) & ~prev
+    if new_pos.any():
+        added = _component_at(out & ~prev, dilate(new_pos, 1))
+        if added.sum() < int(np.pi * s.probable_radius ** 2):
+            # The cut kept little more than the seed: take what this click alone would give.
+            alone = first_answer(bgr, texture, new_pos, masks.negative, s)
+            alone = _component_at(alone & ~masks.negative, new_pos)
+            if (alone & ~prev).sum() > added.sum():
+                out = out | alone
+    new_neg = (new.neg_clicks | new.neg_strokes) & prev
+    if new_neg.any():
+        removed = _component_at(prev & ~out, dilate(new_neg, 1))
+        if removed.sum() < speck:
+            out = out & ~_split_off(bgr, prev, seeds, new_neg)
+    return out
+
+
+def _split_off(bgr: np.ndarray, prev: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """The part of `prev` nearer (across the weakest edges) to the negative seed than to the positive
+    seeds or the answer's own outline: watershed with the outside of `prev` as a third seed."""
+    y0, y1, x0, x1 = roi_around(prev | neg, 0.05, minimum=2)
+    p, n, q = prev[y0:y1, x0:x1], neg[y0:y1, x0:x1], pos[y0:y1, x0:x1]
+    markers = np.zeros(p.shape, np.int32)
+    markers[~p] = 3
+    markers[q & p] = 1
+    markers[n] = 2
+    smooth = cv2.bilateralFilter(np.ascontiguousarray(bgr[y0:y1, x0:x1]), 7, 40, 5)
+    cv2.watershed(smooth, markers)
+    region = np.zeros_like(prev)
+    region[y0:y1, x0:x1] = (markers == 2) & p
+    return region | dilate(neg, 2) & prev
+
+
+def homogeneous_area(smooth: np.ndarray, x: int, y: int, largest: float = 0.35) -> np.ndarray:
+    """The area of similar texture around (x, y) on a texture-smoothed image: a flood fill within a
+    colour range of the click's smoothed colour, the widest range whose area stays object-sized
+    (at most `largest` of the image)."""
+    h, w = smooth.shape[:2]
+    region = np.zeros((h, w), bool)
+    for tolerance in (24, 18, 14, 10, 6):
+        flood = np.zeros((h + 2, w + 2), np.uint8)
+        flags = 4 | cv2.FLOODFILL_FIXED_RANGE | cv2.FLOODFILL_MASK_ONLY | (1 << 8)
+        cv2.floodFill(smooth, flood, (int(x), int(y)), 0, (tolerance,) * 3, (tolerance,) * 3, flags)
+        region = flood[1:-1, 1:-1].astype(bool)
+        if region.sum() <= largest * h * w:
+            break
+    return cv2.morphologyEx(region.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)).astype(bool)
+
+
+def texture_smooth(bgr: np.ndarray) -> np.ndarray:
+    """Texture flattened to its mean colour: mean-shift filtering at half size (texture is coarse
+    anyway, and it costs a quarter), then a small blur."""
+    h, w = bgr.shape[:2]
+    half = cv2.resize(bgr, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
+    shifted = cv2.pyrMeanShiftFiltering(half, 6, 24, maxLevel=1)
+    return cv2.GaussianBlur(cv2.resize(shifted, (w, h), interpolation=cv2.INTER_LINEAR), (5, 5), 0)
+
+
+def local_update(prev: np.ndarray, out: np.ndarray, pos: np.ndarray, neg: np.ndarray, new: PromptMasks
+                 ) -> np.ndarray:
+    """Accept only the changes connected to the newest prompts; elsewhere keep the previous answer
+    (a click fixes one error without disturbing what earlier rounds got right). pos/neg: the
+    seeds that must hold."""
+    touched = dilate(new.positive | new.negative, 2)
+    diff = out != prev
+    changed = _component_at(diff, touched)
+    # A prompt never does the opposite of what it asks: a positive one only adds, a negative one
+    # only removes (with both signs new, both kinds of change are taken).
+    if not new.negative.any():
+        changed &= out
+    if not new.positive.any():
+        changed &= ~out
+    result = np.where(changed, out, prev)
+    result[pos] = True
+    result[neg] = False
+    return clean(result, pos | (prev & result), neg)

@@ -1,0 +1,197 @@
+"""A second no-weights backend, `classical-textbook` (issue 14; not the default yet).
+
+It answers the same spatial prompts as SEEM (clicks, boxes, polygons, strokes, over many rounds) so
+the app is useful before any checkpoint is downloaded. Each round is the textbook GrabCut clicker
+made a good one (classical_cut.py: memory of the previous answer, a crop around it, topology
+clean-up) with rules that make every prompt do what it says (classical_rules.py). The benchmark
+compares it with the plain textbook clicker (`bench interactive --backend classical,grabcut-plain`).
+
+Text, voice and referring prompts need SEEM and raise ModelUnavailableError. Segment-everything
+gives object-like regions of a merge hierarchy, ranked by objectness (classical_everything.py);
+they have no names ("unknown"), their score is the objectness.
+
+Not the default: on the first 20 Berkeley images it needs fewer clicks than `classical` (NoC@90
+12.85 against 13.95) but each click costs about three times as much, it still loses to the plain
+textbook clicker there, and video propagation on it tracks worse (README, Measured). Try it with
+`--backend classical-textbook`; `bench interactive --backend classical,classical-textbook,grabcut-plain`
+compares all three.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from seem_annotator.core.prompts import SPATIAL_KINDS
+from seem_annotator.engine.classical_cut import CutSettings, guided_upsample
+from seem_annotator.engine.classical_everything import object_regions
+from seem_annotator.engine.classical_rules import answer, texture_smooth
+from seem_annotator.engine.rasterize import rasterize, resize_mask
+from seem_annotator.engine.types import Candidate, DecodeRequest, ImageInput
+from seem_annotator.errors import ModelUnavailableError
+
+UNKNOWN = "unknown"
+NEEDS_SEEM = ("Segment everything needs a SEEM checkpoint: without one there are no object names or "
+                         "scores, only colour regions - run `seem-annotator models download focalt_v1` and "
+                         "switch the backend to seem:focalt_v1")
+NEEDS_SEEM = ("{kind} prompts need a SEEM checkpoint; the classical backend only answers clicks, boxes, "
+              "polygons and strokes - run `seem-annotator models download focalt_v1` and switch the "
+              "backend to seem:focalt_v1")
+
+
+class _Prepared:
+    """Per-image work shared by every round: the working-resolution image (and, on demand, its
+    texture-smoothed copy)."""
+
+    def __init__(self, image: ImageInput, max_side: int) -> None:
+        h, w = image.pixels.shape[:2]
+        factor = min(1.0, max_side / max(h, w))
+        size = (max(1, round(h * factor)), max(1, round(w * factor)))
+        rgb = np.ascontiguousarray(image.pixels[..., :3], dtype=np.uint8)
+        if size != (h, w):
+            rgb = cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+        self.rgb = rgb
+        # Prompts are in full-resolution pixels: working pixels per full-resolution pixel.
+        self.scale = size[0] / image.full_size[0]
+        self.bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        self.size = size
+        self._texture: np.ndarray | None = None
+
+    def texture(self) -> np.ndarray:
+        if self._texture is None:
+            self._texture = texture_smooth(self.bgr)
+        return self._texture
+
+
+@dataclass(frozen=True)
+class TextbookMemory:
+    """A round's answer on the working grid and how many prompts it answered."""
+
+    image_key: str
+    mask: np.ndarray
+    prompts: int
+
+
+class TextbookClassicalBackend:
+    """OpenCV GrabCut backend (no weights). Thread-safe; CPU only.
+
+    Sizes are in full-resolution pixels (the textbook clicker's: a 5 px hard disc inside a 20 px
+    probable disc); the work runs on a grid of at most `max_side` pixels. The switches exist to
+    measure what each addition to the textbook clicker is worth (`bench interactive`):
+    from_previous (start GrabCut's colour models from the previous answer; off: from the seeds,
+    as the textbook does), local (accept only changes connected to the newest prompt, of its sign),
+    guided (snap the outline to the image at full size), keep_connected (drop small parts not
+    connected to a seed), rules (the newest-prompt fallbacks and local updates), margin (crop
+    around the previous answer, a fraction of its size; 0 = the whole image every round)."""
+
+    name = "classical-textbook"
+    device = "cpu"
+
+    def __init__(self, max_side: int = 320, cache_images: int = 8, hard_radius: float = 5.0,
+                 probable_radius: float = 20.0, polygon_slack: float = 3.0, first_iterations: int = 5,
+                 iterations: int = 5, from_previous: bool = False, local: bool = True,
+                 guided: bool = True, keep_connected: bool = True, rules: bool = True,
+                 margin: float = 0.0) -> None:
+        self.margin = margin
+        self.keep_connected = keep_connected
+        self.rules = rules
+        self.from_previous = from_previous
+        self.guided = guided
+        self.local = local
+        self.max_side = max_side
+        self.hard_radius = hard_radius
+        self.probable_radius = probable_radius
+        self.polygon_slack = polygon_slack
+        self.first_iterations = first_iterations
+        self.iterations = iterations
+        self._cache: OrderedDict[str, _Prepared] = OrderedDict()
+        self._cache_images = cache_images
+        self._lock = threading.Lock()
+
+    # -- SegmentationBackend -------------------------------------------------------------------
+
+    def supports(self, prompt_kind: str) -> bool:
+        return prompt_kind in SPATIAL_KINDS or prompt_kind == "everything"
+
+    def encode(self, image: ImageInput) -> None:
+        self._prepared(image)
+
+    def predict(self, request: DecodeRequest) -> Candidate:
+        t0 = time.perf_counter()
+        for prompt in request.prompts:
+            if prompt.kind not in SPATIAL_KINDS:
+                raise ModelUnavailableError(NEEDS_SEEM.format(kind=prompt.kind.capitalize()))
+        prep = self._prepared(request.image)
+        t1 = time.perf_counter()
+        masks = rasterize(request.prompts, prep.size, prep.scale)
+        prev, seen = self._previous(request, prep.size)
+        if not masks.has_positive():
+            work = np.zeros(prep.size, bool)
+        else:
+            new = None
+            if prev is not None and seen < len(request.prompts) and self.rules:
+                new = rasterize(request.prompts[seen:], prep.size, prep.scale)
+            work = answer(prep.bgr, prep.texture, masks, prev, new, self._settings(prep.scale),
+                          max(1, round(self.polygon_slack * prep.scale)), self.local)
+        full = self._full_size(work, request.image)
+        t2 = time.perf_counter()
+        return Candidate(
+            mask=full, score=1.0 if work.any() else 0.0, labels=[(UNKNOWN, 0.0)],
+            memory=TextbookMemory(request.image.key, work, len(request.prompts)),
+            timings={"encode": (t1 - t0) * 1e3, "decode": (t2 - t1) * 1e3, "total": (t2 - t0) * 1e3},
+            backend=self.name,
+        )
+
+    def segment_everything(self, image: ImageInput, labels: tuple[str, ...]) -> list[Candidate]:
+        prep = self._prepared(image)
+        t0 = time.perf_counter()
+        regions = object_regions(prep.bgr, prep.texture())
+        ms = (time.perf_counter() - t0) * 1e3
+        return [Candidate(mask=resize_mask(mask, image.full_size), score=score, labels=[(UNKNOWN, score)],
+                          timings={"decode": ms}, backend=self.name) for mask, score in regions]
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _prepared(self, image: ImageInput) -> _Prepared:
+        with self._lock:
+            prep = self._cache.get(image.key)
+            if prep is not None:
+                self._cache.move_to_end(image.key)
+                return prep
+        prep = _Prepared(image, self.max_side)
+        with self._lock:
+            self._cache[image.key] = prep
+            while len(self._cache) > self._cache_images:
+                self._cache.popitem(last=False)
+        return prep
+
+    def _full_size(self, work: np.ndarray, image: ImageInput) -> np.ndarray:
+        """The working-grid answer at full resolution; its outline snapped to the image's edges
+        (guided by the pixels the backend was given) unless `guided` is off."""
+        if not self.guided:
+            return resize_mask(work, image.full_size)
+        return resize_mask(guided_upsample(work, image.pixels[..., :3]), image.full_size)
+
+    def _settings(self, scale: float) -> CutSettings:
+        return CutSettings(hard_radius=max(1, round(self.hard_radius * scale)),
+                           probable_radius=max(3, round(self.probable_radius * scale)),
+                           first_iterations=self.first_iterations, iterations=self.iterations,
+                           from_previous=self.from_previous, keep_connected=self.keep_connected,
+                           margin=self.margin)
+
+    @staticmethod
+    def _previous(request: DecodeRequest, size: tuple[int, int]) -> tuple[np.ndarray | None, int]:
+        """(previous mask on the working grid, how many of the prompts it already answered)."""
+        memory = request.memory
+        if isinstance(memory, TextbookMemory) and memory.image_key == request.image.key:
+            mask = memory.mask if memory.mask.shape == size else resize_mask(memory.mask, size)
+            return mask, memory.prompts
+        if request.previous_mask is not None:
+            # Only the persisted mask survived: the newest prompt is the one to answer.
+            return resize_mask(np.asarray(request.previous_mask, bool), size), len(request.prompts) - 1
+        return None, 0

@@ -1,0 +1,133 @@
+"""Every prompt does what it says on the classical-textbook backend, checked on real photos (issue 14)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from conftest import REPO_ROOT
+from PIL import Image
+
+from seem_annotator.core.masks import mask_iou
+from seem_annotator.core.prompts import BoxPrompt, PointPrompt, PolygonPrompt, StrokePrompt
+from seem_annotator.engine.classical_textbook import TextbookClassicalBackend as ClassicalBackend
+from seem_annotator.engine.types import DecodeRequest, ImageInput
+
+
+def _photo(name: str) -> ImageInput:
+    pixels = np.asarray(Image.open(REPO_ROOT / "resources" / "samples" / f"{name}.jpg").convert("RGB"))
+    return ImageInput(key=name, pixels=pixels, full_size=pixels.shape[:2])
+
+
+def _ask(backend, image, prompts, previous=None):
+    return backend.predict(DecodeRequest(image=image, object_id="o", round_index=1 if previous else 0,
+                                         prompts=tuple(prompts), memory=previous.memory if previous else None))
+
+
+def _component(mask: np.ndarray, x: int, y: int) -> np.ndarray:
+    _, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    return labels == labels[y, x] if mask[y, x] else np.zeros_like(mask)
+
+
+def _grow(mask: np.ndarray, px: int) -> np.ndarray:
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1, 2 * px + 1))
+    return cv2.dilate(mask.astype(np.uint8), k).astype(bool)
+
+
+@pytest.fixture(scope="module")
+def backend():
+    return ClassicalBackend()
+
+
+def test_first_click_on_fur_gives_an_object_sized_region(backend):
+    image = _photo("chelsea")
+    cand = _ask(backend, image, [PointPrompt(225, 40)])  # the cat's forehead: striped fur
+    area = int(cand.mask.sum())
+    assert cand.mask[40, 225]
+    assert area > 0.05 * cand.mask.size, area  # not a speck
+    assert area < 0.9 * cand.mask.size
+
+
+@pytest.mark.parametrize("second", [(60, 230), (390, 170)])
+def test_positive_click_outside_the_mask_adds_at_least_its_own_first_click_region(backend, second):
+    image = _photo("chelsea")
+    first = _ask(backend, image, [PointPrompt(170, 110)])  # the left eye
+    x, y = second
+    assert not first.mask[y, x]
+    alone = _ask(ClassicalBackend(), image, [PointPrompt(x, y)]).mask
+    after = _ask(backend, image, [PointPrompt(170, 110), PointPrompt(x, y)], first)
+    added = _component(after.mask & ~first.mask, x, y)
+    assert added.sum() >= (alone & ~first.mask).sum() > 500
+    assert (after.mask & first.mask).sum() >= 0.9 * first.mask.sum()
+
+
+def test_negative_click_inside_the_mask_removes_a_region_around_it(backend):
+    image = _photo("astronaut")
+    polygon = PolygonPrompt(((2.0, 150.0), (107.0, 150.0), (107.0, 500.0), (2.0, 500.0)))  # flag + wall
+    first = _ask(backend, image, [polygon])
+    previous = first
+    prompts = [polygon]
+    for x, y in ((60, 200), (40, 420)):
+        assert previous.mask[y, x]
+        prompts.append(PointPrompt(x, y, False))
+        after = _ask(backend, image, prompts, previous)
+        removed = _component(previous.mask & ~after.mask, x, y)
+        assert removed.sum() > 150, (x, y)  # a region (the 3x3 click is 9 px), never nothing
+        assert not after.mask[y, x]
+        previous = after
+
+
+def test_polygon_answer_stays_inside_the_polygon_unless_a_positive_click_is_outside(backend):
+    image = _photo("astronaut")
+    pts = ((2.0, 20.0), (107.0, 20.0), (107.0, 300.0), (2.0, 300.0))
+    polygon = PolygonPrompt(pts)
+    cand = _ask(backend, image, [polygon])
+    fill = np.zeros(cand.mask.shape, np.uint8)
+    cv2.fillPoly(fill, [np.asarray(pts, np.int32)], 1)
+    assert cand.mask.any() and not (cand.mask & ~_grow(fill.astype(bool), 4)).any()
+    assert (cand.mask & fill.astype(bool)).sum() > 0.3 * fill.sum()
+    # a positive click outside it lifts the limit (the suit at x = 150)
+    later = _ask(backend, image, [polygon, PointPrompt(150, 400)], cand)
+    assert later.mask[400, 150] and (later.mask & ~_grow(fill.astype(bool), 4)).sum() > 1000
+
+
+def test_box_answer_stays_inside_the_box_unless_a_positive_prompt_is_outside(backend):
+    image = _photo("coffee")
+    box = BoxPrompt(191, 38, 404, 277)
+    region = np.zeros(image.full_size, bool)
+    region[38:277, 191:404] = True
+    first = _ask(backend, image, [box])
+    near = _grow(region, 3)  # the working grid's pixels are about two of the photo's
+    assert first.mask.any() and not (first.mask & ~near).any()
+    inside = _ask(backend, image, [box, PointPrompt(300, 150)], first)
+    assert not (inside.mask & ~near).any()
+    outside = _ask(backend, image, [box, PointPrompt(417, 338)], first)
+    assert outside.mask[338, 417] and (outside.mask & ~region).sum() > 1000
+
+
+def test_a_stroke_is_a_line_of_clicks(backend):
+    image = _photo("astronaut")
+    line = ((160.0, 330.0), (200.0, 300.0), (240.0, 330.0))  # across the orange suit
+    stroke = StrokePrompt(line, width=3.0)
+    dense = np.concatenate([np.linspace(line[i], line[i + 1], 12, endpoint=False) for i in range(2)] + [[line[-1]]])
+    clicks = [PointPrompt(float(x), float(y)) for x, y in dense]
+    by_stroke = _ask(backend, image, [stroke]).mask
+    by_clicks = _ask(backend, image, clicks).mask
+    assert mask_iou(by_stroke, by_clicks) > 0.8
+    # a negative stroke removes like negative clicks along it
+    first = _ask(backend, image, [PointPrompt(200, 400)])
+    cut = StrokePrompt(((60.0, 380.0), (120.0, 380.0)), width=3.0, positive=False)
+    if first.mask[380, 60:120].any():
+        after = _ask(backend, image, [PointPrompt(200, 400), cut], first)
+        assert not after.mask[380, 60:121].any()
+
+
+def test_segment_everything_gives_ranked_object_like_regions():
+    rgb = np.asarray(Image.open(REPO_ROOT / "resources" / "samples" / "coffee.jpg").convert("RGB"))
+    image = ImageInput("coffee", rgb, rgb.shape[:2])
+    regions = ClassicalBackend().segment_everything(image, ())
+    assert 0 < len(regions) <= 30
+    scores = [c.score for c in regions]
+    assert all(s > 0 for s in scores) and len({round(s, 3) for s in scores}) > 1
+    h, w = rgb.shape[:2]
+    assert all(0.01 * h * w <= c.mask.sum() <= 0.5 * h * w for c in regions)
