@@ -229,3 +229,25 @@ def test_an_unknown_proposal_is_named_before_it_is_accepted(qtbot, tmp_path: Pat
     assert [window.project.label(a.label_id).name for a in window.controller.annotations] == ["cat"]
     assert "unknown" not in [label.name for label in window.project.labels()]
     window.close()
+
+
+def test_a_refinement_whose_proposal_was_reviewed_meanwhile_is_kept_as_a_new_object(qtbot, tmp_path: Path,
+                                                                                  project_with_proposals) -> None:
+    window = make_window(qtbot, tmp_path)
+    window.open_folder(project_with_proposals)
+    ctl = window.controller
+    ctl.tiny_mask_pixels, ctl.tiny_mask_fraction = 0, 0.0
+    open_image(window, "chelsea.jpg")
+    key(window, Qt.Key.Key_P, CTRL)
+    proposal = window.review.current()
+    from PySide6.QtTest import QTest
+
+    QTest.mouseClick(window.canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     view_point(window, 240, 170))
+    wait_candidate(qtbot, window)
+    assert ctl.refining == proposal.id
+    window.project.reject_proposal(proposal.id)  # e.g. from another window or the command line
+    key(window, Qt.Key.Key_Return)
+    assert ctl.session is None and len(ctl.annotations) == 1
+    assert "proposal_id" not in ctl.annotations[0].source  # an interactive object, not the proposal
+    window.close()

@@ -357,14 +357,18 @@ def test_key_column_shows_the_digit_each_label_answers_to(qtbot, tmp_path: Path,
     window.close()
 
 
+def everything_review_on(qtbot, window, name: str):
+    """Open `name`, press Shift+E, wait for the segment-everything review: (image id, review)."""
+    open_image(window, name)
+    key(window, Qt.Key.Key_E, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(lambda: window.model._review is not None and window.model._review.isVisible(), timeout=60000)
+    return window.controller.image_id, window.model._review
+
+
 def test_segment_everything_review_stays_with_its_image(qtbot, tmp_path: Path, samples: Path) -> None:
     window = make_window(qtbot, tmp_path)
     window.open_folder(samples)
-    open_image(window, "coffee.jpg")
-    coffee = window.controller.image_id
-    key(window, Qt.Key.Key_E, Qt.KeyboardModifier.ShiftModifier)
-    qtbot.waitUntil(lambda: window.model._review is not None and window.model._review.isVisible(), timeout=60000)
-    review = window.model._review
+    coffee, review = everything_review_on(qtbot, window, "coffee.jpg")
     # The review is not modal: the user moves on to another image while it is open.
     window.commands.next_image()
     other = window.controller.image_id
@@ -382,11 +386,7 @@ def test_moving_on_after_accepting_everything_says_nothing_was_dropped(qtbot, tm
                                                                        samples: Path) -> None:
     window = make_window(qtbot, tmp_path)
     window.open_folder(samples)
-    open_image(window, "coffee.jpg")
-    coffee = window.controller.image_id
-    key(window, Qt.Key.Key_E, Qt.KeyboardModifier.ShiftModifier)
-    qtbot.waitUntil(lambda: window.model._review is not None and window.model._review.isVisible(), timeout=60000)
-    review = window.model._review
+    coffee, review = everything_review_on(qtbot, window, "coffee.jpg")
     review._finish(all_items=True)
     assert len(window.project.annotations(coffee)) == len(review.candidates) > 0
     window.statusBar().clearMessage()

@@ -340,6 +340,12 @@ class Project:
         """How many proposals are waiting for review, project-wide."""
         return run_store.pending_count(self._store)
 
+    def pending_proposal_labels(self) -> list[str]:
+        return run_store.pending_labels(self._store)
+
+    def images_with_pending_proposals(self, min_score: float = 0.0) -> list[int]:
+        return run_store.pending_image_ids(self._store, min_score)
+
     def runs(self) -> list[run_store.RunRecord]:
         return run_store.list_runs(self._store)
 

@@ -181,6 +181,20 @@ def pending_count(store: Store) -> int:
     return int(store.one("SELECT COUNT(*) AS n FROM proposals WHERE state = ?", (PENDING,))["n"])
 
 
+def pending_labels(store: Store) -> list[str]:
+    """The labels pending proposals carry (no masks read: the review panel asks on every edit)."""
+    rows = store.query("SELECT DISTINCT label FROM proposals WHERE state = ? ORDER BY label COLLATE NOCASE",
+                       (PENDING,))
+    return [r["label"] for r in rows]
+
+
+def pending_image_ids(store: Store, min_score: float = 0.0) -> list[int]:
+    """Images with a pending proposal scoring `min_score` or more, in id order (no masks read)."""
+    rows = store.query("SELECT DISTINCT image_id FROM proposals WHERE state = ? AND score >= ? ORDER BY image_id",
+                       (PENDING, float(min_score)))
+    return [int(r["image_id"]) for r in rows]
+
+
 def review_states(store: Store) -> dict[int, str]:
     """image id -> one of REVIEW_STATES."""
     rows = store.query(

@@ -374,6 +374,9 @@ class AnnotationController(EditsMixin, QObject):
             return False
         try:
             label_rec = self.ensure_label(name)
+            if self.refining is not None and not any(p.id == self.refining for p in
+                                                     self.project.proposals(self.image_id)):
+                self.refining = None  # the proposal was reviewed meanwhile: keep the object as a new one
             if self.refining is not None:
                 # The refined proposal is accepted with the refined mask and keeps its provenance;
                 # the object's rounds are closed first, so undo gives back the proposal, then them.

@@ -110,7 +110,7 @@ class ProposalPanel(QWidget):
             return
         left = review.pending_count()
         self.count.setText(f"{left} proposal{'s' if left != 1 else ''} to review in the project")
-        names = sorted({p.label for p in project.proposals()}, key=str.casefold)
+        names = project.pending_proposal_labels()
         if names != [self.label_choice.itemText(i) for i in range(self.label_choice.count())]:
             self.label_choice.blockSignals(True)
             current = self.label_choice.currentText()

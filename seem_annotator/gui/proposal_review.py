@@ -117,7 +117,7 @@ class ProposalReview(QObject):
 
     def _next_image_with_proposals(self) -> bool:
         ctl, project = self._ctl, self.window.project
-        waiting = sorted({p.image_id for p in project.proposals() if p.score >= self.threshold})
+        waiting = project.images_with_pending_proposals(self.threshold)
         after = [i for i in waiting if ctl.image_id is None or i > ctl.image_id] or waiting
         if not after or after[0] == ctl.image_id:
             return False
@@ -157,8 +157,7 @@ class ProposalReview(QObject):
             self.window.show_error(str(exc))
             return None
         self._ctl.labels_changed.emit()
-        self._ctl.reload()
-        self.refresh()
+        self._ctl.reload()  # its annotations_changed refreshes the review (review_wiring)
         return result
 
     def accept(self, label: str | None = None) -> bool:

@@ -48,8 +48,8 @@ class ReviewUi:
             return
         left = window.project.pending_proposal_count()
         self.count.setText(f"to review: {left}" if left else "")
-        states = window.project.review_states()
-        window.images_panel.set_review_ids({i for i, state in states.items() if state == "review"})
+        # "review" is the state of an image with pending proposals (core.runs.review_states).
+        window.images_panel.set_review_ids(set(window.project.images_with_pending_proposals()))
 
     def auto_annotate(self) -> None:
         """Open (or raise) the run dialog."""
