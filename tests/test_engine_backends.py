@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from seem_annotator.engine import backends
-from seem_annotator.engine.classical import ClassicalBackend
+from seem_annotator.engine.classical_backend import ClassicalBackend
 from seem_annotator.errors import CheckpointError, DeviceError, UserError
 
 

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHILD = """
 import sys, time
 from seem_annotator.core.project import Project
-from seem_annotator.engine.classical import ClassicalBackend
+from seem_annotator.engine.classical_backend import ClassicalBackend
 from seem_annotator.video.propagate import PropagationSettings, Propagator
 project = Project.open(sys.argv[1])
 prop = Propagator(project, ClassicalBackend(), PropagationSettings(min_confidence=0.0))

@@ -13,7 +13,7 @@ from video_support import frame_ids, small_sequence, start_track, track_masks
 
 from seem_annotator.core import masks
 from seem_annotator.core.tracks import KEYFRAME, PROPAGATED
-from seem_annotator.engine.classical import ClassicalBackend
+from seem_annotator.engine.classical_backend import ClassicalBackend
 from seem_annotator.video.metrics import region_j
 from seem_annotator.video.propagate import PropagationSettings, Propagator, plan_segments
 from seem_annotator.video.tracker import MaskTracker

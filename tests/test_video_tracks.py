@@ -12,7 +12,7 @@ from video_support import frame_ids, small_sequence, start_track
 from seem_annotator.core import masks
 from seem_annotator.core.prompts import PointPrompt, PolygonPrompt
 from seem_annotator.core.tracks import KEYFRAME, PROPAGATED, TrackError
-from seem_annotator.engine.classical import ClassicalBackend
+from seem_annotator.engine.classical_backend import ClassicalBackend
 from seem_annotator.engine.types import DecodeRequest, ImageInput
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from seem_annotator.core.prompts import BoxPrompt, PointPrompt
-from seem_annotator.engine.classical import ClassicalBackend
+from seem_annotator.engine.classical_backend import ClassicalBackend
 from seem_annotator.video.colour import ColourModel
 from seem_annotator.video.flow import FlowWarper
 from seem_annotator.video.frames import make_frame

@@ -24,7 +24,7 @@ from voice_support import (
 )
 
 from seem_annotator.core.prompts import TextPrompt, VoicePrompt, prompt_text
-from seem_annotator.engine.classical import ClassicalBackend
+from seem_annotator.engine.classical_backend import ClassicalBackend
 from seem_annotator.engine.types import Candidate, DecodeRequest
 from seem_annotator.gui import voice_panel
 from seem_annotator.gui.voice_settings_dialog import VoiceSettingsDialog

@@ -59,7 +59,7 @@ def seem_model_names() -> list[str]:
 
 def backend_names() -> list[str]:
     """Every name `create_backend` accepts."""
-    return ["classical", "classical-textbook"] + [f"seem:{n}" for n in seem_model_names()] + sorted(_REGISTRY)
+    return ["classical"] + [f"seem:{n}" for n in seem_model_names()] + sorted(_REGISTRY)
 
 
 def create_backend(name: str, device: str | None = "auto") -> SegmentationBackend:
@@ -70,14 +70,12 @@ def create_backend(name: str, device: str | None = "auto") -> SegmentationBacken
     """
     if name in _REGISTRY:
         return _REGISTRY[name](resolve_device(device))
-    if name == "classical":
-        from seem_annotator.engine.classical import ClassicalBackend
+    # "classical-textbook" was the rebuilt backend's name while it shipped next to the old one; it
+    # is still accepted (not listed) so scripts and benchmark commands written then keep working.
+    if name in ("classical", "classical-textbook"):
+        from seem_annotator.engine.classical_backend import ClassicalBackend
 
         return ClassicalBackend()
-    if name == "classical-textbook":
-        from seem_annotator.engine.classical_textbook import TextbookClassicalBackend
-
-        return TextbookClassicalBackend()
     model = name.split(":", 1)[1] if name.startswith("seem:") else name
     if not model:
         raise UserError(f"unknown backend {name!r}: use 'classical' or one of {', '.join(backend_names()[1:])}")

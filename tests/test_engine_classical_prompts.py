@@ -1,4 +1,4 @@
-"""Every prompt does what it says on the classical-textbook backend, checked on real photos (issue 14)."""
+"""Every prompt does what it says on the classical backend, checked on real photos (issue 14)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from PIL import Image
 
 from seem_annotator.core.masks import mask_iou
 from seem_annotator.core.prompts import BoxPrompt, PointPrompt, PolygonPrompt, StrokePrompt
-from seem_annotator.engine.classical_textbook import TextbookClassicalBackend as ClassicalBackend
+from seem_annotator.engine.classical_backend import ClassicalBackend
 from seem_annotator.engine.types import DecodeRequest, ImageInput
 
 

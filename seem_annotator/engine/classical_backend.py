@@ -1,20 +1,17 @@
-"""A second no-weights backend, `classical-textbook` (issue 14; not the default yet).
+"""The no-weights backend, `classical`: interactive segmentation with OpenCV's GrabCut.
 
 It answers the same spatial prompts as SEEM (clicks, boxes, polygons, strokes, over many rounds) so
 the app is useful before any checkpoint is downloaded. Each round is the textbook GrabCut clicker
 made a good one (classical_cut.py: memory of the previous answer, a crop around it, topology
-clean-up) with rules that make every prompt do what it says (classical_rules.py). The benchmark
-compares it with the plain textbook clicker (`bench interactive --backend classical,grabcut-plain`).
+clean-up) with rules that make every prompt do what it says (classical_rules.py): a positive click
+outside the mask adds the region around it, a negative click inside removes one, a box or polygon
+answer stays inside it unless a positive prompt lies outside, a stroke acts as a line of clicks,
+and a first click on texture gives the texture-homogeneous area around it rather than a speck.
+`bench interactive --backend classical,grabcut-plain` compares it with the plain textbook clicker.
 
 Text, voice and referring prompts need SEEM and raise ModelUnavailableError. Segment-everything
 gives object-like regions of a merge hierarchy, ranked by objectness (classical_everything.py);
 they have no names ("unknown"), their score is the objectness.
-
-Not the default: on the first 20 Berkeley images it needs fewer clicks than `classical` (NoC@90
-12.85 against 13.95) but each click costs about three times as much, it still loses to the plain
-textbook clicker there, and video propagation on it tracks worse (README, Measured). Try it with
-`--backend classical-textbook`; `bench interactive --backend classical,classical-textbook,grabcut-plain`
-compares all three.
 """
 
 from __future__ import annotations
@@ -36,9 +33,6 @@ from seem_annotator.engine.types import Candidate, DecodeRequest, ImageInput
 from seem_annotator.errors import ModelUnavailableError
 
 UNKNOWN = "unknown"
-NEEDS_SEEM = ("Segment everything needs a SEEM checkpoint: without one there are no object names or "
-                         "scores, only colour regions - run `seem-annotator models download focalt_v1` and "
-                         "switch the backend to seem:focalt_v1")
 NEEDS_SEEM = ("{kind} prompts need a SEEM checkpoint; the classical backend only answers clicks, boxes, "
               "polygons and strokes - run `seem-annotator models download focalt_v1` and switch the "
               "backend to seem:focalt_v1")
@@ -69,7 +63,7 @@ class _Prepared:
 
 
 @dataclass(frozen=True)
-class TextbookMemory:
+class ClassicalMemory:
     """A round's answer on the working grid and how many prompts it answered."""
 
     image_key: str
@@ -77,7 +71,7 @@ class TextbookMemory:
     prompts: int
 
 
-class TextbookClassicalBackend:
+class ClassicalBackend:
     """OpenCV GrabCut backend (no weights). Thread-safe; CPU only.
 
     Sizes are in full-resolution pixels (the textbook clicker's: a 5 px hard disc inside a 20 px
@@ -89,7 +83,7 @@ class TextbookClassicalBackend:
     connected to a seed), rules (the newest-prompt fallbacks and local updates), margin (crop
     around the previous answer, a fraction of its size; 0 = the whole image every round)."""
 
-    name = "classical-textbook"
+    name = "classical"
     device = "cpu"
 
     def __init__(self, max_side: int = 320, cache_images: int = 8, hard_radius: float = 5.0,
@@ -142,7 +136,7 @@ class TextbookClassicalBackend:
         t2 = time.perf_counter()
         return Candidate(
             mask=full, score=1.0 if work.any() else 0.0, labels=[(UNKNOWN, 0.0)],
-            memory=TextbookMemory(request.image.key, work, len(request.prompts)),
+            memory=ClassicalMemory(request.image.key, work, len(request.prompts)),
             timings={"encode": (t1 - t0) * 1e3, "decode": (t2 - t1) * 1e3, "total": (t2 - t0) * 1e3},
             backend=self.name,
         )
@@ -188,7 +182,7 @@ class TextbookClassicalBackend:
     def _previous(request: DecodeRequest, size: tuple[int, int]) -> tuple[np.ndarray | None, int]:
         """(previous mask on the working grid, how many of the prompts it already answered)."""
         memory = request.memory
-        if isinstance(memory, TextbookMemory) and memory.image_key == request.image.key:
+        if isinstance(memory, ClassicalMemory) and memory.image_key == request.image.key:
             mask = memory.mask if memory.mask.shape == size else resize_mask(memory.mask, size)
             return mask, memory.prompts
         if request.previous_mask is not None:
