@@ -232,3 +232,22 @@ def test_positive_click_on_the_sample_photo_never_shrinks_the_box_answer():
         assert (second.mask & first.mask).sum() >= 0.98 * first.mask.sum(), click
         # the click adds the region around it, not a 3x3 island
         assert second.mask.sum() - first.mask.sum() > 1000, click
+
+
+@pytest.mark.xfail(strict=True, reason="classical_rules._newest_rules' fallback (what the click alone would give) "
+                   "ignores the box: a positive click inside the box after a small box answer spreads past it")
+def test_positive_click_inside_the_box_keeps_the_answer_in_the_box():
+    from conftest import REPO_ROOT
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(REPO_ROOT / "resources" / "samples" / "astronaut.jpg").convert("RGB"))
+    image = ImageInput(key="astronaut", pixels=pixels, full_size=pixels.shape[:2])
+    backend = ClassicalBackend()
+    # Found in the app: a box on the black helmet (the cut keeps only its rim), then a click on it.
+    box, click = BoxPrompt(334, 323, 503, 508), PointPrompt(409, 433)
+    near = np.zeros(image.full_size, bool)
+    near[320:511, 331:506] = True  # the box and the working grid's few pixels of slack
+    first = _predict(backend, image, [box])
+    assert first.mask.any() and not (first.mask & ~near).any()
+    second = _predict(backend, image, [box, click], memory=first.memory)
+    assert second.mask[433, 409] and not (second.mask & ~near).any()
