@@ -251,3 +251,23 @@ def test_positive_click_inside_the_box_keeps_the_answer_in_the_box():
     assert first.mask.any() and not (first.mask & ~near).any()
     second = _predict(backend, image, [box, click], memory=first.memory)
     assert second.mask[433, 409] and not (second.mask & ~near).any()
+
+
+@pytest.mark.xfail(strict=True, reason="a negative click on the edge of the mask lets the round's fresh cut (from the "
+                   "seeds alone) drop nearly the whole object: local_update accepts every removal connected to it")
+def test_negative_click_on_the_edge_of_the_mask_leaves_the_far_parts_alone():
+    from conftest import REPO_ROOT
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(REPO_ROOT / "resources" / "samples" / "chelsea.jpg").convert("RGB"))
+    image = ImageInput(key="chelsea", pixels=pixels, full_size=pixels.shape[:2])
+    backend = ClassicalBackend()
+    # Found in the app (the clicks' exact coordinates): forehead, right cheek, then a negative
+    # click on the left eye where the mask's edge runs; it left two specks around the positives.
+    clicks = [PointPrompt(224.84, 39.45), PointPrompt(299.79, 179.48), PointPrompt(161.07, 109.13, False)]
+    first = _predict(backend, image, clicks[:1])
+    before = _predict(backend, image, clicks[:2], memory=first.memory)
+    after = _predict(backend, image, clicks, memory=before.memory)
+    yy, xx = np.mgrid[0:pixels.shape[0], 0:pixels.shape[1]]
+    far = before.mask & ((xx - 161) ** 2 + (yy - 109) ** 2 > 60 ** 2)
+    assert (after.mask & far).sum() >= 0.9 * far.sum()
