@@ -395,6 +395,24 @@ def test_moving_on_after_accepting_everything_says_nothing_was_dropped(qtbot, tm
     window.close()
 
 
+def test_everything_review_keeps_the_ranking_of_unnamed_regions_and_sorts_named_ones_by_size(qtbot) -> None:
+    from seem_annotator.engine.types import Candidate
+    from seem_annotator.gui.everything_review import EverythingReview
+
+    def region(area: int, name: str, score: float) -> Candidate:
+        mask = np.zeros((20, 20), bool)
+        mask.flat[:area] = True
+        return Candidate(mask=mask, score=score, labels=[(name, score)])
+
+    # The classical backend's regions are unnamed, ranked by objectness: that order is kept.
+    unnamed = EverythingReview([region(300, "unknown", 0.2), region(40, "unknown", 0.9), region(90, "unknown", 0.5)])
+    qtbot.addWidget(unnamed)
+    assert [c.score for c in unnamed.candidates] == [0.9, 0.5, 0.2]
+    named = EverythingReview([region(40, "cup", 0.9), region(300, "table", 0.2)])
+    qtbot.addWidget(named)
+    assert [c.labels[0][0] for c in named.candidates] == ["table", "cup"]
+
+
 def test_images_added_to_the_folder_appear_on_rescan_and_reopen(qtbot, tmp_path: Path, samples: Path) -> None:
     from PIL import Image
 

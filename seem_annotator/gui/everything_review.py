@@ -43,10 +43,15 @@ class EverythingReview(QDialog):
         self.setWindowTitle("Segment everything - review")
         self.setModal(False)
         self.resize(360, 480)
-        # Largest first: the big regions are what a person checks first.
-        self.candidates = sorted(candidates, key=lambda c: -int(c.mask.sum()))
+        # Named candidates (SEEM): largest first, the big regions are what a person checks first.
+        # Unnamed ones (the classical backend) come ranked by how object-like they are, best first:
+        # sorting them by size would bury that ranking under the background's large regions.
+        unnamed = all(top_label(c) == "unknown" for c in candidates)
+        order = (lambda c: -float(c.score)) if unnamed else (lambda c: -int(c.mask.sum()))
+        self.candidates = sorted(candidates, key=order)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel(f"{len(self.candidates)} candidates. Uncheck what you do not want, "
+        ranking = " Unnamed regions, most object-like first." if unnamed else ""
+        layout.addWidget(QLabel(f"{len(self.candidates)} candidates.{ranking} Uncheck what you do not want, "
                                 "then accept. Labels can be changed afterwards."))
         self.list = QListWidget(self)
         for i, cand in enumerate(self.candidates):
