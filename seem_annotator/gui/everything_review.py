@@ -51,8 +51,10 @@ class EverythingReview(QDialog):
         self.candidates = sorted(candidates, key=order)
         layout = QVBoxLayout(self)
         ranking = " Unnamed regions, most object-like first." if unnamed else ""
-        layout.addWidget(QLabel(f"{len(self.candidates)} candidates.{ranking} Uncheck what you do not want, "
-                                "then accept. Labels can be changed afterwards."))
+        header = QLabel(f"{len(self.candidates)} candidates.{ranking} Uncheck what you do not want, "
+                        "then accept. Labels can be changed afterwards.", self)
+        header.setWordWrap(True)  # the dialog keeps its width; it sits over the canvas it previews on
+        layout.addWidget(header)
         self.list = QListWidget(self)
         for i, cand in enumerate(self.candidates):
             color = REVIEW_PALETTE[i % len(REVIEW_PALETTE)]
