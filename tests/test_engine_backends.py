@@ -13,6 +13,10 @@ def test_classical_and_names():
     assert isinstance(backends.create_backend("classical", "cpu"), ClassicalBackend)
     names = backends.backend_names()
     assert names[0] == "classical" and "seem:focalt_v1" in names
+    # the rebuilt backend's name from before it became "classical" still works (scripts), unlisted
+    old_name = backends.create_backend("classical-textbook", "cpu")
+    assert isinstance(old_name, ClassicalBackend) and old_name.name == "classical"
+    assert "classical-textbook" not in names
 
 
 def test_devices():
