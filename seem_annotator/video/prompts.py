@@ -5,6 +5,12 @@ out by farthest-point sampling on the distance transform, so thin parts get one 
 clicks on a ring around it, and a box a little larger than it - each only when the backend
 supports that kind. The box goes last: a backend that treats the newest prompt as the edit (the
 classical one) then refits the whole object in the box instead of a local patch.
+
+With a box, negative clicks also go inside it, on the background between the object and the box's
+edge: a backend that fits colour models to the whole box (GrabCut's box start) otherwise learns
+that background as object - a box round a person is mostly background - and the ring's clicks lie
+outside the box, where they tell it nothing the box does not. They keep a gap from the mask: the
+carried mask lags a moving object, and a backend may paint a click as a disc several pixels wide.
 """
 
 from __future__ import annotations
@@ -39,7 +45,8 @@ def farthest_points(region: np.ndarray, count: int, weight: np.ndarray | None = 
 
 
 def prompts_from_mask(mask: np.ndarray, backend: SegmentationBackend, positives: int = 5, negatives: int = 8,
-                      box_margin: float = 0.08) -> tuple[Prompt, ...]:
+                      box_margin: float = 0.08, box_negatives: int = 32, box_gap: float = 0.06
+                      ) -> tuple[Prompt, ...]:
     """Prompts (full-resolution pixel coordinates) describing `mask` (bool (H, W)) to `backend`."""
     box = bounds(mask)
     if box is None:
@@ -64,5 +71,20 @@ def prompts_from_mask(mask: np.ndarray, backend: SegmentationBackend, positives:
             prompts.append(PointPrompt(x + 0.5, y + 0.5, False))
     if backend.supports("box"):
         m = max(2.0, size * box_margin)
-        prompts.append(BoxPrompt(max(0.0, x0 - m), max(0.0, y0 - m), min(float(w), x1 + m), min(float(h), y1 + m)))
+        frame = BoxPrompt(max(0.0, x0 - m), max(0.0, y0 - m), min(float(w), x1 + m), min(float(h), y1 + m))
+        if backend.supports("point") and box_negatives > 0:
+            prompts += _inside_box_negatives(mask, frame, size, box_negatives, box_gap)
+        prompts.append(frame)
     return tuple(prompts)
+
+
+def _inside_box_negatives(mask: np.ndarray, box: BoxPrompt, size: int, count: int, gap: float
+                          ) -> list[Prompt]:
+    """Negative clicks spread over the box's background, at least `gap` of the object's size (and
+    10 pixels) off the mask."""
+    region = np.zeros_like(mask, dtype=bool)
+    region[int(np.ceil(box.y0)):int(box.y1), int(np.ceil(box.x0)):int(box.x1)] = True
+    px = max(10, int(round(size * gap)))
+    near = cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1,) * 2))
+    region &= ~near.astype(bool)
+    return [PointPrompt(x + 0.5, y + 0.5, False) for x, y in farthest_points(region, count)]

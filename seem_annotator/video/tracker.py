@@ -4,8 +4,9 @@ From the previous frame's mask the step makes (1) the flow-carried mask on the c
 (2) prompts describing it (`video.prompts`), passed with the carried mask as the previous-round
 memory, plus, where the backend answers referring prompts (SEEM), the keyframe's region as an
 exemplar; the backend's candidate (or an alternative) that agrees best with the carried mask is
-kept. Confidence = backend score x IoU(answer, carried mask): a jump in shape or area that the
-motion does not explain is what drift looks like.
+kept, then pixels whose colour was clearly background's on the keyframe (on the previous frame
+when no keyframe is given) are taken out. Confidence = backend score x IoU(answer, carried mask): a
+jump in shape or area that the motion does not explain is what drift looks like.
 
 Zoom: the backend sees a crop around the carried mask (its box plus a margin), not the whole frame,
 so a small object gets the backend's whole working resolution (the classical backend works at 320
@@ -97,8 +98,10 @@ class MaskTracker:
         if best is None:
             return StepResult(np.zeros_like(carried), carried, 0.0, 0.0, 0.0, {"flow": (t1 - t0) * 1e3})
         mask, score, agree = best
-        if self.colour_floor is not None and anchor is not None and mask.any():
-            mask = self._recolour(mask, carried, image, (y0, y1, x0, x1), anchor)
+        if self.colour_floor is not None and mask.any():
+            # Without a keyframe the previous frame's answer is the colour evidence there is.
+            model = self._colour_model(anchor) if anchor is not None else _frame_model(prev, prev_mask)
+            mask = self._recolour(mask, carried, image, (y0, y1, x0, x1), model)
             agree = masks.mask_iou(mask, carried) if mask.any() else 0.0
         return StepResult(mask, carried, score * agree, score, agree,
                           {"flow": (t1 - t0) * 1e3, "backend": (t2 - t1) * 1e3})
@@ -120,11 +123,11 @@ class MaskTracker:
         return model
 
     def _recolour(self, mask: np.ndarray, carried: np.ndarray, image: ImageInput,
-                  window: tuple[int, int, int, int], anchor: Anchor) -> np.ndarray:
+                  window: tuple[int, int, int, int], model: ColourModel) -> np.ndarray:
         """The answer without pixels whose colour was clearly background on the keyframe; only the
         parts that still overlap the carried mask are kept."""
         y0, y1, x0, x1 = window
-        prob = self._colour_model(anchor).probability(image.pixels)
+        prob = model.probability(image.pixels)
         if prob.shape != (y1 - y0, x1 - x0):
             prob = cv2.resize(prob.astype(np.float32), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
         local = mask[y0:y1, x0:x1] & (prob >= self.colour_floor)
@@ -147,6 +150,15 @@ class MaskTracker:
         side = max(y1 - y0, x1 - x0, 32)
         m = int(round(side * self.zoom))
         return max(0, y0 - m), min(h, y1 + m), max(0, x0 - m), min(w, x1 + m)
+
+
+def _frame_model(frame: Frame, mask: np.ndarray) -> ColourModel:
+    """The colour model of `mask` (full resolution) on `frame`'s model proxy."""
+    pixels = frame.image.pixels
+    if mask.shape != pixels.shape[:2]:
+        mask = cv2.resize(mask.astype(np.uint8), (pixels.shape[1], pixels.shape[0]),
+                          interpolation=cv2.INTER_NEAREST).astype(bool)
+    return ColourModel(pixels, mask)
 
 
 def _crop(image: ImageInput, window: tuple[int, int, int, int]) -> ImageInput:
