@@ -11,6 +11,10 @@ Fault tolerance is Ray Data's: actors of a pool are restarted when their process
 batch they held is submitted again (its defaults max_restarts=-1, max_task_retries=-1), so an image may be annotated twice;
 this executor yields each image id once, and the run driver skips images already merged.
 
+A Ray instance this executor starts (no address) is watched by `ray_watchdog`, which reaps
+what is left of it when the driver dies without `close` (a SIGKILL); Ray alone leaves its agents
+running for about a minute then.
+
 Checkpoints: by default each worker loads the model from the spec's path (a path every node can
 see) or the Hugging Face cache; with `ship_model` the driver puts the state dict (and a config
 file's text) into Ray's object store once and every worker builds from that.

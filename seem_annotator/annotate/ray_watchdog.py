@@ -125,9 +125,12 @@ def start(driver: int | None = None) -> Watchdog | None:
     """Start the watchdog of `driver` (default: this process); None where /proc is missing."""
     if not sys.platform.startswith("linux") or not Path("/proc/self/stat").is_file():
         return None
-    process = subprocess.Popen([sys.executable, "-I", "-S", __file__, str(driver or os.getpid())],
-                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True, close_fds=True)
+    try:
+        process = subprocess.Popen([sys.executable, "-I", "-S", __file__, str(driver or os.getpid())],
+                                   stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   start_new_session=True, close_fds=True)
+    except OSError:
+        return None  # the run goes on; only a SIGKILLed driver would leave Ray's agents behind longer
     return Watchdog(process)
 
 

@@ -188,28 +188,29 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     return 0
 
 
-WAITED_S = 0.002  # a result the driver got without waiting this long was already there with the one before
+WAITED_S = 0.02  # a result the driver got without waiting this long was already there with the one before
 
 
 class Stopwatch:
     """An executor wrapper that notes when each result reached the driver, and from which worker.
     Results handed over together (a Ray batch) share the time the first of them came."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, clock: Any = time.perf_counter) -> None:
         self.inner = inner
         self.name = inner.name
+        self.clock = clock
         self.arrivals: list[tuple[float, str | None]] = []
 
     def map(self, spec: Any, tasks: Any) -> Any:
         results = iter(self.inner.map(spec, tasks))
         try:
             while True:
-                asked = time.perf_counter()
+                asked = self.clock()
                 try:
                     result = next(results)
                 except StopIteration:
                     return
-                now = time.perf_counter()
+                now = self.clock()
                 came = now if now - asked > WAITED_S or not self.arrivals else self.arrivals[-1][0]
                 self.arrivals.append((came, result.worker))
                 yield result
