@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -277,6 +278,9 @@ def ray_figures(args: argparse.Namespace, spec: Any, folder: Path, names: set[st
         raise UserError(f"--workers {args.workers!r} is not a comma list of numbers.") from exc
     require_ray()  # the driver's one-time imports are not a run's cost
     threads = int(spec.threads)
+    # Other work on the machine changes every figure here, scaling most (processes of one
+    # session share one scheduler group's CPU time under Linux autogroup): recorded with them.
+    load_before = _load()
     local: list[dict[str, Any]] = []
     ray_runs: dict[str, list[dict[str, Any]]] = {str(w): [] for w in counts}
     for _ in range(max(1, args.rounds)):  # interleaved: the machine's load changes over minutes
@@ -292,7 +296,8 @@ def ray_figures(args: argparse.Namespace, spec: Any, folder: Path, names: set[st
                 executor.close()
             figures["ray_start_s"] = round(started, 4)
             ray_runs[str(workers)].append(figures)
-    out: dict[str, Any] = {"threads_per_worker": threads, "local": _mean(local),
+    out: dict[str, Any] = {"threads_per_worker": threads, "load_average": load_before,
+                           "load_average_after": _load(), "local": _mean(local),
                            "ray": {w: _mean(runs) for w, runs in ray_runs.items()}}
     e2e = {w: f["end_to_end_images_per_s"] for w, f in out["ray"].items()}
     steady = {w: f["steady_images_per_s"] for w, f in out["ray"].items()}
@@ -303,6 +308,13 @@ def ray_figures(args: argparse.Namespace, spec: Any, folder: Path, names: set[st
     out["scaling"] = _ratio(e2e.get("2"), e2e.get("1"))
     out["scaling_steady"] = _ratio(steady.get("2"), steady.get("1"))
     return out
+
+
+def _load() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def _mean(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -325,6 +337,8 @@ def print_ray_table(figures: dict[str, Any]) -> None:
     for name, f in rows:
         print(f"{name:<9} {f['end_to_end_images_per_s'] or 0:>16.3f}  {f['steady_images_per_s'] or 0:>12.3f}  "
               f"{f['ready_s'] or 0:>13.2f}", file=sys.stderr)
+    print(f"load average before/after: {figures['load_average']} / {figures['load_average_after']} "
+          f"on {os.cpu_count()} cores", file=sys.stderr)
     print(f"ray_overhead (local / 1 worker; target <= 1.15): end-to-end {figures['ray_overhead']}, steady "
           f"{figures['ray_overhead_steady']}; scaling (2 / 1 workers; target >= 1.6): end-to-end "
           f"{figures['scaling']}, steady {figures['scaling_steady']}", file=sys.stderr)
