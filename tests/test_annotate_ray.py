@@ -185,19 +185,20 @@ def test_a_sigkilled_driver_leaves_no_ray_behind_and_resumes_to_the_local_propos
     assert alive(tree) == []
 
     out = tmp_path / "resumed.json"
-    subprocess.run([*command, "--json", str(out)], env=env, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, timeout=300)
-    figures = json.loads(out.read_text())
-    assert figures["resumed"] and figures["skipped"] == merged and figures["images"] == count - merged
-    assert merged_images(folders["ray"]) == count
-
+    resumed = subprocess.Popen([*command, "--json", str(out)], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
     import torch
 
     threads = torch.get_num_threads()
-    try:  # one torch thread, like each Ray worker: bit-identical masks
+    try:  # meanwhile the local reference, with one torch thread like each Ray worker: bit-identical masks
         assert main(["annotate", "--project", str(folders["local"]), *args, "--threads", "1"]) == 0
     finally:
         torch.set_num_threads(threads)
+        returncode = resumed.wait(timeout=300)
+    assert returncode == 0
+    figures = json.loads(out.read_text())
+    assert figures["resumed"] and figures["skipped"] == merged and figures["images"] == count - merged
+    assert merged_images(folders["ray"]) == count
     reference = proposals_of(folders["local"])
     assert reference and proposals_of(folders["ray"]) == reference  # every image once, nothing lost
 
