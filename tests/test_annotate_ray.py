@@ -1,22 +1,31 @@
 """The Ray engine on a local Ray instance with 2 CPU workers and the shared tiny fixture model:
-same results as the local engine, a worker killed mid-run, shipped images and weights, clear
-errors for an unreachable cluster and a missing Ray."""
+same results as the local engine, a worker killed mid-run, the driver killed mid-run and resumed
+(leaving no Ray process behind), shipped images and weights, clear errors for an unreachable
+cluster and a missing Ray."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
+import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from seem_annotator.annotate import ray_watchdog
 from seem_annotator.annotate.annotator import AnnotatorSpec
 from seem_annotator.annotate.executor import LocalExecutor, make_executor
 from seem_annotator.annotate.settings import RunSettings
 from seem_annotator.annotate.work import ImageTask
+from seem_annotator.cli.main import main
+from seem_annotator.core.project import Project
 from seem_annotator.errors import UserError
-from tests.conftest import DATA, SHARED
+from tests.conftest import DATA, REPO_ROOT, SHARED
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install seem-annotator[ray])")
 from seem_annotator.annotate.ray_executor import RayExecutor, check_reachable  # noqa: E402
@@ -115,6 +124,115 @@ def test_a_killed_worker_is_restarted_and_its_images_redone(local_ray, reference
     assert killed is not None
     assert sorted(results) == sorted(local)
     assert all(same(results[k], local[k]) for k in local)
+
+
+def alive(processes: dict[int, int]) -> list[int]:
+    """The pids of `processes` (pid -> start time) that are still those processes."""
+    table = ray_watchdog.process_table()
+    return [pid for pid, start in processes.items() if table.get(pid, (0, None))[1] == start]
+
+
+def merged_images(folder: Path) -> int:
+    db = folder / ".seem-annotator" / "project.sqlite"
+    try:
+        conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM run_images WHERE state = 'done'").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:
+        return 0  # not created yet, or busy
+
+
+def proposals_of(folder: Path) -> list[tuple]:
+    with Project.open(folder, read_only=True) as project:
+        names = {i.id: i.file_name for i in project.images()}
+        return sorted((names[p.image_id], p.label, p.mode, p.score, p.rle["counts"])
+                      for p in project.proposals(state=None))
+
+
+@pytest.mark.slow
+def test_a_sigkilled_driver_leaves_no_ray_behind_and_resumes_to_the_local_proposals(tmp_path):
+    count = 24
+    folders = {}
+    for name in ("ray", "local"):
+        folders[name] = tmp_path / name
+        folders[name].mkdir()
+        for path in sorted(IMAGES.iterdir())[:count]:
+            shutil.copy(path, folders[name] / path.name)
+        assert main(["init", str(folders[name])]) == 0
+    args = ["--mode", "everything", "--labels", "person,dog", "--model", str(FIXTURE / "config.yaml"),
+            "--checkpoint", str(FIXTURE / "state_dict.pt")]
+    command = [sys.executable, "-m", "seem_annotator", "annotate", "--project", str(folders["ray"]), *args,
+               "--engine", "ray", "--workers", "2"]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while merged_images(folders["ray"]) < 4 and time.monotonic() < deadline and driver.poll() is None:
+            time.sleep(0.05)
+        tree = ray_watchdog.descendants(driver.pid, ray_watchdog.process_table())
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    merged = merged_images(folders["ray"])
+    assert 4 <= merged < count, "the driver was not killed in the middle of the run"
+    assert any(ray_watchdog.is_ray(pid) for pid in tree)
+    # The Ray instance the driver started (GCS, raylet, its agents, the workers) ends with it.
+    deadline = time.monotonic() + 20
+    while alive(tree) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert alive(tree) == []
+
+    out = tmp_path / "resumed.json"
+    resumed = subprocess.Popen([*command, "--json", str(out)], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    import torch
+
+    threads = torch.get_num_threads()
+    try:  # meanwhile the local reference, with one torch thread like each Ray worker: bit-identical masks
+        assert main(["annotate", "--project", str(folders["local"]), *args, "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+        returncode = resumed.wait(timeout=300)
+    assert returncode == 0
+    figures = json.loads(out.read_text())
+    assert figures["resumed"] and figures["skipped"] == merged and figures["images"] == count - merged
+    assert merged_images(folders["ray"]) == count
+    reference = proposals_of(folders["local"])
+    assert reference and proposals_of(folders["ray"]) == reference  # every image once, nothing lost
+
+
+def test_the_watchdog_reaps_the_ray_processes_of_a_killed_driver(tmp_path):
+    # A stand-in driver whose "Ray agent" child would outlive it (own session, like Ray's agents
+    # reparented after the raylet died), and an unrelated child that must be left alone.
+    script = tmp_path / "driver.py"
+    script.write_text(
+        "import subprocess, sys, time\n"
+        f"sys.path.insert(0, {str(REPO_ROOT)!r})\n"
+        "from seem_annotator.annotate import ray_watchdog\n"
+        "agent = subprocess.Popen(['bash', '-c', 'exec -a ray::FakeAgent sleep 60'], start_new_session=True)\n"
+        "other = subprocess.Popen(['sleep', '60'], start_new_session=True)\n"
+        "watchdog = ray_watchdog.start()\n"
+        "time.sleep(1.0)\n"
+        "print(agent.pid, other.pid, flush=True)\n"
+        "time.sleep(60)\n")
+    driver = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    agent, other = (int(p) for p in driver.stdout.readline().split())
+    table = ray_watchdog.process_table()
+    agent_process, other_process = {agent: table[agent][1]}, {other: table[other][1]}
+    try:
+        driver.kill()
+        driver.wait()
+        deadline = time.monotonic() + 10
+        while alive(agent_process) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert alive(agent_process) == []
+        assert alive(other_process) == [other]
+    finally:
+        for pid in alive(agent_process) + alive(other_process):
+            os.kill(pid, signal.SIGKILL)
+        driver.stdout.close()
 
 
 @pytest.mark.slow

@@ -31,3 +31,40 @@ def test_bench_annotate_writes_run_and_bare_figures(tmp_path, capsys):
 def test_bench_annotate_refuses_a_folder_without_images(tmp_path, capsys):
     assert main(["bench", "annotate", "--model", "focalt_v1", "--images", str(tmp_path)]) == 2
     assert "holds no images" in capsys.readouterr().err
+
+
+def test_steady_state_counts_whole_batches_while_every_worker_is_busy():
+    from seem_annotator.bench.annotate import steady_state
+
+    # Worker a hands over 4 images every 2 s from t=10, worker b from t=11 (ready: 11); a has
+    # handed over its last at 16, b at 15 (the window ends at 15): 2 images/s each.
+    arrivals = [(t, "a") for t in (10, 12, 14, 16) for _ in range(4)]
+    arrivals += [(t, "b") for t in (11, 13, 15) for _ in range(4)]
+    figures = steady_state(sorted(arrivals), start=1.0)
+    assert figures == {"ready_s": 10.0, "steady_images_per_s": 4.0}
+    # Too short to say: one handover of b inside the window.
+    assert steady_state([(1, "a"), (2, "a"), (3, "b")], 0.0)["steady_images_per_s"] is None
+
+
+def test_stopwatch_gives_a_batch_the_time_its_first_result_came():
+    from seem_annotator.annotate.work import ImageResult
+    from seem_annotator.bench.annotate import Stopwatch
+
+    now = [0.0]
+
+    class Batches:
+        name = "fake"
+
+        def map(self, spec, tasks):
+            for batch in range(2):
+                now[0] += 1.5  # the driver waits for a batch, then gets its results at once
+                for i in range(3):
+                    now[0] += 0.001
+                    yield ImageResult(3 * batch + i, worker="w")
+
+        def close(self):
+            pass
+
+    watch = Stopwatch(Batches(), clock=lambda: now[0])
+    assert [r.image_id for r in watch.map(None, [])] == list(range(6))
+    assert [t for t, _ in watch.arrivals] == pytest.approx([1.501] * 3 + [3.004] * 3)

@@ -11,6 +11,10 @@ Fault tolerance is Ray Data's: actors of a pool are restarted when their process
 batch they held is submitted again (its defaults max_restarts=-1, max_task_retries=-1), so an image may be annotated twice;
 this executor yields each image id once, and the run driver skips images already merged.
 
+A Ray instance this executor starts (no address) is watched by `ray_watchdog`, which reaps
+what is left of it when the driver dies without `close` (a SIGKILL); Ray alone leaves its agents
+running for about a minute then.
+
 Checkpoints: by default each worker loads the model from the spec's path (a path every node can
 see) or the Hugging Face cache; with `ship_model` the driver puts the state dict (and a config
 file's text) into Ray's object store once and every worker builds from that.
@@ -31,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from seem_annotator.annotate import ray_watchdog
 from seem_annotator.annotate.annotator import AnnotatorSpec
 from seem_annotator.annotate.executor import LocalExecutor
 from seem_annotator.annotate.work import ImageResult, ImageTask
@@ -94,8 +99,14 @@ class AnnotateWorker:
             import ray
 
             state_dict = ray.get(state_dict)  # an ObjectRef: fetched once, from the object store
+        if spec.threads:
+            import cv2
+
+            # OpenCV's resize would otherwise start a thread per core of the machine in each worker.
+            cv2.setNumThreads(spec.threads)
         self.spec = spec
         self.local = LocalExecutor(annotator=spec.build(state_dict=state_dict))
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tasks = [ImageTask(int(image_id), str(name), str(path), int(seed), bytes(data) if shipped else None)
@@ -103,6 +114,8 @@ class AnnotateWorker:
                      batch["image_id"], batch["file_name"], batch["path"], batch["seed"], batch["data"],
                      batch["shipped"])]
         results = list(self.local.map(self.spec, tasks))
+        for result in results:
+            result.worker = self.name
         ids = np.array([r.image_id for r in results], dtype=np.int64)
         blobs = np.empty(len(results), dtype=object)
         blobs[:] = [pickle.dumps(r, protocol=pickle.HIGHEST_PROTOCOL) for r in results]
@@ -160,6 +173,7 @@ class RayExecutor:
         self._ray: Any = None
         self._owns_connection = False
         self._weights: tuple[str, Any] | None = None  # (spec identity, ObjectRef of the state dict)
+        self._watchdog: ray_watchdog.Watchdog | None = None
 
     # -- connection --------------------------------------------------------------------------------
 
@@ -183,6 +197,9 @@ class RayExecutor:
                 where = f"the Ray cluster at {self.address}" if self.address else "a local Ray instance"
                 raise UserError(f"Cannot start or join {where}: {str(exc).splitlines()[0]}") from exc
             self._owns_connection = True
+            if self.address is None:
+                # The instance started here must not outlive this process, even when it is SIGKILLed.
+                self._watchdog = ray_watchdog.start()
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the run's own progress bar counts merged images
@@ -225,7 +242,8 @@ class RayExecutor:
         wanted = {t.image_id for t in tasks}
         done: set[int] = set()
         try:
-            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            # No prefetching: Ray Data would hold each finished batch back until the next one is done.
+            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
                 for image_id, blob in zip(batch["image_id"], batch["result"]):
                     image_id = int(image_id)
                     # A batch redone after its worker died may repeat images: each is given once.
@@ -280,5 +298,8 @@ class RayExecutor:
         self._weights = None
         if self._ray is not None and self._owns_connection:
             self._ray.shutdown()
+        if self._watchdog is not None:
+            self._watchdog.stop()
+            self._watchdog = None
         self._ray = None
         self._owns_connection = False

@@ -35,9 +35,11 @@ class Proposal:
 class ImageResult:
     """What an engine gives back for one task: the proposals (already deduplicated among
     themselves), or `error` (one line) when the image could not be annotated. `timings` are
-    seconds per stage (read, encode, decode, finish)."""
+    seconds per stage (read, encode, decode, finish); `worker` names the Ray worker that made it
+    ("host:pid"; None locally)."""
 
     image_id: int
     proposals: list[Proposal] = field(default_factory=list)
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    worker: str | None = None
