@@ -217,7 +217,7 @@ def test_several_backends_run_interleaved_and_the_json_maps_each_name(tmp_path, 
     monkeypatch.setattr(bench, "make_backend", make)
     out = tmp_path / "r.json"
     args = argparse.Namespace(max_clicks=4, backend="fast,slow", dataset=str(tmp_path / "ds"), images=None,
-                              limit=0, first_prompt="click", verbose=False, json=str(out), plot=None,
+                              limit=0, half="all", first_prompt="click", verbose=False, json=str(out), plot=None,
                               device="cpu")
     assert bench.run(args) == 0
     res = json.loads(out.read_text())
@@ -259,3 +259,10 @@ def test_grabcut_plain_is_the_textbook_clicker_on_a_real_photo():
     assert np.array_equal(cand.mask, plain_grabcut(bgr, [(x, y, True)]))
     both = plain_grabcut(bgr, [(x, y, True), (x + 30, y, False)])
     assert both[y, x] and not both[y, x + 30] and not both[0].any()
+
+
+def test_select_samples_splits_into_even_and_odd_halves_before_the_limit():
+    samples = list(range(7))
+    assert list(bench.select_samples(iter(samples), "all", 0)) == samples
+    assert list(bench.select_samples(iter(samples), "even", 0)) == [0, 2, 4, 6]
+    assert list(bench.select_samples(iter(samples), "odd", 2)) == [1, 3]

@@ -2,11 +2,18 @@
 
 It answers the same spatial prompts as SEEM (clicks, boxes, polygons, strokes, over many rounds) so
 the app is useful before any checkpoint is downloaded. Each round is the textbook GrabCut clicker
-made a good one (classical_cut.py: memory of the previous answer, a crop around it, topology
-clean-up) with rules that make every prompt do what it says (classical_rules.py): a positive click
-outside the mask adds the region around it, a negative click inside removes one, a box or polygon
-answer stays inside it unless a positive prompt lies outside, a stroke acts as a line of clicks,
-and a first click on texture gives the texture-homogeneous area around it rather than a speck.
+made a good one, in two steps:
+
+1. on a small grid (at most `max_side` pixels a side): the cut (classical_cut.py: memory of the
+   previous answer, topology clean-up) with rules that make every prompt do what it says
+   (classical_rules.py): a positive click outside the mask adds the region around it, a negative
+   click inside removes one, a box or polygon answer stays inside it unless a positive prompt lies
+   outside, a stroke acts as a line of clicks, and a first click on texture gives the
+   texture-homogeneous area around it rather than a speck;
+2. at the image's own resolution (up to `refine_side`): that answer's outline re-cut by GrabCut in
+   a narrow band around it, everything farther inside or outside fixed (classical_refine.py), so
+   the outline is as precise as the image for the cost of a thin ribbon.
+
 `bench interactive --backend classical,grabcut-plain` compares it with the plain textbook clicker.
 
 Text, voice and referring prompts need SEEM and raise ModelUnavailableError. Segment-everything
@@ -27,7 +34,8 @@ import numpy as np
 from seem_annotator.core.prompts import SPATIAL_KINDS
 from seem_annotator.engine.classical_cut import CutSettings, guided_upsample
 from seem_annotator.engine.classical_everything import object_regions
-from seem_annotator.engine.classical_rules import answer, texture_smooth
+from seem_annotator.engine.classical_refine import band_width, refine_outline, seed_discs
+from seem_annotator.engine.classical_rules import answer, limit_in_force, texture_smooth
 from seem_annotator.engine.rasterize import rasterize, resize_mask
 from seem_annotator.engine.types import Candidate, DecodeRequest, ImageInput
 from seem_annotator.errors import ModelUnavailableError
@@ -42,24 +50,33 @@ class _Prepared:
     """Per-image work shared by every round: the working-resolution image (and, on demand, its
     texture-smoothed copy)."""
 
-    def __init__(self, image: ImageInput, max_side: int) -> None:
-        h, w = image.pixels.shape[:2]
-        factor = min(1.0, max_side / max(h, w))
-        size = (max(1, round(h * factor)), max(1, round(w * factor)))
-        rgb = np.ascontiguousarray(image.pixels[..., :3], dtype=np.uint8)
-        if size != (h, w):
-            rgb = cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-        self.rgb = rgb
-        # Prompts are in full-resolution pixels: working pixels per full-resolution pixel.
-        self.scale = size[0] / image.full_size[0]
-        self.bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        self.size = size
+    def __init__(self, image: ImageInput, max_side: int, refine_side: int) -> None:
+        full = np.ascontiguousarray(image.pixels[..., :3], dtype=np.uint8)
+        # The refinement grid: the full image up to refine_side a side.
+        self.fine_rgb = _shrunk(full, refine_side)
+        self.fine_bgr = cv2.cvtColor(self.fine_rgb, cv2.COLOR_RGB2BGR)
+        self.fine_size = self.fine_rgb.shape[:2]
+        self.rgb = _shrunk(self.fine_rgb, max_side)
+        self.bgr = cv2.cvtColor(self.rgb, cv2.COLOR_RGB2BGR)
+        self.size = self.rgb.shape[:2]
+        # Prompts are in full-resolution pixels: grid pixels per full-resolution pixel.
+        self.scale = self.size[0] / image.full_size[0]
+        self.fine_scale = self.fine_size[0] / image.full_size[0]
         self._texture: np.ndarray | None = None
 
     def texture(self) -> np.ndarray:
         if self._texture is None:
             self._texture = texture_smooth(self.bgr)
         return self._texture
+
+
+def _shrunk(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    factor = min(1.0, max_side / max(h, w))
+    size = (max(1, round(h * factor)), max(1, round(w * factor)))
+    if size == (h, w):
+        return rgb
+    return cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_AREA)
 
 
 @dataclass(frozen=True)
@@ -81,7 +98,10 @@ class ClassicalBackend:
     as the textbook does), local (accept only changes connected to the newest prompt, of its sign),
     guided (snap the outline to the image at full size), keep_connected (drop small parts not
     connected to a seed), rules (the newest-prompt fallbacks and local updates), margin (crop
-    around the previous answer, a fraction of its size; 0 = the whole image every round)."""
+    around the previous answer, a fraction of its size; 0 = the whole image every round),
+    refine_iterations (GrabCut iterations of the fine band refinement; 0 = off), refine_band (its
+    least half-width in fine pixels, widened with the grid's coarseness), refine_side (the
+    largest side the refinement works at)."""
 
     name = "classical"
     device = "cpu"
@@ -90,7 +110,11 @@ class ClassicalBackend:
                  probable_radius: float = 20.0, polygon_slack: float = 3.0, first_iterations: int = 5,
                  iterations: int = 5, from_previous: bool = False, local: bool = True,
                  guided: bool = True, keep_connected: bool = True, rules: bool = True,
-                 margin: float = 0.0) -> None:
+                 margin: float = 0.0, refine_side: int = 1024, refine_band: int = 2,
+                 refine_iterations: int = 2) -> None:
+        self.refine_side = refine_side
+        self.refine_band = refine_band
+        self.refine_iterations = refine_iterations
         self.margin = margin
         self.keep_connected = keep_connected
         self.rules = rules
@@ -132,7 +156,7 @@ class ClassicalBackend:
                 new = rasterize(request.prompts[seen:], prep.size, prep.scale)
             work = answer(prep.bgr, prep.texture, masks, prev, new, self._settings(prep.scale),
                           max(1, round(self.polygon_slack * prep.scale)), self.local)
-        full = self._full_size(work, request.image)
+        full = self._full_size(work, request, prep)
         t2 = time.perf_counter()
         return Candidate(
             mask=full, score=1.0 if work.any() else 0.0, labels=[(UNKNOWN, 0.0)],
@@ -157,19 +181,29 @@ class ClassicalBackend:
             if prep is not None:
                 self._cache.move_to_end(image.key)
                 return prep
-        prep = _Prepared(image, self.max_side)
+        prep = _Prepared(image, self.max_side, self.refine_side)
         with self._lock:
             self._cache[image.key] = prep
             while len(self._cache) > self._cache_images:
                 self._cache.popitem(last=False)
         return prep
 
-    def _full_size(self, work: np.ndarray, image: ImageInput) -> np.ndarray:
-        """The working-grid answer at full resolution; its outline snapped to the image's edges
-        (guided by the pixels the backend was given) unless `guided` is off."""
+    def _full_size(self, work: np.ndarray, request: DecodeRequest, prep: _Prepared) -> np.ndarray:
+        """The working-grid answer at full resolution: its outline snapped to the image's edges by
+        a guided filter (unless `guided` is off), then re-cut in a band at fine resolution
+        (classical_refine.py; unless refine_iterations is 0)."""
+        full_size = request.image.full_size
         if not self.guided:
-            return resize_mask(work, image.full_size)
-        return resize_mask(guided_upsample(work, image.pixels[..., :3]), image.full_size)
+            return resize_mask(work, full_size)
+        fine = guided_upsample(work, prep.fine_rgb)
+        if self.refine_iterations > 0 and work.any():
+            masks = rasterize(request.prompts, prep.fine_size, prep.fine_scale)
+            fg, bg = seed_discs(masks.pos_clicks | masks.pos_strokes, masks.negative,
+                                max(1, round(self.hard_radius * prep.fine_scale)))
+            limit = limit_in_force(masks, max(1, round(self.polygon_slack * prep.fine_scale)))
+            band = band_width(prep.fine_size[0] / prep.size[0], self.refine_band)
+            fine = refine_outline(prep.fine_bgr, fine, fg, bg, band, self.refine_iterations, limit)
+        return resize_mask(fine, full_size)
 
     def _settings(self, scale: float) -> CutSettings:
         return CutSettings(hard_radius=max(1, round(self.hard_radius * scale)),

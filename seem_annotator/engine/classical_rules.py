@@ -31,10 +31,8 @@ def answer(bgr: np.ndarray, texture: Callable[[], np.ndarray], masks: PromptMask
     polygons = masks.pos_regions
     neg = masks.negative
     seeds = masks.pos_clicks | masks.pos_strokes
-    allowed = masks.box_region
+    allowed = limit_region(masks, polygon_slack)
     if polygons.any():
-        near = dilate(polygons, polygon_slack)
-        allowed = near if allowed is None else allowed & near
         core = cv2.erode(polygons.astype(np.uint8), disk(polygon_slack)).astype(bool)
         # The polygon's inside is object, except around a negative prompt: there the cut decides.
         seeds = seeds | (core & ~dilate(neg, 2 * s.probable_radius))
@@ -54,6 +52,25 @@ def answer(bgr: np.ndarray, texture: Callable[[], np.ndarray], masks: PromptMask
         if local and not new.boxes:
             out = local_update(prev, out, seeds, neg & ~seeds, new)
     return out
+
+
+def limit_region(masks: PromptMasks, polygon_slack: int) -> np.ndarray | None:
+    """Where the boxes and polygons (grown by `polygon_slack`) say the object is, or None when
+    there is neither."""
+    allowed = masks.box_region
+    if masks.pos_regions.any():
+        near = dilate(masks.pos_regions, polygon_slack)
+        allowed = near if allowed is None else allowed & near
+    return allowed
+
+
+def limit_in_force(masks: PromptMasks, polygon_slack: int) -> np.ndarray | None:
+    """limit_region, or None once a positive click or stroke lies outside it (the object reaches
+    past the box or polygon)."""
+    allowed = limit_region(masks, polygon_slack)
+    if allowed is not None and ((masks.pos_clicks | masks.pos_strokes) & ~allowed).any():
+        return None
+    return allowed
 
 
 def first_answer(bgr: np.ndarray, texture: Callable[[], np.ndarray], pos: np.ndarray, neg: np.ndarray,

@@ -1,0 +1,63 @@
+"""The native-resolution band refinement of the classical backend (classical_refine.py)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from seem_annotator.core.masks import mask_iou
+from seem_annotator.engine.classical_refine import band_width, refine_outline, seed_discs
+
+
+def _scene() -> tuple[np.ndarray, np.ndarray]:
+    """A noisy orange disc on a noisy blue ground (BGR) and its true mask."""
+    rng = np.random.default_rng(0)
+    truth = np.zeros((160, 200), np.uint8)
+    cv2.circle(truth, (100, 80), 45, 1, -1)
+    bgr = np.where(truth[..., None] > 0, (30, 120, 230), (200, 90, 40)).astype(np.float64)
+    bgr += rng.normal(0, 12, bgr.shape)
+    return np.clip(bgr, 0, 255).astype(np.uint8), truth.astype(bool)
+
+
+def _coarse(truth: np.ndarray, factor: int = 4) -> np.ndarray:
+    """The truth as a grid `factor` times coarser would give it back: blocky, off by a pixel or two."""
+    h, w = truth.shape
+    small = cv2.resize(truth.astype(np.uint8), (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+    small = cv2.dilate(small, np.ones((2, 2), np.uint8))  # the coarse cut overshoots a little
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+def test_refinement_brings_a_coarse_outline_back_to_the_image_edges():
+    bgr, truth = _scene()
+    coarse = _coarse(truth)
+    none = np.zeros_like(truth)
+    refined = refine_outline(bgr, coarse, none, none, band_width(4.0))
+    assert mask_iou(refined, truth) > max(0.97, mask_iou(coarse, truth) + 0.03)
+
+
+def test_refinement_only_moves_the_outline_within_its_band():
+    bgr, truth = _scene()
+    coarse = np.zeros_like(truth)
+    coarse[30:130, 50:150] = True  # a square around the disc: its corners are far from any edge
+    none = np.zeros_like(truth)
+    refined = refine_outline(bgr, coarse, none, none, 4)
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
+    inner = cv2.erode(coarse.astype(np.uint8), k).astype(bool)
+    near = cv2.dilate(coarse.astype(np.uint8), k).astype(bool)
+    assert refined[inner].all() and not refined[~near].any()
+    assert refined.sum() < coarse.sum()  # the corners were background: trimmed where the band allows
+
+
+def test_refinement_keeps_the_seeds_and_the_limit():
+    bgr, truth = _scene()
+    coarse = _coarse(truth)
+    pos = np.zeros_like(truth)
+    neg = np.zeros_like(truth)
+    pos[80, 100] = True
+    neg[80, 56] = True  # just inside the disc's left edge: the person says it is not object
+    fg, bg = seed_discs(pos, neg, 3)
+    limit = np.zeros_like(truth)
+    limit[:, :120] = True
+    refined = refine_outline(bgr, coarse, fg, bg, band_width(4.0), limit=limit)
+    assert refined[fg].all() and not refined[bg].any()
+    assert not refined[:, 120:].any() and refined[:, 60:120].any()
