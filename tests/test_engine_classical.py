@@ -192,9 +192,6 @@ def test_local_update_keeps_what_the_previous_round_got_right():
     assert np.array_equal(third.mask, first.mask)
 
 
-@pytest.mark.xfail(strict=True, reason="classical_rules.answer adds the whole unbounded re-cut when a positive "
-                   "prompt lies outside the box, so a ring of background around the object inside the box "
-                   "comes with it (fix: add only `grown & ~allowed`)")
 def test_positive_click_outside_the_box_adds_its_region_and_keeps_the_object():
     backend = ClassicalBackend()
     image, truth = _scene(3)
@@ -234,8 +231,6 @@ def test_positive_click_on_the_sample_photo_never_shrinks_the_box_answer():
         assert second.mask.sum() - first.mask.sum() > 1000, click
 
 
-@pytest.mark.xfail(strict=True, reason="classical_rules._newest_rules' fallback (what the click alone would give) "
-                   "ignores the box: a positive click inside the box after a small box answer spreads past it")
 def test_positive_click_inside_the_box_keeps_the_answer_in_the_box():
     from conftest import REPO_ROOT
     from PIL import Image

@@ -73,9 +73,11 @@ def roi_around(region: np.ndarray, margin: float, minimum: int = 12) -> tuple[in
 
 
 def click_cut(bgr: np.ndarray, pos: np.ndarray, neg: np.ndarray, prev: np.ndarray | None,
-              s: CutSettings, allowed: np.ndarray | None = None) -> np.ndarray:
+              s: CutSettings, allowed: np.ndarray | None = None, edit: bool = False) -> np.ndarray:
     """One round from painted positive/negative seeds (clicks, strokes, filled regions) and the
-    previous answer: bool (h, w). `allowed`: where the object may be (a box or polygon), else None."""
+    previous answer: bool (h, w). `allowed`: where the object may be (a box or polygon), else None.
+    `edit`: a box drawn over a previous answer refits that answer inside it (GrabCut's own editing
+    start) instead of starting from the whole box."""
     h, w = pos.shape
     hard_fg = dilate(pos, s.hard_radius)
     hard_bg = dilate(neg, s.hard_radius) & ~pos  # a seed's own pixels win over the other sign's disc
@@ -92,7 +94,12 @@ def click_cut(bgr: np.ndarray, pos: np.ndarray, neg: np.ndarray, prev: np.ndarra
         gc[prev] = cv2.GC_PR_FGD
     gc[probable] = cv2.GC_PR_FGD
     if allowed is not None:
-        if prev is None or not s.from_previous:
+        if edit and prev is not None and prev.any():
+            # Most of a box around a tracked or half-done object is background: starting it all
+            # as object would teach the colour model the background.
+            gc[allowed] = cv2.GC_PR_BGD
+            gc[allowed & (prev | probable)] = cv2.GC_PR_FGD
+        elif prev is None or not s.from_previous:
             gc[allowed] = cv2.GC_PR_FGD  # GrabCut's own box start: everything inside may be object
         gc[~allowed] = cv2.GC_BGD
     gc[hard_bg] = cv2.GC_BGD

@@ -41,12 +41,13 @@ def answer(bgr: np.ndarray, texture: Callable[[], np.ndarray], masks: PromptMask
     else:
         inside = seeds & allowed
         outside = seeds & ~allowed
-        out = click_cut(bgr, inside, neg, prev if prev is None else prev & allowed, s, allowed=allowed)
+        edit = new is not None and bool(new.boxes)
+        out = click_cut(bgr, inside, neg, prev if prev is None else prev & allowed, s, allowed=allowed, edit=edit)
         if outside.any():
             # The object reaches past the box/polygon: grow from the prompts outside it without the
-            # limit, never taking away what the region round found.
+            # limit, adding only what lies outside (the re-cut inside would bring its background).
             grown = click_cut(bgr, seeds | out, neg, out | (prev if prev is not None else False), s)
-            out = out | grown
+            out = out | (grown & ~allowed)
     if new is not None and prev is not None:
         out = _newest_rules(bgr, texture, masks, seeds, prev, new, out, s)
         if local and not new.boxes:
