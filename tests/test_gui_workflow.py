@@ -149,7 +149,8 @@ def test_click_accept_undo_redo_relabel_export_reopen(qtbot, tmp_path: Path, sam
     assert masks.iou(masks.normalize(coco.annToRLE(anns[0])), accepted_rle) > 0.98
     sidecars = list(labelme_out.rglob("*.json"))
     chelsea_json = json.loads(next(p for p in sidecars if p.stem == "chelsea").read_text())
-    assert [s["label"] for s in chelsea_json["shapes"]] == ["tabby"]
+    labels = [s["label"] for s in chelsea_json["shapes"]]  # one shape per part of the mask
+    assert labels and set(labels) == {"tabby"}
 
     # Close and reopen: annotations, labels and the object in progress with its rounds are back.
     window.close()
