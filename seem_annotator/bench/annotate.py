@@ -334,9 +334,12 @@ def print_ray_table(figures: dict[str, Any]) -> None:
     rows = [("local", figures["local"])] + [(f"ray x{w}", f) for w, f in figures["ray"].items()]
     print(f"engine    end-to-end img/s  steady img/s  ready after s   ({figures['threads_per_worker']} torch "
           "thread(s) per model)", file=sys.stderr)
+    def cell(value: float | None, width: int, digits: int) -> str:
+        return f"{value:>{width}.{digits}f}" if value is not None else f"{'-':>{width}}"  # too short to say
+
     for name, f in rows:
-        print(f"{name:<9} {f['end_to_end_images_per_s'] or 0:>16.3f}  {f['steady_images_per_s'] or 0:>12.3f}  "
-              f"{f['ready_s'] or 0:>13.2f}", file=sys.stderr)
+        print(f"{name:<9} {cell(f['end_to_end_images_per_s'], 16, 3)}  {cell(f['steady_images_per_s'], 12, 3)}  "
+              f"{cell(f['ready_s'], 13, 2)}", file=sys.stderr)
     print(f"load average before/after: {figures['load_average']} / {figures['load_average_after']} "
           f"on {os.cpu_count()} cores", file=sys.stderr)
     print(f"ray_overhead (local / 1 worker; target <= 1.15): end-to-end {figures['ray_overhead']}, steady "

@@ -100,7 +100,7 @@ class MaskTracker:
         mask, score, agree = best
         if self.colour_floor is not None and mask.any():
             # Without a keyframe the previous frame's answer is the colour evidence there is.
-            model = self._colour_model(anchor) if anchor is not None else _frame_model(prev, prev_mask)
+            model = self._colour_model(anchor) if anchor is not None else _region_model(prev.image, prev_mask)
             mask = self._recolour(mask, carried, image, (y0, y1, x0, x1), model)
             agree = masks.mask_iou(mask, carried) if mask.any() else 0.0
         return StepResult(mask, carried, score * agree, score, agree,
@@ -111,12 +111,7 @@ class MaskTracker:
         key = (anchor.image_id, str(anchor.rle.get("counts", ""))[:64] + str(len(str(anchor.rle.get("counts", "")))))
         model = self._models.get(key)
         if model is None:
-            region = masks.decode(anchor.rle)
-            pixels = anchor.image.pixels
-            if region.shape != pixels.shape[:2]:
-                region = cv2.resize(region.astype(np.uint8), (pixels.shape[1], pixels.shape[0]),
-                                    interpolation=cv2.INTER_NEAREST).astype(bool)
-            model = ColourModel(pixels, region)
+            model = _region_model(anchor.image, masks.decode(anchor.rle))
             if len(self._models) > 16:
                 self._models.clear()
             self._models[key] = model
@@ -152,9 +147,9 @@ class MaskTracker:
         return max(0, y0 - m), min(h, y1 + m), max(0, x0 - m), min(w, x1 + m)
 
 
-def _frame_model(frame: Frame, mask: np.ndarray) -> ColourModel:
-    """The colour model of `mask` (full resolution) on `frame`'s model proxy."""
-    pixels = frame.image.pixels
+def _region_model(image: ImageInput, mask: np.ndarray) -> ColourModel:
+    """The colour model of `mask` (full resolution) on `image`'s pixels (its model proxy)."""
+    pixels = image.pixels
     if mask.shape != pixels.shape[:2]:
         mask = cv2.resize(mask.astype(np.uint8), (pixels.shape[1], pixels.shape[0]),
                           interpolation=cv2.INTER_NEAREST).astype(bool)
