@@ -248,8 +248,6 @@ def test_positive_click_inside_the_box_keeps_the_answer_in_the_box():
     assert second.mask[433, 409] and not (second.mask & ~near).any()
 
 
-@pytest.mark.xfail(strict=True, reason="a negative click on the edge of the mask lets the round's fresh cut (from the "
-                   "seeds alone) drop nearly the whole object: local_update accepts every removal connected to it")
 def test_negative_click_on_the_edge_of_the_mask_leaves_the_far_parts_alone():
     from conftest import REPO_ROOT
     from PIL import Image
@@ -266,3 +264,22 @@ def test_negative_click_on_the_edge_of_the_mask_leaves_the_far_parts_alone():
     yy, xx = np.mgrid[0:pixels.shape[0], 0:pixels.shape[1]]
     far = before.mask & ((xx - 161) ** 2 + (yy - 109) ** 2 > 60 ** 2)
     assert (after.mask & far).sum() >= 0.9 * far.sum()
+
+
+def test_bound_removal_keeps_what_is_far_from_a_negative_click_that_emptied_the_answer():
+    from seem_annotator.engine.classical_rules import bound_removal
+
+    # Two flat regions: the click lands in the dark one; the fresh cut lost the whole answer.
+    texture = np.full((80, 120, 3), 200, np.uint8)
+    texture[:, :40] = 30
+    prev = np.zeros((80, 120), bool)
+    prev[10:70, 10:110] = True
+    neg = np.zeros_like(prev)
+    neg[40, 20] = True
+    out = bound_removal(texture, prev, np.zeros_like(prev), neg, radius=5)
+    assert not out[10:70, 10:38].any()  # the click's own flat area goes
+    assert out[10:70, 45:110].all()  # the far side stays
+    # A removal of less than 90% of the answer is the cut's decision and is left alone.
+    cut = prev.copy()
+    cut[10:70, 10:40] = False
+    assert np.array_equal(bound_removal(texture, prev, cut, neg, radius=5), cut)

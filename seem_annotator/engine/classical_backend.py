@@ -47,14 +47,14 @@ NEEDS_SEEM = ("{kind} prompts need a SEEM checkpoint; the classical backend only
 
 
 class _Prepared:
-    """Per-image work shared by every round: the working-resolution image (and, on demand, its
-    texture-smoothed copy)."""
+    """Per-image work shared by every round: the working-resolution image, the refinement grid
+    (and, on demand, the working image's texture-smoothed copy and the refinement grid in BGR)."""
 
     def __init__(self, image: ImageInput, max_side: int, refine_side: int) -> None:
         full = np.ascontiguousarray(image.pixels[..., :3], dtype=np.uint8)
         # The refinement grid: the full image up to refine_side a side.
         self.fine_rgb = _shrunk(full, refine_side)
-        self.fine_bgr = cv2.cvtColor(self.fine_rgb, cv2.COLOR_RGB2BGR)
+        self._fine_bgr: np.ndarray | None = None
         self.fine_size = self.fine_rgb.shape[:2]
         self.rgb = _shrunk(self.fine_rgb, max_side)
         self.bgr = cv2.cvtColor(self.rgb, cv2.COLOR_RGB2BGR)
@@ -63,6 +63,12 @@ class _Prepared:
         self.scale = self.size[0] / image.full_size[0]
         self.fine_scale = self.fine_size[0] / image.full_size[0]
         self._texture: np.ndarray | None = None
+
+    def fine_bgr(self) -> np.ndarray:
+        """The refinement grid in BGR (GrabCut's order), made on the first refinement."""
+        if self._fine_bgr is None:
+            self._fine_bgr = cv2.cvtColor(self.fine_rgb, cv2.COLOR_RGB2BGR)
+        return self._fine_bgr
 
     def texture(self) -> np.ndarray:
         if self._texture is None:
@@ -202,7 +208,7 @@ class ClassicalBackend:
                                 max(1, round(self.hard_radius * prep.fine_scale)))
             limit = limit_in_force(masks, max(1, round(self.polygon_slack * prep.fine_scale)))
             band = band_width(prep.fine_size[0] / prep.size[0], self.refine_band)
-            fine = refine_outline(prep.fine_bgr, fine, fg, bg, band, self.refine_iterations, limit)
+            fine = refine_outline(prep.fine_bgr(), fine, fg, bg, band, self.refine_iterations, limit)
         return resize_mask(fine, full_size)
 
     def _settings(self, scale: float) -> CutSettings:

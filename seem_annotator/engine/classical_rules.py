@@ -52,6 +52,9 @@ def answer(bgr: np.ndarray, texture: Callable[[], np.ndarray], masks: PromptMask
         out = _newest_rules(bgr, texture, masks, seeds, prev, new, out, s)
         if local and not new.boxes:
             out = local_update(prev, out, seeds, neg & ~seeds, new)
+        new_neg = (new.neg_clicks | new.neg_strokes) & prev
+        if new_neg.any() and not new.positive.any():
+            out = clean(bound_removal(texture(), prev, out, new_neg, s.probable_radius), seeds & out, neg)
     return out
 
 
@@ -141,6 +144,23 @@ def _split_off(bgr: np.ndarray, prev: np.ndarray, pos: np.ndarray, neg: np.ndarr
     region = np.zeros_like(prev)
     region[y0:y1, x0:x1] = (markers == 2) & p
     return region | dilate(neg, 2) & prev
+
+
+def bound_removal(texture: np.ndarray, prev: np.ndarray, out: np.ndarray, new_neg: np.ndarray, radius: int,
+                  most: float = 0.9) -> np.ndarray:
+    """`out`, unless the newest negative clicks removed more than `most` of `prev`: then only what
+    lies around them is removed (their texture-homogeneous area within `prev`, or their disc of
+    `radius`) and connected to them. A negative click on the object's edge can make the round's fresh cut lose nearly
+    the whole object; the click asked to remove what is around it, not the object."""
+    removed = prev & ~out
+    if removed.sum() <= most * prev.sum():
+        return out
+    near = dilate(new_neg, radius)
+    count, labels = cv2.connectedComponents(new_neg.astype(np.uint8), connectivity=8)
+    for k in range(1, min(count, 9)):
+        ys, xs = np.nonzero(labels == k)
+        near |= dilate(homogeneous_area(texture, int(xs[len(xs) // 2]), int(ys[len(ys) // 2])) & prev, 2)
+    return out | (removed & ~_component_at(removed & near, dilate(new_neg, 1)))
 
 
 def homogeneous_area(smooth: np.ndarray, x: int, y: int, largest: float = 0.35) -> np.ndarray:
