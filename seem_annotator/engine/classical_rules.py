@@ -6,7 +6,8 @@
 - A positive click outside the previous answer adds the region around it: at least what that click
   would give as a first click.
 - A negative click inside the previous answer removes the region around it (bounded by image
-  edges, the answer's outline and the positive seeds), never only the clicked pixels.
+  edges, the answer's outline and the positive seeds), never only the clicked pixels, and never
+  nearly the whole answer (then only its texture-homogeneous area goes).
 - A first click on texture gives the texture-homogeneous area around it when the cut finds only a
   speck (GrabCut's colour models cannot separate a textured object from itself).
 """
@@ -149,9 +150,9 @@ def _split_off(bgr: np.ndarray, prev: np.ndarray, pos: np.ndarray, neg: np.ndarr
 def bound_removal(texture: np.ndarray, prev: np.ndarray, out: np.ndarray, new_neg: np.ndarray, radius: int,
                   most: float = 0.9) -> np.ndarray:
     """`out`, unless the newest negative clicks removed more than `most` of `prev`: then only what
-    lies around them is removed (their texture-homogeneous area within `prev`, or their disc of
-    `radius`) and connected to them. A negative click on the object's edge can make the round's fresh cut lose nearly
-    the whole object; the click asked to remove what is around it, not the object."""
+    lies around them and is connected to them is removed (their texture-homogeneous area within
+    `prev`, or their disc of `radius`). A negative click on the object's edge can make the round's
+    fresh cut lose nearly the whole object; the click asked to remove what is around it."""
     removed = prev & ~out
     if removed.sum() <= most * prev.sum():
         return out
