@@ -14,7 +14,8 @@ a box, for comparison.
 
 `--backend classical,grabcut-plain` runs several backends interleaved on the same samples (each
 sample by each backend in turn); `grabcut-plain` is the textbook GrabCut clicker
-(bench/grabcut_plain.py), the reference every run can report the classical backend against.
+(bench/grabcut_plain.py), the reference every run can report the classical backend against;
+`classical-opencv` is the classical backend cutting with cv2.grabCut instead of its own GrabCut.
 """
 
 from __future__ import annotations
@@ -302,11 +303,19 @@ def _table(results: dict[str, dict]) -> str:
 
 
 def make_backend(name: str, device: str) -> SegmentationBackend:
-    """A backend by name; `grabcut-plain` is the benchmark's own textbook reference."""
+    """A backend by name; `grabcut-plain` is the benchmark's own textbook reference, and
+    `classical-opencv` the classical backend with cv2.grabCut as its cut (what it used before its
+    own GrabCut with kept graphs), to compare the two side by side."""
     if name == "grabcut-plain":
         from seem_annotator.bench.grabcut_plain import GrabCutPlainBackend
 
         return GrabCutPlainBackend()
+    if name == "classical-opencv":
+        from seem_annotator.engine.classical_backend import ClassicalBackend
+
+        backend = ClassicalBackend(solver="opencv")
+        backend.name = name
+        return backend
     from seem_annotator.engine.backends import create_backend
 
     return create_backend(name, device)
@@ -348,7 +357,8 @@ def register(bench_subparsers: argparse._SubParsersAction) -> None:
                    help="folder with images/+masks/ (or img/+gt/), or a COCO annotations JSON file")
     p.add_argument("--images", help="images root for a COCO file (default: the file's folder)")
     p.add_argument("--backend", default="classical",
-                   help="'classical', 'grabcut-plain' (the textbook GrabCut clicker, for reference) or a SEEM "
+                   help="'classical', 'grabcut-plain' (the textbook GrabCut clicker, for reference), "
+                        "'classical-opencv' (the classical backend cutting with cv2.grabCut) or a SEEM "
                         "model name (e.g. focalt_v1); comma-separated to compare them on the same "
                         "samples, interleaved")
     p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")

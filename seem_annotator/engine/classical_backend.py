@@ -32,10 +32,10 @@ import cv2
 import numpy as np
 
 from seem_annotator.core.prompts import SPATIAL_KINDS
-from seem_annotator.engine.classical_cut import CutSettings, guided_upsample
+from seem_annotator.engine.classical_cut import CutSettings, WorkingImage, guided_upsample
 from seem_annotator.engine.classical_everything import object_regions
 from seem_annotator.engine.classical_refine import band_width, refine_outline, seed_discs
-from seem_annotator.engine.classical_rules import answer, limit_in_force, texture_smooth
+from seem_annotator.engine.classical_rules import answer, limit_in_force
 from seem_annotator.engine.rasterize import rasterize, resize_mask
 from seem_annotator.engine.types import Candidate, DecodeRequest, ImageInput
 from seem_annotator.errors import ModelUnavailableError
@@ -47,8 +47,9 @@ NEEDS_SEEM = ("{kind} prompts need a SEEM checkpoint; the classical backend only
 
 
 class _Prepared:
-    """Per-image work shared by every round: the working-resolution image, the refinement grid
-    (and, on demand, the working image's texture-smoothed copy and the refinement grid in BGR)."""
+    """Per-image work shared by every round: the working-resolution image (with, on demand, its
+    texture-smoothed copy and its kept min-cut graph), the refinement grid (and, on demand, that
+    in BGR)."""
 
     def __init__(self, image: ImageInput, max_side: int, refine_side: int) -> None:
         full = np.ascontiguousarray(image.pixels[..., :3], dtype=np.uint8)
@@ -57,23 +58,17 @@ class _Prepared:
         self._fine_bgr: np.ndarray | None = None
         self.fine_size = self.fine_rgb.shape[:2]
         self.rgb = _shrunk(self.fine_rgb, max_side)
-        self.bgr = cv2.cvtColor(self.rgb, cv2.COLOR_RGB2BGR)
+        self.work = WorkingImage(cv2.cvtColor(self.rgb, cv2.COLOR_RGB2BGR))
         self.size = self.rgb.shape[:2]
         # Prompts are in full-resolution pixels: grid pixels per full-resolution pixel.
         self.scale = self.size[0] / image.full_size[0]
         self.fine_scale = self.fine_size[0] / image.full_size[0]
-        self._texture: np.ndarray | None = None
 
     def fine_bgr(self) -> np.ndarray:
         """The refinement grid in BGR (GrabCut's order), made on the first refinement."""
         if self._fine_bgr is None:
             self._fine_bgr = cv2.cvtColor(self.fine_rgb, cv2.COLOR_RGB2BGR)
         return self._fine_bgr
-
-    def texture(self) -> np.ndarray:
-        if self._texture is None:
-            self._texture = texture_smooth(self.bgr)
-        return self._texture
 
 
 def _shrunk(rgb: np.ndarray, max_side: int) -> np.ndarray:
@@ -107,7 +102,8 @@ class ClassicalBackend:
     around the previous answer, a fraction of its size; 0 = the whole image every round),
     refine_iterations (GrabCut iterations of the fine band refinement; 0 = off), refine_band (its
     least half-width in fine pixels, widened with the grid's coarseness), refine_side (the
-    largest side the refinement works at)."""
+    largest side the refinement works at), solver ("graph": our GrabCut with each image's min-cut
+    graph kept between rounds, graphcut.py; "opencv": cv2.grabCut, which rebuilds it every call)."""
 
     name = "classical"
     device = "cpu"
@@ -117,7 +113,10 @@ class ClassicalBackend:
                  iterations: int = 5, from_previous: bool = False, local: bool = True,
                  guided: bool = True, keep_connected: bool = True, rules: bool = True,
                  margin: float = 0.0, refine_side: int = 1024, refine_band: int = 2,
-                 refine_iterations: int = 2) -> None:
+                 refine_iterations: int = 2, solver: str = "graph") -> None:
+        if solver not in ("graph", "opencv"):
+            raise ValueError(f"unknown GrabCut solver {solver!r} (graph or opencv)")
+        self.solver = solver
         self.refine_side = refine_side
         self.refine_band = refine_band
         self.refine_iterations = refine_iterations
@@ -160,7 +159,7 @@ class ClassicalBackend:
             new = None
             if prev is not None and seen < len(request.prompts) and self.rules:
                 new = rasterize(request.prompts[seen:], prep.size, prep.scale)
-            work = answer(prep.bgr, prep.texture, masks, prev, new, self._settings(prep.scale),
+            work = answer(prep.work, masks, prev, new, self._settings(prep.scale),
                           max(1, round(self.polygon_slack * prep.scale)), self.local)
         full = self._full_size(work, request, prep)
         t2 = time.perf_counter()
@@ -174,7 +173,7 @@ class ClassicalBackend:
     def segment_everything(self, image: ImageInput, labels: tuple[str, ...]) -> list[Candidate]:
         prep = self._prepared(image)
         t0 = time.perf_counter()
-        regions = object_regions(prep.bgr, prep.texture())
+        regions = object_regions(prep.work.bgr, prep.work.texture())
         ms = (time.perf_counter() - t0) * 1e3
         return [Candidate(mask=resize_mask(mask, image.full_size), score=score, labels=[(UNKNOWN, score)],
                           timings={"decode": ms}, backend=self.name) for mask, score in regions]
@@ -208,7 +207,8 @@ class ClassicalBackend:
                                 max(1, round(self.hard_radius * prep.fine_scale)))
             limit = limit_in_force(masks, max(1, round(self.polygon_slack * prep.fine_scale)))
             band = band_width(prep.fine_size[0] / prep.size[0], self.refine_band)
-            fine = refine_outline(prep.fine_bgr(), fine, fg, bg, band, self.refine_iterations, limit)
+            fine = refine_outline(prep.fine_bgr(), fine, fg, bg, band, self.refine_iterations, limit,
+                                  solver=self.solver)
         return resize_mask(fine, full_size)
 
     def _settings(self, scale: float) -> CutSettings:
@@ -216,7 +216,7 @@ class ClassicalBackend:
                            probable_radius=max(3, round(self.probable_radius * scale)),
                            first_iterations=self.first_iterations, iterations=self.iterations,
                            from_previous=self.from_previous, keep_connected=self.keep_connected,
-                           margin=self.margin)
+                           margin=self.margin, solver=self.solver)
 
     @staticmethod
     def _previous(request: DecodeRequest, size: tuple[int, int]) -> tuple[np.ndarray | None, int]:

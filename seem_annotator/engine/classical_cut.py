@@ -4,6 +4,8 @@ The formulation is the textbook one (bench/grabcut_plain.py): a thin border is b
 positive seed a small hard-foreground disc inside a larger probable-foreground disc, each negative
 seed a hard-background disc, `cv2.grabCut` from that label map. On top of it:
 
+- the cut: our GrabCut (graphcut.py: the same model, a min-cut graph kept per image so a round
+  re-cuts from the previous flow), or `cv2.grabCut` itself (`solver="opencv"`, for comparison);
 - memory: from the second round on the previous answer starts as probable foreground, so the
   colour models start from what the user has already accepted and a click only corrects;
 - speed: later rounds run on the previous answer's neighbourhood only (a crop), fewer iterations;
@@ -14,10 +16,13 @@ seed a hard-background disc, `cv2.grabCut` from that label map. On top of it:
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from seem_annotator.engine import graphcut
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,39 @@ class CutSettings:
     margin: float = 0.3  # crop margin around the previous answer, as a fraction of its size
     from_previous: bool = True  # the previous answer starts as probable foreground
     keep_connected: bool = True  # drop parts not connected to a positive seed
+    solver: str = "graph"  # "graph": graphcut.py with the image's kept graph; "opencv": cv2.grabCut
+
+
+class WorkingImage:
+    """An image on the working grid (BGR, uint8) and what every round on it shares, each made on
+    first use: its texture-smoothed copy and its kept min-cut graph (graphcut.GridCut)."""
+
+    def __init__(self, bgr: np.ndarray) -> None:
+        self.bgr = bgr
+        self._texture: np.ndarray | None = None
+        self._grid: graphcut.GridCut | None = None
+        self._lock = threading.Lock()
+
+    def texture(self) -> np.ndarray:
+        with self._lock:
+            if self._texture is None:
+                self._texture = texture_smooth(self.bgr)
+            return self._texture
+
+    def grid(self) -> graphcut.GridCut:
+        with self._lock:
+            if self._grid is None:
+                self._grid = graphcut.GridCut(self.bgr)
+            return self._grid
+
+
+def texture_smooth(bgr: np.ndarray) -> np.ndarray:
+    """Texture flattened to its mean colour: mean-shift filtering at half size (texture is coarse
+    anyway, and it costs a quarter), then a small blur."""
+    h, w = bgr.shape[:2]
+    half = cv2.resize(bgr, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
+    shifted = cv2.pyrMeanShiftFiltering(half, 6, 24, maxLevel=1)
+    return cv2.GaussianBlur(cv2.resize(shifted, (w, h), interpolation=cv2.INTER_LINEAR), (5, 5), 0)
 
 
 def disk(radius: int) -> np.ndarray:
@@ -44,21 +82,29 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     return cv2.dilate(mask.astype(np.uint8), disk(radius)).astype(bool)
 
 
-def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, roi: tuple[int, int, int, int] | None = None
-            ) -> np.ndarray:
-    """cv2.grabCut from a GC_* label map (optionally only inside roi = (y0, y1, x0, x1)): bool mask."""
+def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, roi: tuple[int, int, int, int] | None = None,
+            grid: graphcut.GridCut | None = None, solver: str = "graph") -> np.ndarray:
+    """GrabCut from a GC_* label map (optionally only inside roi = (y0, y1, x0, x1)): bool mask.
+    `grid`: the whole image's kept graph, used when the cut covers the whole image."""
     gc = gc.copy()
     y0, y1, x0, x1 = roi if roi is not None else (0, gc.shape[0], 0, gc.shape[1])
     crop = np.ascontiguousarray(gc[y0:y1, x0:x1])
     is_fg = (crop == cv2.GC_FGD) | (crop == cv2.GC_PR_FGD)
     free = (crop == cv2.GC_PR_FGD) | (crop == cv2.GC_PR_BGD)
     if is_fg.any() and not is_fg.all() and free.any() and iterations > 0:
-        cv2.setRNGSeed(0)  # GrabCut's k-means start uses OpenCV's global RNG: keep answers repeatable
-        try:
-            cv2.grabCut(np.ascontiguousarray(bgr[y0:y1, x0:x1]), crop, None, np.zeros((1, 65)),
-                        np.zeros((1, 65)), iterations, cv2.GC_INIT_WITH_MASK)
-        except cv2.error:
-            pass  # too few distinct colours for a colour model: keep the initial labels
+        image = np.ascontiguousarray(bgr[y0:y1, x0:x1])
+        if solver == "opencv":
+            cv2.setRNGSeed(0)  # GrabCut's k-means start uses OpenCV's global RNG: keep answers repeatable
+            try:
+                cv2.grabCut(image, crop, None, np.zeros((1, 65)), np.zeros((1, 65)), iterations,
+                            cv2.GC_INIT_WITH_MASK)
+            except cv2.error:
+                pass  # too few distinct colours for a colour model: keep the initial labels
+        elif grid is not None and crop.shape == grid.shape:
+            with grid.lock:
+                crop = graphcut.grabcut(image, crop, iterations, grid)
+        else:
+            crop = graphcut.grabcut(image, crop, iterations)
         gc[y0:y1, x0:x1] = crop
     return (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
 
@@ -72,7 +118,7 @@ def roi_around(region: np.ndarray, margin: float, minimum: int = 12) -> tuple[in
     return max(0, ys.min() - my), min(h, ys.max() + 1 + my), max(0, xs.min() - mx), min(w, xs.max() + 1 + mx)
 
 
-def click_cut(bgr: np.ndarray, pos: np.ndarray, neg: np.ndarray, prev: np.ndarray | None,
+def click_cut(image: WorkingImage, pos: np.ndarray, neg: np.ndarray, prev: np.ndarray | None,
               s: CutSettings, allowed: np.ndarray | None = None, edit: bool = False) -> np.ndarray:
     """One round from painted positive/negative seeds (clicks, strokes, filled regions) and the
     previous answer: bool (h, w). `allowed`: where the object may be (a box or polygon), else None.
@@ -111,7 +157,8 @@ def click_cut(bgr: np.ndarray, pos: np.ndarray, neg: np.ndarray, prev: np.ndarra
         iterations = s.iterations
     elif allowed is not None:
         roi = roi_around(allowed, 0.1)
-    out = grabcut(bgr, gc, iterations, roi)
+    out = grabcut(image.bgr, gc, iterations, roi, image.grid() if s.solver == "graph" and roi is None else None,
+                  s.solver)
     if not s.keep_connected:
         return (out | hard_fg) & ~hard_bg
     return clean(out | hard_fg, hard_fg, hard_bg)

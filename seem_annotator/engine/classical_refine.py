@@ -17,7 +17,8 @@ from seem_annotator.engine.classical_cut import clean, dilate, disk, grabcut, ro
 
 
 def refine_outline(bgr: np.ndarray, coarse: np.ndarray, fg: np.ndarray, bg: np.ndarray, band: int,
-                   iterations: int = 2, limit: np.ndarray | None = None, most: int = 6) -> np.ndarray:
+                   iterations: int = 2, limit: np.ndarray | None = None, most: int = 6,
+                   solver: str = "graph") -> np.ndarray:
     """The answer `coarse` (bool, at bgr's size) with its outline re-cut within `band` pixels.
 
     fg / bg: pixels that must be foreground / background (the prompts' hard discs); limit: where
@@ -34,12 +35,12 @@ def refine_outline(bgr: np.ndarray, coarse: np.ndarray, fg: np.ndarray, bg: np.n
             break  # too small to hold a band's worth of inside: keep it as it is
         part = labels == k
         out[part] = False
-        out |= _refine_part(bgr, part, fg, bg, band, iterations, limit)
+        out |= _refine_part(bgr, part, fg, bg, band, iterations, limit, solver)
     return clean(out, fg & out, bg)
 
 
 def _refine_part(bgr: np.ndarray, part: np.ndarray, fg: np.ndarray, bg: np.ndarray, band: int,
-                 iterations: int, limit: np.ndarray | None) -> np.ndarray:
+                 iterations: int, limit: np.ndarray | None, solver: str) -> np.ndarray:
     kernel = disk(band)
     inner = cv2.erode(part.astype(np.uint8), kernel).astype(bool)
     near = cv2.dilate(part.astype(np.uint8), kernel).astype(bool)
@@ -53,7 +54,7 @@ def _refine_part(bgr: np.ndarray, part: np.ndarray, fg: np.ndarray, bg: np.ndarr
     gc[fg & near & ~bg] = cv2.GC_FGD
     # The crop: the band and as much context again around it, for the colour models.
     roi = roi_around(near, 0.0, minimum=3 * band + 8)
-    out = grabcut(bgr, gc, iterations, roi)
+    out = grabcut(bgr, gc, iterations, roi, solver=solver)
     return clean(out, (inner | fg) & out, bg)
 
 

@@ -14,21 +14,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import cv2
 import numpy as np
 
-from seem_annotator.engine.classical_cut import CutSettings, clean, click_cut, dilate, disk, roi_around
+from seem_annotator.engine.classical_cut import (
+    CutSettings,
+    WorkingImage,
+    clean,
+    click_cut,
+    dilate,
+    disk,
+    roi_around,
+)
 from seem_annotator.engine.rasterize import PromptMasks
 
 SPECK = 0.04  # a first answer under this fraction of the image is checked against its texture area
 
 
-def answer(bgr: np.ndarray, texture: Callable[[], np.ndarray], masks: PromptMasks, prev: np.ndarray | None,
-           new: PromptMasks | None, s: CutSettings, polygon_slack: int, local: bool = True) -> np.ndarray:
+def answer(image: WorkingImage, masks: PromptMasks, prev: np.ndarray | None, new: PromptMasks | None,
+           s: CutSettings, polygon_slack: int, local: bool = True) -> np.ndarray:
     """The object mask (bool, working grid) for all prompts so far; `new` holds the newest ones
-    (None on a first round); texture() gives the texture-smoothed BGR image, computed on demand."""
+    (None on a first round)."""
     polygons = masks.pos_regions
     neg = masks.negative
     seeds = masks.pos_clicks | masks.pos_strokes
@@ -38,24 +44,24 @@ def answer(bgr: np.ndarray, texture: Callable[[], np.ndarray], masks: PromptMask
         # The polygon's inside is object, except around a negative prompt: there the cut decides.
         seeds = seeds | (core & ~dilate(neg, 2 * s.probable_radius))
     if allowed is None:
-        out = first_answer(bgr, texture, seeds, neg, s) if prev is None else click_cut(bgr, seeds, neg, prev, s)
+        out = first_answer(image, seeds, neg, s) if prev is None else click_cut(image, seeds, neg, prev, s)
     else:
         inside = seeds & allowed
         outside = seeds & ~allowed
         edit = new is not None and bool(new.boxes)
-        out = click_cut(bgr, inside, neg, prev if prev is None else prev & allowed, s, allowed=allowed, edit=edit)
+        out = click_cut(image, inside, neg, prev if prev is None else prev & allowed, s, allowed=allowed, edit=edit)
         if outside.any():
             # The object reaches past the box/polygon: grow from the prompts outside it without the
             # limit, adding only what lies outside (the re-cut inside would bring its background).
-            grown = click_cut(bgr, seeds | out, neg, out | (prev if prev is not None else False), s)
+            grown = click_cut(image, seeds | out, neg, out | (prev if prev is not None else False), s)
             out = out | (grown & ~allowed)
     if new is not None and prev is not None:
-        out = _newest_rules(bgr, texture, masks, seeds, prev, new, out, s)
+        out = _newest_rules(image, masks, seeds, prev, new, out, s)
         if local and not new.boxes:
             out = local_update(prev, out, seeds, neg & ~seeds, new)
         new_neg = (new.neg_clicks | new.neg_strokes) & prev
         if new_neg.any() and not new.positive.any():
-            out = clean(bound_removal(texture(), prev, out, new_neg, s.probable_radius), seeds & out, neg)
+            out = clean(bound_removal(image.texture(), prev, out, new_neg, s.probable_radius), seeds & out, neg)
     return out
 
 
@@ -78,15 +84,14 @@ def limit_in_force(masks: PromptMasks, polygon_slack: int) -> np.ndarray | None:
     return allowed
 
 
-def first_answer(bgr: np.ndarray, texture: Callable[[], np.ndarray], pos: np.ndarray, neg: np.ndarray,
-                 s: CutSettings) -> np.ndarray:
+def first_answer(image: WorkingImage, pos: np.ndarray, neg: np.ndarray, s: CutSettings) -> np.ndarray:
     """A first round from seeds alone: the cut, or the texture area around the clicks when the cut
     finds only a speck."""
-    out = click_cut(bgr, pos, neg, None, s)
+    out = click_cut(image, pos, neg, None, s)
     h, w = out.shape
     if out.sum() >= SPECK * h * w:
         return out
-    smooth = texture()
+    smooth = image.texture()
     area = np.zeros((h, w), bool)
     count, labels = cv2.connectedComponents(pos.astype(np.uint8), connectivity=8)
     for k in range(1, min(count, 9)):  # one flood per seed (a stroke is one seed)
@@ -109,8 +114,8 @@ def _component_at(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:
     return keep[labels]
 
 
-def _newest_rules(bgr: np.ndarray, texture: Callable[[], np.ndarray], masks: PromptMasks, seeds: np.ndarray,
-                  prev: np.ndarray, new: PromptMasks, out: np.ndarray, s: CutSettings) -> np.ndarray:
+def _newest_rules(image: WorkingImage, masks: PromptMasks, seeds: np.ndarray, prev: np.ndarray, new: PromptMasks,
+                  out: np.ndarray, s: CutSettings) -> np.ndarray:
     # Only little change triggers a fallback (less than the click's probable disc added, about its
     # own hard disc removed): larger answers are the cut's considered decision.
     speck = 3 * int(np.pi * s.hard_radius ** 2)
@@ -119,7 +124,7 @@ def _newest_rules(bgr: np.ndarray, texture: Callable[[], np.ndarray], masks: Pro
         added = _component_at(out & ~prev, dilate(new_pos, 1))
         if added.sum() < int(np.pi * s.probable_radius ** 2):
             # The cut kept little more than the seed: take what this click alone would give.
-            alone = first_answer(bgr, texture, new_pos, masks.negative, s)
+            alone = first_answer(image, new_pos, masks.negative, s)
             alone = _component_at(alone & ~masks.negative, new_pos)
             if (alone & ~prev).sum() > added.sum():
                 out = out | alone
@@ -127,7 +132,7 @@ def _newest_rules(bgr: np.ndarray, texture: Callable[[], np.ndarray], masks: Pro
     if new_neg.any():
         removed = _component_at(prev & ~out, dilate(new_neg, 1))
         if removed.sum() < speck:
-            out = out & ~_split_off(bgr, prev, seeds, new_neg)
+            out = out & ~_split_off(image.bgr, prev, seeds, new_neg)
     return out
 
 
@@ -178,15 +183,6 @@ def homogeneous_area(smooth: np.ndarray, x: int, y: int, largest: float = 0.35) 
         if region.sum() <= largest * h * w:
             break
     return cv2.morphologyEx(region.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)).astype(bool)
-
-
-def texture_smooth(bgr: np.ndarray) -> np.ndarray:
-    """Texture flattened to its mean colour: mean-shift filtering at half size (texture is coarse
-    anyway, and it costs a quarter), then a small blur."""
-    h, w = bgr.shape[:2]
-    half = cv2.resize(bgr, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
-    shifted = cv2.pyrMeanShiftFiltering(half, 6, 24, maxLevel=1)
-    return cv2.GaussianBlur(cv2.resize(shifted, (w, h), interpolation=cv2.INTER_LINEAR), (5, 5), 0)
 
 
 def local_update(prev: np.ndarray, out: np.ndarray, pos: np.ndarray, neg: np.ndarray, new: PromptMasks

@@ -1,0 +1,242 @@
+"""GrabCut (Rother, Kolmogorov and Blake, SIGGRAPH 2004), the formulation of `cv2.grabCut`, made
+cheap enough for a click round.
+
+The model is OpenCV's: per label a Gaussian mixture of five full-covariance colour components, the
+unary cost of a pixel its negative log-likelihood under the other label's mixture, the pairwise
+cost of two 8-neighbours `gamma / distance * exp(-beta * |colour difference|^2)`, GC_FGD / GC_BGD
+pixels held by a cost of `9 * gamma`, k-means (k-means++ start) for the first components, then per
+iteration: assign components, re-learn the mixtures, cut. What differs is the cost:
+
+- the pairwise weights depend on the image only: `PairwiseWeights` computes them once per image
+  and a round takes a crop of them (cv2.grabCut recomputes them on every call);
+- the mixtures are evaluated for all pixels at once in NumPy;
+- the cut is the Boykov-Kolmogorov max-flow of PyMaxflow, whose grid graph is built from whole
+  arrays instead of edge by edge.
+
+On a 320 x 213 grid one iteration costs about a fifth of cv2.grabCut's (bench: `bench interactive`).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import cv2
+import maxflow
+import numpy as np
+
+GAMMA = 50.0
+HARD = 9 * GAMMA  # the cost that holds GC_FGD / GC_BGD pixels (cv2.grabCut's lambda)
+COMPONENTS = 5
+# (dy, dx) of the four forward 8-neighbours; each edge is stored once, at its first pixel.
+OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1))
+
+
+@dataclass(frozen=True)
+class PairwiseWeights:
+    """The smoothness weights of an image, one array (h, w) per forward neighbour in OFFSETS
+    (the weight of the edge from (y, x) to (y + dy, x + dx); 0 where that falls off the image)."""
+
+    right: np.ndarray
+    down: np.ndarray
+    down_right: np.ndarray
+    down_left: np.ndarray
+
+    def crop(self, y0: int, y1: int, x0: int, x1: int) -> PairwiseWeights:
+        """The weights of the crop [y0:y1, x0:x1]: edges leaving it are dropped."""
+        arrays = []
+        for (dy, dx), full in zip(OFFSETS, self.arrays(), strict=True):
+            part = full[y0:y1, x0:x1].copy()
+            if dy:
+                part[-1, :] = 0
+            if dx == 1:
+                part[:, -1] = 0
+            elif dx == -1:
+                part[:, 0] = 0
+            arrays.append(part)
+        return PairwiseWeights(*arrays)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return self.right, self.down, self.down_right, self.down_left
+
+
+def pairwise_weights(bgr: np.ndarray) -> PairwiseWeights:
+    """GrabCut's contrast-sensitive smoothness weights of an (h, w, 3) uint8 image; beta is the
+    inverse of twice the mean squared colour difference over all neighbour pairs."""
+    img = bgr.astype(np.float32)
+    h, w = img.shape[:2]
+    diffs = []
+    for dy, dx in OFFSETS:
+        d = np.zeros((h, w), np.float32)
+        ys = slice(0, h - dy)
+        xs = slice(0, w - dx) if dx >= 0 else slice(1, w)
+        xs2 = slice(dx, w) if dx >= 0 else slice(0, w - 1)
+        diff = img[ys, xs] - img[dy:h, xs2]
+        d[ys, xs] = np.einsum("ijk,ijk->ij", diff, diff)
+        diffs.append((d, (ys, xs)))
+    total = sum(float(d[ys, xs].sum()) for d, (ys, xs) in diffs)
+    count = sum(d[ys, xs].size for d, (ys, xs) in diffs)
+    beta = 0.0 if total <= 0 else count / (2.0 * total)
+    out = []
+    for (dy, dx), (d, (ys, xs)) in zip(OFFSETS, diffs, strict=True):
+        weight = np.zeros((h, w), np.float32)
+        scale = GAMMA / (np.sqrt(2.0) if dy and dx else 1.0)
+        weight[ys, xs] = scale * np.exp(-beta * d[ys, xs])
+        out.append(weight)
+    return PairwiseWeights(*out)
+
+
+def quadratic_features(pixels: np.ndarray) -> np.ndarray:
+    """(10, n) features of (n, 3) colours: x_i x_j for i <= j, x_i, 1. A mixture's
+    `quadratic_weights` (k, 10) times them give every component's log-likelihood at once, and a
+    one-hot matrix of components times them gives every component's moments at once."""
+    x = pixels.astype(np.float64).T
+    out = np.empty((10, x.shape[1]))
+    out[0], out[1], out[2] = x[0] * x[0], x[1] * x[1], x[2] * x[2]
+    out[3], out[4], out[5] = x[0] * x[1], x[0] * x[2], x[1] * x[2]
+    out[6:9] = x
+    out[9] = 1.0
+    return out
+
+
+class ColourMixture:
+    """A Gaussian mixture of colours (OpenCV GrabCut's GMM: full covariances, a small ridge where
+    one would be singular), fitted and evaluated on quadratic_features."""
+
+    def __init__(self, features: np.ndarray, components: np.ndarray, k: int = COMPONENTS) -> None:
+        self.k = k
+        self.fit(features, components)
+
+    def fit(self, features: np.ndarray, components: np.ndarray) -> None:
+        """features (10, n), components (n,): each pixel's component in [0, k), or -1 for a
+        pixel that is not the mixture's."""
+        onehot = (components[None, :] == np.arange(self.k)[:, None]).astype(np.float64)
+        moments = onehot @ features.T  # (k, 10): sums of x_i x_j, of x_i, and the counts
+        n = int((components >= 0).sum())
+        counts = moments[:, 9]
+        self.weights = counts / max(1, n)
+        # Row c: log(weight_c) - log(det_c) / 2 - (x - mu_c)' inv_c (x - mu_c) / 2, expanded.
+        self.quadratic_weights = np.zeros((self.k, 10))
+        for c in np.nonzero(counts)[0]:
+            m = moments[c] / counts[c]
+            mean = m[6:9]
+            second = np.array([[m[0], m[3], m[4]], [m[3], m[1], m[5]], [m[4], m[5], m[2]]])
+            cov = second - np.outer(mean, mean)
+            if np.linalg.det(cov) <= np.finfo(float).eps:
+                cov = cov + 0.01 * np.eye(3)
+            inv = np.linalg.inv(cov)
+            q = self.quadratic_weights[c]
+            q[0:3] = -0.5 * np.diag(inv)
+            q[3], q[4], q[5] = -inv[0, 1], -inv[0, 2], -inv[1, 2]
+            q[6:9] = inv @ mean
+            q[9] = np.log(self.weights[c]) - 0.5 * np.log(np.linalg.det(cov)) - 0.5 * mean @ inv @ mean
+
+    def component_log_likelihoods(self, features: np.ndarray) -> np.ndarray:
+        """(k, n): log(weight_c * N_c(x)) up to a constant (-inf for empty components)."""
+        out = self.quadratic_weights @ features
+        out[self.weights <= 0] = -np.inf
+        return out
+
+
+def _neg_log_sum(comp: np.ndarray) -> np.ndarray:
+    """(n,): -log(sum_c exp(comp[c])) of (k, n) log-likelihoods, stably."""
+    top = comp.max(axis=0)
+    # float32 is plenty once the largest term is taken out, and halves the exp's cost.
+    return -(top + np.log(np.exp((comp - top).astype(np.float32)).sum(axis=0)))
+
+
+def _kmeans_components(features: np.ndarray, members: np.ndarray, k: int = COMPONENTS, sample: int = 4096
+                       ) -> np.ndarray:
+    """(n,) k-means (k-means++ start) clusters of the colours of `members` (bool, (n,)) in
+    `features` (10, n), -1 elsewhere: the centres are found on an even subsample of at most
+    `sample` colours, then every member colour takes the nearest."""
+    out = np.full(members.shape, -1)
+    colours = features[6:9, members].T.astype(np.float32)
+    if len(colours) <= k:
+        out[members] = np.arange(len(colours)) % k
+        return out
+    step = max(1, len(colours) // sample)
+    criteria = (cv2.TERM_CRITERIA_MAX_ITER, 10, 0)
+    _, _, centres = cv2.kmeans(np.ascontiguousarray(colours[::step]), k, None, criteria, 1, cv2.KMEANS_PP_CENTERS)
+    # |x - c|^2 = |x|^2 - 2 x.c + |c|^2, and |x|^2 is the same for every centre.
+    out[members] = np.argmin((centres * centres).sum(axis=1) - 2.0 * colours @ centres.T, axis=1)
+    return out
+
+
+class GridCut:
+    """The min-cut graph of one image grid, kept from cut to cut.
+
+    Its pairwise edges depend on the image only, so they are built once; each cut only changes
+    the terminal edges (capacities add up, so the change is added) and lets the solver start from
+    the previous flow and search trees (Kohli and Torr's dynamic graph cuts). Later iterations of
+    one GrabCut, and later rounds on the same image, move few pixels: re-cutting costs a fraction
+    of a fresh cut. Not thread-safe: hold `lock` while cutting."""
+
+    def __init__(self, bgr: np.ndarray, weights: PairwiseWeights | None = None) -> None:
+        self.shape = bgr.shape[:2]
+        self.features = quadratic_features(bgr.reshape(-1, 3))
+        self._graph = maxflow.GraphFloat()
+        self._nodes = self._graph.add_grid_nodes(self.shape)
+        for (dy, dx), weight in zip(OFFSETS, (weights or pairwise_weights(bgr)).arrays(), strict=True):
+            structure = np.zeros((3, 3))
+            structure[1 + dy, 1 + dx] = 1
+            self._graph.add_grid_edges(self._nodes, weights=weight, structure=structure, symmetric=True)
+        self._terminals: tuple[np.ndarray, np.ndarray] | None = None
+        self.lock = threading.Lock()
+
+    def cut(self, source: np.ndarray, sink: np.ndarray) -> np.ndarray:
+        """The minimum cut for these terminal capacities (h, w): True on the source (foreground)
+        side."""
+        source = source.astype(np.float32)
+        sink = sink.astype(np.float32)
+        if self._terminals is None:
+            self._graph.add_grid_tedges(self._nodes, source, sink)
+            self._graph.maxflow()
+        else:
+            self._graph.add_grid_tedges(self._nodes, source - self._terminals[0], sink - self._terminals[1])
+            self._graph.mark_grid_nodes(self._nodes)
+            self._graph.maxflow(reuse_trees=True)
+        self._terminals = source, sink
+        return ~self._graph.get_grid_segments(self._nodes)
+
+
+def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, grid: GridCut | None = None) -> np.ndarray:
+    """GrabCut from a GC_* label map (GC_BGD, GC_FGD, GC_PR_BGD, GC_PR_FGD), like
+    `cv2.grabCut(..., GC_INIT_WITH_MASK)`: the label map (uint8, (h, w)) after `iterations`
+    rounds; only GC_PR_* pixels change. `grid`: this image's kept GridCut (the caller holds its
+    lock), else one is made for this call. Deterministic for a fresh grid (k-means starts from a
+    fixed seed); a kept grid can resolve exact ties differently."""
+    labels = gc.copy()
+    is_fg = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+    free = (labels == cv2.GC_PR_FGD) | (labels == cv2.GC_PR_BGD)
+    if iterations <= 0 or not free.any() or is_fg.all() or not is_fg.any():
+        return labels
+    if grid is None:
+        grid = GridCut(bgr)
+    features = grid.features
+    fg_flat = is_fg.ravel()
+    cv2.setRNGSeed(0)
+    fg_model = ColourMixture(features, _kmeans_components(features, fg_flat))
+    bg_model = ColourMixture(features, _kmeans_components(features, ~fg_flat))
+    fg_comp = fg_model.component_log_likelihoods(features)
+    bg_comp = bg_model.component_log_likelihoods(features)
+    hard_fg = (labels == cv2.GC_FGD).ravel()
+    hard_bg = (labels == cv2.GC_BGD).ravel()
+    shape = labels.shape
+    for _ in range(iterations):
+        fg_flat = ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).ravel()
+        if fg_flat.all() or not fg_flat.any():
+            break  # one label took everything: no colour model left to compare with
+        fg_model.fit(features, np.where(fg_flat, np.argmax(fg_comp, axis=0), -1))
+        bg_model.fit(features, np.where(fg_flat, -1, np.argmax(bg_comp, axis=0)))
+        fg_comp = fg_model.component_log_likelihoods(features)
+        bg_comp = bg_model.component_log_likelihoods(features)
+        # A pixel's cost of being background (its source edge) is its unlikeliness as background.
+        source = _neg_log_sum(bg_comp)
+        sink = _neg_log_sum(fg_comp)
+        source[hard_fg], sink[hard_fg] = HARD, 0.0
+        source[hard_bg], sink[hard_bg] = 0.0, HARD
+        fg = grid.cut(source.reshape(shape), sink.reshape(shape))
+        labels[free & fg] = cv2.GC_PR_FGD
+        labels[free & ~fg] = cv2.GC_PR_BGD
+    return labels
