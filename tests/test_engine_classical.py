@@ -163,6 +163,24 @@ def test_deterministic():
     assert np.array_equal(a.mask, b.mask)
 
 
+def test_the_kept_graph_does_not_make_answers_depend_on_earlier_objects():
+    """The image's min-cut graph is kept between rounds; an object's answer must not depend on
+    what was cut on it before (another object, other rounds)."""
+    image, ellipse = _scene()
+    prompts = [PointPrompt(110, 120), PointPrompt(250, 100, False)]
+    fresh = _predict(ClassicalBackend(), image, prompts)
+    used = ClassicalBackend()
+    _predict(used, image, [PointPrompt(245, 100)])  # the square first
+    _predict(used, image, [PointPrompt(245, 100), PointPrompt(30, 30)])
+    again = _predict(used, image, prompts)
+    assert mask_iou(again.mask, fresh.mask) > 0.999
+    # And cv2.grabCut as the cut finds the same object.
+    opencv = _predict(ClassicalBackend(solver="opencv"), image, prompts)
+    assert mask_iou(opencv.mask, ellipse) > 0.9 and mask_iou(fresh.mask, ellipse) > 0.9
+    with pytest.raises(ValueError, match="solver"):
+        ClassicalBackend(solver="maxflow")
+
+
 def test_segment_everything_gives_unnamed_regions_ranked_by_objectness():
     image, truth = _scene()
     cands = ClassicalBackend().segment_everything(image, ("cat", "dog"))

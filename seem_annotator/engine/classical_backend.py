@@ -142,7 +142,13 @@ class ClassicalBackend:
         return prompt_kind in SPATIAL_KINDS or prompt_kind == "everything"
 
     def encode(self, image: ImageInput) -> None:
-        self._prepared(image)
+        """Everything about the image that no prompt changes, made before the first click (the
+        app encodes in the background when an image opens): the working grids, the min-cut
+        graph and the texture-smoothed copy."""
+        prep = self._prepared(image)
+        if self.solver == "graph":
+            prep.work.grid()
+        prep.work.texture()
 
     def predict(self, request: DecodeRequest) -> Candidate:
         t0 = time.perf_counter()

@@ -83,9 +83,10 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
 
 
 def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, roi: tuple[int, int, int, int] | None = None,
-            grid: graphcut.GridCut | None = None, solver: str = "graph") -> np.ndarray:
+            grid: graphcut.GridCut | None = None, solver: str = "graph", fitting: int = 0) -> np.ndarray:
     """GrabCut from a GC_* label map (optionally only inside roi = (y0, y1, x0, x1)): bool mask.
-    `grid`: the whole image's kept graph, used when the cut covers the whole image."""
+    `grid`: the whole image's kept graph, used when the cut covers the whole image; `fitting`:
+    at most about this many pixels teach the colour models (0: all; graphcut.grabcut)."""
     gc = gc.copy()
     y0, y1, x0, x1 = roi if roi is not None else (0, gc.shape[0], 0, gc.shape[1])
     crop = np.ascontiguousarray(gc[y0:y1, x0:x1])
@@ -102,9 +103,9 @@ def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, roi: tuple[int, in
                 pass  # too few distinct colours for a colour model: keep the initial labels
         elif grid is not None and crop.shape == grid.shape:
             with grid.lock:
-                crop = graphcut.grabcut(image, crop, iterations, grid)
+                crop = graphcut.grabcut(image, crop, iterations, grid, fitting)
         else:
-            crop = graphcut.grabcut(image, crop, iterations)
+            crop = graphcut.grabcut(image, crop, iterations, fitting=fitting)
         gc[y0:y1, x0:x1] = crop
     return (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
 

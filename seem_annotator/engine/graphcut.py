@@ -200,12 +200,27 @@ class GridCut:
         return ~self._graph.get_grid_segments(self._nodes)
 
 
-def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, grid: GridCut | None = None) -> np.ndarray:
+def fitting_sample(shape: tuple[int, int], budget: int) -> np.ndarray:
+    """The pixels the colour models learn from: every pixel, or (when there are more than
+    `budget`) those of a regular grid, every s-th row and column, with at most about `budget`.
+    bool (h * w,)."""
+    h, w = shape
+    if budget <= 0 or h * w <= budget:
+        return np.ones(h * w, bool)
+    stride = int(np.ceil(np.sqrt(h * w / budget)))
+    sample = np.zeros(shape, bool)
+    sample[stride // 2::stride, stride // 2::stride] = True
+    return sample.ravel()
+
+
+def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, grid: GridCut | None = None,
+            fitting: int = 0) -> np.ndarray:
     """GrabCut from a GC_* label map (GC_BGD, GC_FGD, GC_PR_BGD, GC_PR_FGD), like
     `cv2.grabCut(..., GC_INIT_WITH_MASK)`: the label map (uint8, (h, w)) after `iterations`
-    rounds; only GC_PR_* pixels change. `grid`: this image's kept GridCut (the caller holds its
-    lock), else one is made for this call. Deterministic for a fresh grid (k-means starts from a
-    fixed seed); a kept grid can resolve exact ties differently."""
+    rounds; only GC_PR_* pixels change. `fitting`: the colour models learn from at most about this
+    many pixels, a regular grid of them (0: from all, as cv2.grabCut does). `grid`: this image's
+    kept GridCut (the caller holds its lock), else one is made for this call. Deterministic for a
+    fresh grid (k-means starts from a fixed seed); a kept grid can resolve exact ties differently."""
     labels = gc.copy()
     is_fg = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
     free = (labels == cv2.GC_PR_FGD) | (labels == cv2.GC_PR_BGD)
@@ -213,30 +228,31 @@ def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, grid: GridCut | No
         return labels
     if grid is None:
         grid = GridCut(bgr)
-    features = grid.features
-    fg_flat = is_fg.ravel()
+    sample = fitting_sample(labels.shape, fitting)
+    learn = grid.features[:, sample]  # the pixels the models learn from
+    free_flat = free.ravel()
+    undecided = grid.features[:, free_flat]  # the pixels the cut decides: the only unaries needed
     cv2.setRNGSeed(0)
-    fg_model = ColourMixture(features, _kmeans_components(features, fg_flat))
-    bg_model = ColourMixture(features, _kmeans_components(features, ~fg_flat))
-    fg_comp = fg_model.component_log_likelihoods(features)
-    bg_comp = bg_model.component_log_likelihoods(features)
-    hard_fg = (labels == cv2.GC_FGD).ravel()
-    hard_bg = (labels == cv2.GC_BGD).ravel()
-    shape = labels.shape
+    fg_learn = is_fg.ravel()[sample]
+    if not fg_learn.any() or fg_learn.all():
+        sample[:] = True  # the sample misses one label (a tiny object): learn from every pixel
+        learn, fg_learn = grid.features, is_fg.ravel()
+    fg_model = ColourMixture(learn, _kmeans_components(learn, fg_learn))
+    bg_model = ColourMixture(learn, _kmeans_components(learn, ~fg_learn))
+    source = np.zeros(labels.size, np.float32)
+    sink = np.zeros(labels.size, np.float32)
+    source[(labels == cv2.GC_FGD).ravel()] = HARD
+    sink[(labels == cv2.GC_BGD).ravel()] = HARD
     for _ in range(iterations):
-        fg_flat = ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).ravel()
-        if fg_flat.all() or not fg_flat.any():
+        fg_learn = ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).ravel()[sample]
+        if fg_learn.all() or not fg_learn.any():
             break  # one label took everything: no colour model left to compare with
-        fg_model.fit(features, np.where(fg_flat, np.argmax(fg_comp, axis=0), -1))
-        bg_model.fit(features, np.where(fg_flat, -1, np.argmax(bg_comp, axis=0)))
-        fg_comp = fg_model.component_log_likelihoods(features)
-        bg_comp = bg_model.component_log_likelihoods(features)
+        fg_model.fit(learn, np.where(fg_learn, np.argmax(fg_model.component_log_likelihoods(learn), axis=0), -1))
+        bg_model.fit(learn, np.where(fg_learn, -1, np.argmax(bg_model.component_log_likelihoods(learn), axis=0)))
         # A pixel's cost of being background (its source edge) is its unlikeliness as background.
-        source = _neg_log_sum(bg_comp)
-        sink = _neg_log_sum(fg_comp)
-        source[hard_fg], sink[hard_fg] = HARD, 0.0
-        source[hard_bg], sink[hard_bg] = 0.0, HARD
-        fg = grid.cut(source.reshape(shape), sink.reshape(shape))
+        source[free_flat] = _neg_log_sum(bg_model.component_log_likelihoods(undecided))
+        sink[free_flat] = _neg_log_sum(fg_model.component_log_likelihoods(undecided))
+        fg = grid.cut(source.reshape(labels.shape), sink.reshape(labels.shape))
         labels[free & fg] = cv2.GC_PR_FGD
         labels[free & ~fg] = cv2.GC_PR_BGD
     return labels

@@ -1,0 +1,184 @@
+"""Our GrabCut (engine/graphcut.py): OpenCV's model, its own cut, graphs kept between cuts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from seem_annotator.engine import graphcut
+
+BERKELEY = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "Berkeley"
+
+
+def _scene(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A noisy two-colour object (an ellipse with a differently coloured stripe) on a noisy
+    two-colour background: (bgr uint8, truth bool)."""
+    rng = np.random.default_rng(seed)
+    h, w = 120, 160
+    img = np.zeros((h, w, 3), np.float32)
+    img[:, : w // 2] = (40, 120, 60)
+    img[:, w // 2:] = (90, 90, 90)
+    truth = np.zeros((h, w), np.uint8)
+    cv2.ellipse(truth, (80, 60), (40, 28), 15, 0, 360, 1, -1)
+    truth = truth.astype(bool)
+    img[truth] = (200, 60, 40)
+    stripe = truth & (np.abs(np.arange(w)[None, :] - 80) < 6)
+    img[stripe] = (230, 200, 60)
+    img += rng.normal(0, 12, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8), truth
+
+
+def _labels(truth: np.ndarray) -> np.ndarray:
+    """The textbook start: a border of background, a hard disc and a probable disc in the object."""
+    gc = np.full(truth.shape, cv2.GC_PR_BGD, np.uint8)
+    gc[:2], gc[-2:], gc[:, :2], gc[:, -2:] = cv2.GC_BGD, cv2.GC_BGD, cv2.GC_BGD, cv2.GC_BGD
+    cv2.circle(gc, (70, 60), 14, cv2.GC_PR_FGD, -1)
+    cv2.circle(gc, (70, 60), 3, cv2.GC_FGD, -1)
+    return gc
+
+
+def _fg(gc: np.ndarray) -> np.ndarray:
+    return (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+def test_mixture_log_likelihoods_match_the_gaussian_densities() -> None:
+    rng = np.random.default_rng(1)
+    colours = np.concatenate([rng.normal((30, 80, 200), (5, 9, 4), (400, 3)),
+                              rng.normal((150, 20, 60), (12, 3, 7), (600, 3))])
+    components = np.repeat([0, 1], [400, 600])
+    features = graphcut.quadratic_features(colours)
+    mixture = graphcut.ColourMixture(features, components, k=2)
+    got = mixture.component_log_likelihoods(features)
+    for c, rows in ((0, slice(0, 400)), (1, slice(400, 1000))):
+        own = colours[rows]
+        mean = own.mean(axis=0)
+        cov = np.cov(own, rowvar=False, bias=True)
+        d = colours - mean
+        expected = (np.log(len(own) / 1000) - 0.5 * np.log(np.linalg.det(cov))
+                    - 0.5 * np.einsum("ij,jk,ik->i", d, np.linalg.inv(cov), d))
+        assert np.allclose(got[c], expected, rtol=1e-9, atol=1e-6)
+
+
+def test_mixture_skips_empty_components_and_pixels_that_are_not_its_own() -> None:
+    colours = np.array([[10.0, 20, 30], [12, 21, 33], [11, 19, 29], [200, 200, 200]])
+    features = graphcut.quadratic_features(colours)
+    mixture = graphcut.ColourMixture(features, np.array([0, 0, 0, -1]), k=3)
+    assert np.allclose(mixture.weights, [1.0, 0.0, 0.0])
+    comp = mixture.component_log_likelihoods(features)
+    assert np.isneginf(comp[1:]).all() and np.isfinite(comp[0]).all()
+    # The far colour is far less likely than the cluster's own colours.
+    assert comp[0, 3] < comp[0, :3].min() - 100
+
+
+def test_grabcut_finds_the_object_as_opencv_does() -> None:
+    bgr, truth = _scene()
+    gc = _labels(truth)
+    ours = _fg(graphcut.grabcut(bgr, gc, 5))
+    theirs = gc.copy()
+    cv2.setRNGSeed(0)
+    cv2.grabCut(bgr, theirs, None, np.zeros((1, 65)), np.zeros((1, 65)), 5, cv2.GC_INIT_WITH_MASK)
+    assert _iou(ours, truth) > 0.9
+    assert _iou(ours, _fg(theirs)) > 0.95
+
+
+def test_hard_labels_hold_and_only_probable_pixels_change() -> None:
+    bgr, truth = _scene()
+    gc = _labels(truth)
+    gc[55:65, 110:118] = cv2.GC_FGD  # a hard foreground patch in the background
+    gc[58:62, 78:82] = cv2.GC_BGD  # a hard background patch inside the object
+    out = graphcut.grabcut(bgr, gc, 5)
+    assert (out[gc == cv2.GC_FGD] == cv2.GC_FGD).all()
+    assert (out[gc == cv2.GC_BGD] == cv2.GC_BGD).all()
+    assert np.isin(out[(gc == cv2.GC_PR_FGD) | (gc == cv2.GC_PR_BGD)], (cv2.GC_PR_FGD, cv2.GC_PR_BGD)).all()
+
+
+def test_nothing_to_decide_returns_the_labels_unchanged() -> None:
+    bgr, truth = _scene()
+    only_bg = np.full(truth.shape, cv2.GC_PR_BGD, np.uint8)
+    assert np.array_equal(graphcut.grabcut(bgr, only_bg, 5), only_bg)
+    gc = _labels(truth)
+    assert np.array_equal(graphcut.grabcut(bgr, gc, 0), gc)
+
+
+def test_a_kept_grid_answers_as_a_fresh_one_after_other_cuts() -> None:
+    """Dynamic cuts: whatever was cut on the kept graph before, the next cut is the exact minimum
+    cut of its own problem."""
+    bgr, truth = _scene(2)
+    first = _labels(truth)
+    second = np.full(truth.shape, cv2.GC_PR_BGD, np.uint8)
+    second[:2], second[-2:], second[:, :2], second[:, -2:] = (cv2.GC_BGD,) * 4
+    cv2.circle(second, (95, 50), 10, cv2.GC_PR_FGD, -1)
+    cv2.circle(second, (95, 50), 3, cv2.GC_FGD, -1)
+    cv2.circle(second, (70, 60), 4, cv2.GC_BGD, -1)  # a negative click where the first one was
+    kept = graphcut.GridCut(bgr)
+    for gc in (first, second, first):
+        with kept.lock:
+            on_kept = graphcut.grabcut(bgr, gc, 4, kept)
+        fresh = graphcut.grabcut(bgr, gc, 4)
+        assert _iou(_fg(on_kept), _fg(fresh)) > 0.999
+
+
+def test_pairwise_weights_of_a_crop_drop_the_edges_that_leave_it() -> None:
+    bgr, _ = _scene()
+    weights = graphcut.pairwise_weights(bgr)
+    crop = weights.crop(10, 50, 20, 70)
+    assert np.allclose(crop.right[:, :-1], weights.right[10:50, 20:69])
+    assert (crop.right[:, -1] == 0).all() and (crop.down[-1] == 0).all()
+    assert (crop.down_left[:, 0] == 0).all() and (crop.down_right[:, -1] == 0).all()
+    # Flat colour: every edge at its full weight, diagonals weaker by sqrt(2).
+    flat = graphcut.pairwise_weights(np.full((8, 8, 3), 100, np.uint8))
+    assert np.allclose(flat.right[:, :-1], graphcut.GAMMA)
+    assert np.allclose(flat.down_right[:-1, :-1], graphcut.GAMMA / np.sqrt(2))
+
+
+@pytest.mark.skipif(not BERKELEY.is_dir(), reason="needs ../shared/data/Berkeley")
+def test_on_a_real_photo_it_agrees_with_opencv() -> None:
+    """On a real Berkeley photo at the backend's working size, a first click's GrabCut agrees with
+    cv2.grabCut's."""
+    image = cv2.imread(str(BERKELEY / "images" / "102061.jpg"))
+    truth = cv2.imread(str(BERKELEY / "masks" / "102061.png"))[..., 2] > 128
+    factor = 320 / max(image.shape[:2])
+    size = (round(image.shape[1] * factor), round(image.shape[0] * factor))
+    bgr = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    truth = cv2.resize(truth.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    dist = cv2.distanceTransform(truth.astype(np.uint8), cv2.DIST_L2, 5)
+    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    gc = np.full(truth.shape, cv2.GC_PR_BGD, np.uint8)
+    gc[:2], gc[-2:], gc[:, :2], gc[:, -2:] = (cv2.GC_BGD,) * 4
+    cv2.circle(gc, (int(x), int(y)), 13, cv2.GC_PR_FGD, -1)
+    cv2.circle(gc, (int(x), int(y)), 3, cv2.GC_FGD, -1)
+    ours = _fg(graphcut.grabcut(bgr, gc, 5))
+    theirs = gc.copy()
+    cv2.setRNGSeed(0)
+    cv2.grabCut(bgr, theirs, None, np.zeros((1, 65)), np.zeros((1, 65)), 5, cv2.GC_INIT_WITH_MASK)
+    assert _iou(ours, _fg(theirs)) > 0.95
+
+
+def test_fitting_sample_is_a_regular_grid_within_the_budget() -> None:
+    assert graphcut.fitting_sample((40, 50), 0).all()
+    assert graphcut.fitting_sample((40, 50), 5000).all()
+    sample = graphcut.fitting_sample((300, 400), 10000).reshape(300, 400)
+    assert 0.5 * 10000 <= sample.sum() <= 10000
+    rows, cols = np.nonzero(sample.any(axis=1))[0], np.nonzero(sample.any(axis=0))[0]
+    assert len(set(np.diff(rows))) == 1 and len(set(np.diff(cols))) == 1  # evenly spread
+
+
+def test_colour_models_from_a_sample_cut_the_same_object() -> None:
+    bgr, truth = _scene(3)
+    gc = _labels(truth)
+    full = _fg(graphcut.grabcut(bgr, gc, 5))
+    sampled = _fg(graphcut.grabcut(bgr, gc, 5, fitting=2000))
+    assert _iou(sampled, full) > 0.97 and _iou(sampled, truth) > 0.9
+    # A sample that misses the only foreground pixels falls back to learning from every pixel.
+    tiny = np.full(truth.shape, cv2.GC_PR_BGD, np.uint8)
+    tiny[:2], tiny[-2:], tiny[:, :2], tiny[:, -2:] = (cv2.GC_BGD,) * 4
+    tiny[61, 71] = cv2.GC_FGD
+    out = graphcut.grabcut(bgr, tiny, 3, fitting=500)
+    assert out[61, 71] == cv2.GC_FGD
