@@ -24,7 +24,7 @@ mkdir -p .whl
 # Binary wheels for the target interpreter (not this one): pip resolves no dependencies here, so
 # the list is complete on its own (sounddevice needs cffi, which needs pycparser; whisper needs
 # more-itertools; ftfy needs wcwidth). setuptools/wheel let `pip install -e .` build offline.
-BINARY=(pycocotools shapely more-itertools sounddevice cffi pycparser ftfy wcwidth setuptools wheel)
+BINARY=(pycocotools shapely PyMaxflow more-itertools sounddevice cffi pycparser ftfy wcwidth setuptools wheel)
 "$PY" -m pip download -q --only-binary=:all: --python-version "$PYVER" --platform manylinux2014_x86_64 \
   --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 --implementation cp --no-deps \
   -d .whl "${BINARY[@]}"

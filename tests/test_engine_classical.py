@@ -301,3 +301,13 @@ def test_bound_removal_keeps_what_is_far_from_a_negative_click_that_emptied_the_
     cut = prev.copy()
     cut[10:70, 10:40] = False
     assert np.array_equal(bound_removal(texture, prev, cut, neg, radius=5), cut)
+
+
+def test_only_the_newest_images_keep_their_min_cut_graph():
+    backend = ClassicalBackend()
+    images = [_scene(seed)[0] for seed in range(4)]
+    for image in images:
+        backend.encode(image)
+    assert [backend._cache[i.key].work._grid is not None for i in images] == [False, False, True, True]
+    cand = _predict(backend, images[0], [PointPrompt(110, 120)])  # a dropped graph is built again
+    assert cand.mask.any() and backend._cache[images[0].key].work._grid is not None

@@ -41,6 +41,7 @@ from seem_annotator.engine.types import Candidate, DecodeRequest, ImageInput
 from seem_annotator.errors import ModelUnavailableError
 
 UNKNOWN = "unknown"
+KEPT_GRAPHS = 2  # images whose min-cut graph stays built (the one being labelled, the one before)
 NEEDS_SEEM = ("{kind} prompts need a SEEM checkpoint; the classical backend only answers clicks, boxes, "
               "polygons and strokes - run `seem-annotator models download focalt_v1` and switch the "
               "backend to seem:focalt_v1")
@@ -197,6 +198,9 @@ class ClassicalBackend:
             self._cache[image.key] = prep
             while len(self._cache) > self._cache_images:
                 self._cache.popitem(last=False)
+            # A kept min-cut graph holds ~30 MB on a 320-pixel grid: only the newest images keep one.
+            for older in list(self._cache.values())[:-KEPT_GRAPHS]:
+                older.work.drop_grid()
         return prep
 
     def _full_size(self, work: np.ndarray, request: DecodeRequest, prep: _Prepared) -> np.ndarray:

@@ -62,6 +62,11 @@ class WorkingImage:
                 self._grid = graphcut.GridCut(self.bgr)
             return self._grid
 
+    def drop_grid(self) -> None:
+        """Free the kept graph (a cut in progress keeps its own reference); grid() builds it anew."""
+        with self._lock:
+            self._grid = None
+
 
 def texture_smooth(bgr: np.ndarray) -> np.ndarray:
     """Texture flattened to its mean colour: mean-shift filtering at half size (texture is coarse
