@@ -5,7 +5,8 @@ the app is useful before any checkpoint is downloaded. Each round is the textboo
 made a good one, in two steps:
 
 1. on a small grid (at most `max_side` pixels a side): the cut (classical_cut.py: memory of the
-   previous answer, topology clean-up) with rules that make every prompt do what it says
+   previous answer, topology clean-up; GrabCut itself is graphcut.py, whose min-cut graph is kept
+   per image so that each round re-cuts from the previous flow) with rules that make every prompt do what it says
    (classical_rules.py): a positive click outside the mask adds the region around it, a negative
    click inside removes one, a box or polygon answer stays inside it unless a positive prompt lies
    outside, a stroke acts as a line of clicks, and a first click on texture gives the
