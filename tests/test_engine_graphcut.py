@@ -182,3 +182,31 @@ def test_colour_models_from_a_sample_cut_the_same_object() -> None:
     tiny[61, 71] = cv2.GC_FGD
     out = graphcut.grabcut(bgr, tiny, 3, fitting=500)
     assert out[61, 71] == cv2.GC_FGD
+
+
+def test_a_band_cut_is_the_grid_cut_of_its_undecided_pixels() -> None:
+    """BandCut folds decided neighbours into terminal edges: the same minimum cut as the whole
+    grid's, for a band of undecided pixels around a coarse outline (the fine refinement's case)."""
+    bgr, truth = _scene(4)
+    coarse = cv2.dilate(truth.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)  # too big
+    inner = cv2.erode(coarse.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
+    near = cv2.dilate(coarse.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    gc = np.full(truth.shape, cv2.GC_BGD, np.uint8)
+    gc[near] = cv2.GC_PR_BGD
+    gc[coarse] = cv2.GC_PR_FGD
+    gc[inner] = cv2.GC_FGD
+    free = (gc == cv2.GC_PR_BGD) | (gc == cv2.GC_PR_FGD)
+    assert free.mean() < graphcut.BAND  # grabcut() would take a BandCut here
+    band = graphcut.BandCut(bgr, gc)
+    rng = np.random.default_rng(0)
+    for _ in range(3):  # different terminal costs, the later ones re-cut from the kept flow
+        source = rng.uniform(0, 30, truth.shape).astype(np.float32)
+        sink = rng.uniform(0, 30, truth.shape).astype(np.float32)
+        source[gc == cv2.GC_FGD], sink[gc == cv2.GC_FGD] = graphcut.HARD, 0
+        source[gc == cv2.GC_BGD], sink[gc == cv2.GC_BGD] = 0, graphcut.HARD
+        on_band = band.cut(source, sink)
+        on_grid = graphcut.GridCut(bgr).cut(source, sink)
+        assert np.array_equal(on_band, on_grid)
+    # And the whole GrabCut through it takes the object's outline back from the too-big start.
+    out = _fg(graphcut.grabcut(bgr, gc, 2))
+    assert _iou(out, truth) > _iou(coarse, truth) and _iou(out, truth) > 0.93

@@ -29,6 +29,7 @@ import numpy as np
 GAMMA = 50.0
 HARD = 9 * GAMMA  # the cost that holds GC_FGD / GC_BGD pixels (cv2.grabCut's lambda)
 COMPONENTS = 5
+BAND = 0.5  # under this fraction of undecided pixels a cut builds only their graph (BandCut)
 # (dy, dx) of the four forward 8-neighbours; each edge is stored once, at its first pixel.
 OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1))
 
@@ -159,12 +160,12 @@ class GridCut:
     one GrabCut, and later rounds on the same image, move few pixels: re-cutting costs a fraction
     of a fresh cut. Not thread-safe: hold `lock` while cutting."""
 
-    def __init__(self, bgr: np.ndarray, weights: PairwiseWeights | None = None) -> None:
+    def __init__(self, bgr: np.ndarray) -> None:
         self.shape = bgr.shape[:2]
         self.features = quadratic_features(bgr.reshape(-1, 3))
         self._graph = maxflow.GraphFloat()
         self._nodes = self._graph.add_grid_nodes(self.shape)
-        for (dy, dx), weight in zip(OFFSETS, (weights or pairwise_weights(bgr)).arrays(), strict=True):
+        for (dy, dx), weight in zip(OFFSETS, pairwise_weights(bgr).arrays(), strict=True):
             structure = np.zeros((3, 3))
             structure[1 + dy, 1 + dx] = 1
             self._graph.add_grid_edges(self._nodes, weights=weight, structure=structure, symmetric=True)
@@ -187,6 +188,61 @@ class GridCut:
         return ~self._graph.get_grid_segments(self._nodes)
 
 
+class BandCut:
+    """The min-cut graph of only the undecided (GC_PR_*) pixels of a label map, for cuts where
+    most pixels are decided (the fine refinement's band). A decided neighbour's edge is folded into
+    the undecided pixel's terminal edge: its weight is what separating the two costs, so it joins
+    the source side's capacity for a GC_FGD neighbour and the sink side's for a GC_BGD one (a
+    decided pixel's own hard cost, 9 * gamma, exceeds the sum of its edges, so it never moves).
+    The minimum cut is the grid's, on a graph of the band's size. Kept across the iterations of
+    one GrabCut like a GridCut; not thread-safe."""
+
+    def __init__(self, bgr: np.ndarray, labels: np.ndarray) -> None:
+        self.shape = labels.shape
+        self.features = quadratic_features(bgr.reshape(-1, 3))
+        self._free = (labels == cv2.GC_PR_FGD) | (labels == cv2.GC_PR_BGD)
+        self._hard_fg = labels == cv2.GC_FGD
+        count = int(np.count_nonzero(self._free))
+        ids = np.full(self.shape, -1, np.int64)
+        ids[self._free] = np.arange(count)
+        self._graph = maxflow.GraphFloat()
+        self._graph.add_nodes(count)
+        self._nodes = np.arange(count)  # a new graph numbers its nodes from 0
+        fold_source = np.zeros(count)
+        fold_sink = np.zeros(count)
+        h, w = self.shape
+        hard_bg = labels == cv2.GC_BGD
+        for (dy, dx), weight in zip(OFFSETS, pairwise_weights(bgr).arrays(), strict=True):
+            x0, x1 = (0, w - dx) if dx >= 0 else (1, w)
+            here = (slice(0, h - dy), slice(x0, x1))
+            there = (slice(dy, h), slice(x0 + dx, x1 + dx))
+            wt, a, b = weight[here], ids[here], ids[there]
+            both = (a >= 0) & (b >= 0)
+            self._graph.add_edges(self._nodes[a[both]], self._nodes[b[both]], wt[both], wt[both])
+            for own, other_at in ((a, there), (b, here)):
+                for hard, fold in ((self._hard_fg[other_at], fold_source), (hard_bg[other_at], fold_sink)):
+                    m = (own >= 0) & hard
+                    fold += np.bincount(own[m], weights=wt[m], minlength=count)
+        self._fold = fold_source.astype(np.float32), fold_sink.astype(np.float32)
+        self._terminals: tuple[np.ndarray, np.ndarray] | None = None
+
+    def cut(self, source: np.ndarray, sink: np.ndarray) -> np.ndarray:
+        """As GridCut.cut: True on the source (foreground) side, for the whole label map."""
+        source = source[self._free].astype(np.float32) + self._fold[0]
+        sink = sink[self._free].astype(np.float32) + self._fold[1]
+        if self._terminals is None:
+            self._graph.add_grid_tedges(self._nodes, source, sink)
+            self._graph.maxflow()
+        else:
+            self._graph.add_grid_tedges(self._nodes, source - self._terminals[0], sink - self._terminals[1])
+            self._graph.mark_grid_nodes(self._nodes)
+            self._graph.maxflow(reuse_trees=True)
+        self._terminals = source, sink
+        out = self._hard_fg.copy()
+        out[self._free] = ~self._graph.get_grid_segments(self._nodes)
+        return out
+
+
 def fitting_sample(shape: tuple[int, int], budget: int) -> np.ndarray:
     """The pixels the colour models learn from: every pixel, or (when there are more than
     `budget`) those of a regular grid, every s-th row and column, with at most about `budget`.
@@ -200,7 +256,7 @@ def fitting_sample(shape: tuple[int, int], budget: int) -> np.ndarray:
     return sample.ravel()
 
 
-def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, grid: GridCut | None = None,
+def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, grid: GridCut | BandCut | None = None,
             fitting: int = 0) -> np.ndarray:
     """GrabCut from a GC_* label map (GC_BGD, GC_FGD, GC_PR_BGD, GC_PR_FGD), like
     `cv2.grabCut(..., GC_INIT_WITH_MASK)`: the label map (uint8, (h, w)) after `iterations`
@@ -214,7 +270,8 @@ def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, grid: GridCut | No
     if iterations <= 0 or not free.any() or is_fg.all() or not is_fg.any():
         return labels
     if grid is None:
-        grid = GridCut(bgr)
+        # Mostly decided (a band): a graph of the undecided pixels alone; else the whole grid.
+        grid = BandCut(bgr, labels) if np.count_nonzero(free) < BAND * free.size else GridCut(bgr)
     sample = fitting_sample(labels.shape, fitting)
     learn = grid.features[:, sample]  # the pixels the models learn from
     free_flat = free.ravel()
