@@ -17,7 +17,7 @@ from seem_annotator.core.prompts import (
     VoicePrompt,
 )
 from seem_annotator.engine.backends import create_backend
-from seem_annotator.engine.classical_backend import ClassicalBackend
+from seem_annotator.engine.classical_backend import KEPT_GRAPHS, ClassicalBackend
 from seem_annotator.engine.rasterize import rasterize, resize_mask
 from seem_annotator.engine.types import DecodeRequest, ImageInput, SegmentationBackend
 from seem_annotator.errors import ModelUnavailableError
@@ -305,9 +305,9 @@ def test_bound_removal_keeps_what_is_far_from_a_negative_click_that_emptied_the_
 
 def test_only_the_newest_images_keep_their_min_cut_graph():
     backend = ClassicalBackend()
-    images = [_scene(seed)[0] for seed in range(4)]
+    images = [_scene(seed)[0] for seed in range(KEPT_GRAPHS + 2)]
     for image in images:
         backend.encode(image)
-    assert [backend._cache[i.key].work._grid is not None for i in images] == [False, False, True, True]
+    assert [backend._cache[i.key].work._grid is not None for i in images] == [False, False] + [True] * KEPT_GRAPHS
     cand = _predict(backend, images[0], [PointPrompt(110, 120)])  # a dropped graph is built again
     assert cand.mask.any() and backend._cache[images[0].key].work._grid is not None

@@ -210,3 +210,29 @@ def test_a_band_cut_is_the_grid_cut_of_its_undecided_pixels() -> None:
     # And the whole GrabCut through it takes the object's outline back from the too-big start.
     out = _fg(graphcut.grabcut(bgr, gc, 2))
     assert _iou(out, truth) > _iou(coarse, truth) and _iou(out, truth) > 0.93
+
+
+@pytest.mark.parametrize("kind", ["one colour", "grey noise", "two flat colours", "black 3x3"])
+def test_degenerate_colours_give_finite_costs_and_a_cut(kind: str) -> None:
+    """Images whose colours fill no volume (a flat colour, greys on a line) make singular
+    covariances: the ridge keeps every cost finite, with no warning, and the seeds hold."""
+    rng = np.random.default_rng(5)
+    if kind == "one colour":
+        bgr = np.full((40, 50, 3), 128, np.uint8)
+    elif kind == "grey noise":
+        bgr = np.repeat(rng.integers(0, 256, (40, 50, 1), dtype=np.uint8), 3, axis=2)
+    elif kind == "two flat colours":
+        bgr = np.full((40, 50, 3), 10, np.uint8)
+        bgr[:, 25:] = 240
+    else:
+        bgr = np.zeros((3, 3, 3), np.uint8)
+    h, w = bgr.shape[:2]
+    gc = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
+    gc[0], gc[:, 0] = cv2.GC_BGD, cv2.GC_BGD
+    gc[h // 2, w // 2 - (w > 3) * 10] = cv2.GC_FGD
+    features = graphcut.quadratic_features(bgr.reshape(-1, 3))
+    mixture = graphcut.ColourMixture(features, np.zeros(h * w, int))
+    with np.errstate(all="raise"):
+        assert np.isfinite(mixture.component_log_likelihoods(features)[0]).all()
+    out = graphcut.grabcut(bgr, gc, 5)
+    assert out[gc == cv2.GC_FGD].tolist() == [cv2.GC_FGD] and (out[gc == cv2.GC_BGD] == cv2.GC_BGD).all()

@@ -6,8 +6,8 @@ made a good one, in two steps:
 
 1. on a small grid (at most `max_side` pixels a side): the cut (classical_cut.py: memory of the
    previous answer, topology clean-up; GrabCut itself is graphcut.py, whose min-cut graph is kept
-   per image so that each round re-cuts from the previous flow) with rules that make every prompt do what it says
-   (classical_rules.py): a positive click outside the mask adds the region around it, a negative
+   per image so that each round re-cuts from the previous flow) with rules that make every
+   prompt do what it says (classical_rules.py): a positive click outside the mask adds the region around it, a negative
    click inside removes one, a box or polygon answer stays inside it unless a positive prompt lies
    outside, a stroke acts as a line of clicks, and a first click on texture gives the
    texture-homogeneous area around it rather than a speck;
@@ -42,7 +42,9 @@ from seem_annotator.engine.types import Candidate, DecodeRequest, ImageInput
 from seem_annotator.errors import ModelUnavailableError
 
 UNKNOWN = "unknown"
-KEPT_GRAPHS = 2  # images whose min-cut graph stays built (the one being labelled, the one before)
+# Images whose min-cut graph stays built: the one being labelled and the two the app pre-encodes
+# beside it (next and previous), so a click on any of them finds its graph ready.
+KEPT_GRAPHS = 3
 NEEDS_SEEM = ("{kind} prompts need a SEEM checkpoint; the classical backend only answers clicks, boxes, "
               "polygons and strokes - run `seem-annotator models download focalt_v1` and switch the "
               "backend to seem:focalt_v1")

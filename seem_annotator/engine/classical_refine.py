@@ -65,7 +65,7 @@ def _refine_part(bgr: np.ndarray, part: np.ndarray, fg: np.ndarray, bg: np.ndarr
     gc[fg & near & ~bg] = cv2.GC_FGD
     # The crop: the band and as much context again around it, for the colour models, which learn
     # from a regular sample of it (a large object's crop at fine resolution holds hundreds of
-    # thousands of pixels; the band's outline came out the same from a sixteen-thousand sample).
+    # thousands of pixels; on the samples tried a sixteen-thousand sample needed the same clicks).
     roi = roi_around(near, 0.0, minimum=3 * band + 8)
     out = grabcut(bgr, gc, iterations, roi, solver=solver, fitting=FITTING)
     return clean(out, (inner | fg) & out, bg)

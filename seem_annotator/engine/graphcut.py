@@ -110,14 +110,17 @@ class ColourMixture:
             mean = m[6:9]
             second = np.array([[m[0], m[3], m[4]], [m[3], m[1], m[5]], [m[4], m[5], m[2]]])
             cov = second - np.outer(mean, mean)
-            if np.linalg.det(cov) <= np.finfo(float).eps:
+            sign, log_det = np.linalg.slogdet(cov)
+            if sign <= 0 or log_det <= np.log(np.finfo(float).eps):
+                # One colour (or a flat line of them), or rounding below zero: cv2.grabCut's ridge.
                 cov = cov + 0.01 * np.eye(3)
+                sign, log_det = np.linalg.slogdet(cov)
             inv = np.linalg.inv(cov)
             q = self.quadratic_weights[c]
             q[0:3] = -0.5 * np.diag(inv)
             q[3], q[4], q[5] = -inv[0, 1], -inv[0, 2], -inv[1, 2]
             q[6:9] = inv @ mean
-            q[9] = np.log(self.weights[c]) - 0.5 * np.log(np.linalg.det(cov)) - 0.5 * mean @ inv @ mean
+            q[9] = np.log(self.weights[c]) - 0.5 * log_det - 0.5 * mean @ inv @ mean
 
     def component_log_likelihoods(self, features: np.ndarray) -> np.ndarray:
         """(k, n): log(weight_c * N_c(x)) up to a constant (-inf for empty components)."""
@@ -151,32 +154,18 @@ def _kmeans_components(features: np.ndarray, members: np.ndarray, k: int = COMPO
     return out
 
 
-class GridCut:
-    """The min-cut graph of one image grid, kept from cut to cut.
+class _KeptFlow:
+    """A max-flow graph kept from cut to cut: only its terminal edges change. Terminal capacities
+    add up, so a new cut adds the change and lets the solver start from the previous flow and
+    search trees (Kohli and Torr's dynamic graph cuts); the cut is still the exact minimum one.
+    Subclasses set `_graph` and `_nodes` (the node ids, any shape)."""
 
-    Its pairwise edges depend on the image only, so they are built once; each cut only changes
-    the terminal edges (capacities add up, so the change is added) and lets the solver start from
-    the previous flow and search trees (Kohli and Torr's dynamic graph cuts). Later iterations of
-    one GrabCut, and later rounds on the same image, move few pixels: re-cutting costs a fraction
-    of a fresh cut. Not thread-safe: hold `lock` while cutting."""
+    _graph: maxflow.GraphFloat
+    _nodes: np.ndarray
+    _terminals: tuple[np.ndarray, np.ndarray] | None = None
 
-    def __init__(self, bgr: np.ndarray) -> None:
-        self.shape = bgr.shape[:2]
-        self.features = quadratic_features(bgr.reshape(-1, 3))
-        self._graph = maxflow.GraphFloat()
-        self._nodes = self._graph.add_grid_nodes(self.shape)
-        for (dy, dx), weight in zip(OFFSETS, pairwise_weights(bgr).arrays(), strict=True):
-            structure = np.zeros((3, 3))
-            structure[1 + dy, 1 + dx] = 1
-            self._graph.add_grid_edges(self._nodes, weights=weight, structure=structure, symmetric=True)
-        self._terminals: tuple[np.ndarray, np.ndarray] | None = None
-        self.lock = threading.Lock()
-
-    def cut(self, source: np.ndarray, sink: np.ndarray) -> np.ndarray:
-        """The minimum cut for these terminal capacities (h, w): True on the source (foreground)
-        side."""
-        source = source.astype(np.float32)
-        sink = sink.astype(np.float32)
+    def _solve(self, source: np.ndarray, sink: np.ndarray) -> np.ndarray:
+        """True where a node ends on the source side; source / sink float32, shaped as `_nodes`."""
         if self._terminals is None:
             self._graph.add_grid_tedges(self._nodes, source, sink)
             self._graph.maxflow()
@@ -188,7 +177,32 @@ class GridCut:
         return ~self._graph.get_grid_segments(self._nodes)
 
 
-class BandCut:
+class GridCut(_KeptFlow):
+    """The min-cut graph of one image grid, kept from cut to cut.
+
+    Its pairwise edges depend on the image only, so they are built once; each cut changes only
+    the terminal edges (_KeptFlow). Later iterations of one GrabCut, and later rounds on the same
+    image, move few pixels: re-cutting costs a fraction of a fresh cut. Not thread-safe: hold
+    `lock` while cutting."""
+
+    def __init__(self, bgr: np.ndarray) -> None:
+        self.shape = bgr.shape[:2]
+        self.features = quadratic_features(bgr.reshape(-1, 3))
+        self._graph = maxflow.GraphFloat()
+        self._nodes = self._graph.add_grid_nodes(self.shape)
+        for (dy, dx), weight in zip(OFFSETS, pairwise_weights(bgr).arrays(), strict=True):
+            structure = np.zeros((3, 3))
+            structure[1 + dy, 1 + dx] = 1
+            self._graph.add_grid_edges(self._nodes, weights=weight, structure=structure, symmetric=True)
+        self.lock = threading.Lock()
+
+    def cut(self, source: np.ndarray, sink: np.ndarray) -> np.ndarray:
+        """The minimum cut for these terminal capacities (h, w): True on the source (foreground)
+        side."""
+        return self._solve(source.astype(np.float32), sink.astype(np.float32))
+
+
+class BandCut(_KeptFlow):
     """The min-cut graph of only the undecided (GC_PR_*) pixels of a label map, for cuts where
     most pixels are decided (the fine refinement's band). A decided neighbour's edge is folded into
     the undecided pixel's terminal edge: its weight is what separating the two costs, so it joins
@@ -218,28 +232,19 @@ class BandCut:
             there = (slice(dy, h), slice(x0 + dx, x1 + dx))
             wt, a, b = weight[here], ids[here], ids[there]
             both = (a >= 0) & (b >= 0)
-            self._graph.add_edges(self._nodes[a[both]], self._nodes[b[both]], wt[both], wt[both])
+            self._graph.add_edges(a[both], b[both], wt[both], wt[both])
             for own, other_at in ((a, there), (b, here)):
                 for hard, fold in ((self._hard_fg[other_at], fold_source), (hard_bg[other_at], fold_sink)):
                     m = (own >= 0) & hard
                     fold += np.bincount(own[m], weights=wt[m], minlength=count)
         self._fold = fold_source.astype(np.float32), fold_sink.astype(np.float32)
-        self._terminals: tuple[np.ndarray, np.ndarray] | None = None
 
     def cut(self, source: np.ndarray, sink: np.ndarray) -> np.ndarray:
         """As GridCut.cut: True on the source (foreground) side, for the whole label map."""
         source = source[self._free].astype(np.float32) + self._fold[0]
         sink = sink[self._free].astype(np.float32) + self._fold[1]
-        if self._terminals is None:
-            self._graph.add_grid_tedges(self._nodes, source, sink)
-            self._graph.maxflow()
-        else:
-            self._graph.add_grid_tedges(self._nodes, source - self._terminals[0], sink - self._terminals[1])
-            self._graph.mark_grid_nodes(self._nodes)
-            self._graph.maxflow(reuse_trees=True)
-        self._terminals = source, sink
         out = self._hard_fg.copy()
-        out[self._free] = ~self._graph.get_grid_segments(self._nodes)
+        out[self._free] = self._solve(source, sink)
         return out
 
 
