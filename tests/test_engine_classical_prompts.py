@@ -131,3 +131,42 @@ def test_segment_everything_gives_ranked_object_like_regions():
     assert all(s > 0 for s in scores) and len({round(s, 3) for s in scores}) > 1
     h, w = rgb.shape[:2]
     assert all(0.01 * h * w <= c.mask.sum() <= 0.5 * h * w for c in regions)
+
+
+def _berkeley(data, name: str) -> tuple[ImageInput, np.ndarray]:
+    pixels = np.asarray(Image.open(data / "Berkeley" / "images" / f"{name}.jpg").convert("RGB"))
+    truth = np.asarray(Image.open(data / "Berkeley" / "masks" / f"{name}.png").convert("L")) > 127
+    return ImageInput(key=name, pixels=pixels, full_size=pixels.shape[:2]), truth
+
+
+def _ask_in_turn(backend, image, clicks):
+    """Each click as its own round, like a person (x, y, positive): the answers in order."""
+    answers, prompts, previous = [], [], None
+    for x, y, positive in clicks:
+        prompts.append(PointPrompt(x + 0.5, y + 0.5, positive))
+        previous = _ask(backend, image, prompts, previous)
+        answers.append(previous)
+    return answers
+
+
+def test_positive_click_on_a_thin_part_does_not_take_the_background_of_its_colour(shared_data):
+    # Found by the benchmark (Berkeley 135037, its clicks): body and wing of an eagle, then a click
+    # on the dark wing tip against a dark mountain slope. That click alone, as a first click,
+    # gives the slope; adding it made the mask five times the eagle.
+    image, truth = _berkeley(shared_data, "135037")
+    *_, before, after = _ask_in_turn(ClassicalBackend(), image,
+                                     [(301, 189, True), (332, 211, True), (257, 190, True), (145, 181, True)])
+    assert after.mask[181, 145]
+    assert after.mask.sum() < 1.5 * truth.sum()
+    assert mask_iou(after.mask, truth) >= mask_iou(before.mask, truth) - 0.02
+
+
+def test_negative_click_on_the_answers_rim_removes_only_around_it(shared_data):
+    # Found by the benchmark (Berkeley 134035): a leopard with branches above its head, then a
+    # negative click on those branches, inside the answer shown but just outside the working
+    # grid's outline. The round's cut lost the whole leopard and the click was not seen as inside.
+    image, truth = _berkeley(shared_data, "134035")
+    before, after = _ask_in_turn(ClassicalBackend(), image, [(165, 231, True), (241, 111, False)])
+    assert before.mask[111, 241] and not after.mask[111, 241]
+    assert _component(before.mask & ~after.mask, 241, 111).sum() > 150  # a region, not the click
+    assert (after.mask & truth).sum() >= 0.9 * (before.mask & truth).sum()  # the leopard stays

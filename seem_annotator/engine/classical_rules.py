@@ -3,11 +3,13 @@
 - Clicks and strokes are seeds of their sign (a stroke is a line of clicks: the same discs along it).
 - A box says the object is inside it; a polygon says the object is its area, give or take a few
   pixels at its outline. Both stop limiting the answer once a positive prompt lies outside them.
-- A positive click outside the previous answer adds the region around it: at least what that click
-  would give as a first click.
-- A negative click inside the previous answer removes the region around it (bounded by image
-  edges, the answer's outline and the positive seeds), never only the clicked pixels, and never
-  nearly the whole answer (then only its texture-homogeneous area goes).
+- A positive click outside the previous answer adds the region around it: where the cut adds only
+  a speck (hardly more than the click's own disc), what that click would give as a first click,
+  unless that region would more than triple the answer (then the click sits on a thin part
+  beside background of its colour, and the cut's own answer stands).
+- A negative click on the previous answer (as shown, at full resolution) removes the region around
+  it (bounded by image edges, the answer's outline and the positive seeds), never only the
+  clicked pixels, and never nearly the whole answer (then only its texture-homogeneous area goes).
 - A first click on texture gives the texture-homogeneous area around it when the cut finds only a
   speck (GrabCut's colour models cannot separate a textured object from itself).
 """
@@ -29,6 +31,12 @@ from seem_annotator.engine.classical_cut import (
 from seem_annotator.engine.rasterize import PromptMasks
 
 SPECK = 0.04  # a first answer under this fraction of the image is checked against its texture area
+# Grid pixels: a negative click this close to the previous answer is on it (the answer the user
+# sees is refined at full resolution, its outline up to a refinement band off the grid's).
+REACH = 3
+# A positive click's own first-click region is added when the cut found only a speck, unless it
+# alone would add more than this many times the answer so far.
+LEAK = 2.0
 
 
 def answer(image: WorkingImage, masks: PromptMasks, prev: np.ndarray | None, new: PromptMasks | None,
@@ -59,7 +67,7 @@ def answer(image: WorkingImage, masks: PromptMasks, prev: np.ndarray | None, new
         out = _newest_rules(image, masks, seeds, prev, new, out, s)
         if local and not new.boxes:
             out = local_update(prev, out, seeds, neg & ~seeds, new)
-        new_neg = (new.neg_clicks | new.neg_strokes) & prev
+        new_neg = (new.neg_clicks | new.neg_strokes) & dilate(prev, REACH)
         if new_neg.any() and not new.positive.any():
             out = clean(bound_removal(image.texture(), prev, out, new_neg, s.probable_radius), seeds & out, neg)
     return out
@@ -116,21 +124,23 @@ def _component_at(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:
 
 def _newest_rules(image: WorkingImage, masks: PromptMasks, seeds: np.ndarray, prev: np.ndarray, new: PromptMasks,
                   out: np.ndarray, s: CutSettings) -> np.ndarray:
-    # Only little change triggers a fallback (less than the click's probable disc added, about its
-    # own hard disc removed): larger answers are the cut's considered decision.
+    # Only a speck triggers a fallback (no more than twice the click's own hard disc added, about
+    # its hard disc removed): larger answers are the cut's considered decision, a thin part's too.
     speck = 3 * int(np.pi * s.hard_radius ** 2)
     new_pos = (new.pos_clicks | new.pos_strokes) & ~prev
     if new_pos.any():
         added = _component_at(out & ~prev, dilate(new_pos, 1))
-        if added.sum() < int(np.pi * s.probable_radius ** 2):
+        if added.sum() <= 2 * (dilate(new_pos, s.hard_radius) & ~prev).sum():
             # The cut kept little more than the seed: take what this click alone would give.
             alone = first_answer(image, new_pos, masks.negative, s)
             alone = _component_at(alone & ~masks.negative, new_pos)
-            if (alone & ~prev).sum() > added.sum():
+            # Unless it would more than triple the answer: then the click's own region is the
+            # background of its colour (a wing tip against a dark slope), not the object's rest.
+            if added.sum() < (alone & ~prev).sum() <= LEAK * prev.sum():
                 out = out | alone
-    new_neg = (new.neg_clicks | new.neg_strokes) & prev
+    new_neg = (new.neg_clicks | new.neg_strokes) & dilate(prev, REACH)
     if new_neg.any():
-        removed = _component_at(prev & ~out, dilate(new_neg, 1))
+        removed = _component_at(prev & ~out, dilate(new_neg, REACH + 1))
         if removed.sum() < speck:
             out = out & ~_split_off(image.bgr, prev, seeds, new_neg)
     return out
@@ -166,7 +176,7 @@ def bound_removal(texture: np.ndarray, prev: np.ndarray, out: np.ndarray, new_ne
     for k in range(1, min(count, 9)):
         ys, xs = np.nonzero(labels == k)
         near |= dilate(homogeneous_area(texture, int(xs[len(xs) // 2]), int(ys[len(ys) // 2])) & prev, 2)
-    return out | (removed & ~_component_at(removed & near, dilate(new_neg, 1)))
+    return out | (removed & ~_component_at(removed & near, dilate(new_neg, REACH + 1)))
 
 
 def homogeneous_area(smooth: np.ndarray, x: int, y: int, largest: float = 0.35) -> np.ndarray:
