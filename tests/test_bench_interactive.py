@@ -266,3 +266,6 @@ def test_select_samples_splits_into_even_and_odd_halves_before_the_limit():
     assert list(bench.select_samples(iter(samples), "all", 0)) == samples
     assert list(bench.select_samples(iter(samples), "even", 0)) == [0, 2, 4, 6]
     assert list(bench.select_samples(iter(samples), "odd", 2)) == [1, 3]
+    # --skip leaves out a development part: the held-out rest, then the limit
+    assert list(bench.select_samples(iter(samples), "all", 3, skip=5)) == [5, 6]
+    assert list(bench.select_samples(iter(samples), "odd", 0, skip=1)) == [3, 5]

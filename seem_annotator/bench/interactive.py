@@ -208,12 +208,13 @@ def run_sample(backend: SegmentationBackend, sample: Sample, max_clicks: int, fi
     return ious
 
 
-def select_samples(samples: Iterator[Sample], half: str, limit: int) -> Iterator[Sample]:
+def select_samples(samples: Iterator[Sample], half: str, limit: int, skip: int = 0) -> Iterator[Sample]:
     """The samples in dataset order, only the even-numbered (0, 2, ...) or odd-numbered ones when
-    `half` is "even" or "odd" (a development half and a held-out half), the first `limit` of those
-    (0: all)."""
+    `half` is "even" or "odd" (a development half and a held-out half), the first `skip` of those
+    left out (what a development run used), then the first `limit` of the rest (0: all)."""
     kept = (s for i, s in enumerate(samples) if half == "all" or i % 2 == (half == "odd"))
-    return (s for i, s in enumerate(kept) if not limit or i < limit)
+    rest = (s for i, s in enumerate(kept) if i >= skip)
+    return (s for i, s in enumerate(rest) if not limit or i < limit)
 
 
 def noc(ious: list[float], threshold: float, max_clicks: int) -> int:
@@ -335,7 +336,9 @@ def run(args: argparse.Namespace) -> int:
         backend = make_backend(name, args.device)
         backends[backend.name] = backend
     samples = load_samples(dataset, Path(args.images) if args.images else None)
-    samples = select_samples(samples, args.half, args.limit)
+    if args.skip < 0 or args.limit < 0:
+        raise UserError("--skip and --limit must be at least 0")
+    samples = select_samples(samples, args.half, args.limit, args.skip)
     results = evaluate_many(backends, samples, args.max_clicks, args.first_prompt, progress=args.verbose)
     for name, res in results.items():
         res.update(backend=name, device=backends[name].device, dataset=str(dataset),
@@ -366,7 +369,9 @@ def register(bench_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--first-prompt", choices=FIRST_PROMPTS, default="click")
     p.add_argument("--half", choices=("all", "even", "odd"), default="all",
                    help="only the even- or odd-numbered samples (develop on one, hold out the other)")
-    p.add_argument("--limit", type=int, default=0, help="only the first N samples (of the half)")
+    p.add_argument("--skip", type=int, default=0,
+                   help="leave out the first N samples (of the half): a held-out part after a development part")
+    p.add_argument("--limit", type=int, default=0, help="only the first N samples (of the half, after --skip)")
     p.add_argument("--json", required=True, help="output JSON file")
     p.add_argument("--plot", help="output PNG: mean IoU against clicks")
     p.add_argument("--verbose", action="store_true", help="print every sample")
