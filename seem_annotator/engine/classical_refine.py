@@ -47,7 +47,11 @@ def refine_outline(bgr: np.ndarray, coarse: np.ndarray, fg: np.ndarray, bg: np.n
         out[window][part] = False
         out[window] |= _refine_part(bgr[window], part, fg[window], bg[window], band, iterations,
                                     None if limit is None else limit[window], solver)
-    return clean(out, fg & out, bg)
+    # Every part of the working grid's answer stays (its topology was decided there: a part can
+    # be under clean's size floor here once a click has added a large region elsewhere); only
+    # bits the band cut made outside every part may go.
+    core = cv2.erode(coarse.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return clean(out, (fg | core) & out, bg)
 
 
 def _refine_part(bgr: np.ndarray, part: np.ndarray, fg: np.ndarray, bg: np.ndarray, band: int,

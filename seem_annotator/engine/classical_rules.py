@@ -4,9 +4,8 @@
 - A box says the object is inside it; a polygon says the object is its area, give or take a few
   pixels at its outline. Both stop limiting the answer once a positive prompt lies outside them.
 - A positive click outside the previous answer adds the region around it: where the cut adds only
-  a speck (hardly more than the click's own disc), what that click would give as a first click,
-  unless that region would more than triple the answer (then the click sits on a thin part
-  beside background of its colour, and the cut's own answer stands).
+  a speck (hardly more than the click's own disc), at least what that click would give as a first
+  click.
 - A negative click on the previous answer (as shown, at full resolution) removes the region around
   it (bounded by image edges, the answer's outline and the positive seeds), never only the
   clicked pixels, and never nearly the whole answer (then only its texture-homogeneous area goes).
@@ -34,9 +33,6 @@ SPECK = 0.04  # a first answer under this fraction of the image is checked again
 # Grid pixels: a negative click this close to the previous answer is on it (the answer the user
 # sees is refined at full resolution, its outline up to a refinement band off the grid's).
 REACH = 3
-# A positive click's own first-click region is added when the cut found only a speck, unless it
-# alone would add more than this many times the answer so far.
-LEAK = 2.0
 
 
 def answer(image: WorkingImage, masks: PromptMasks, prev: np.ndarray | None, new: PromptMasks | None,
@@ -134,9 +130,7 @@ def _newest_rules(image: WorkingImage, masks: PromptMasks, seeds: np.ndarray, pr
             # The cut kept little more than the seed: take what this click alone would give.
             alone = first_answer(image, new_pos, masks.negative, s)
             alone = _component_at(alone & ~masks.negative, new_pos)
-            # Unless it would more than triple the answer: then the click's own region is the
-            # background of its colour (a wing tip against a dark slope), not the object's rest.
-            if added.sum() < (alone & ~prev).sum() <= LEAK * prev.sum():
+            if (alone & ~prev).sum() > added.sum():
                 out = out | alone
     new_neg = (new.neg_clicks | new.neg_strokes) & dilate(prev, REACH)
     if new_neg.any():
