@@ -216,7 +216,7 @@ def test_several_backends_run_interleaved_and_the_json_maps_each_name(tmp_path, 
 
     monkeypatch.setattr(bench, "make_backend", make)
     out = tmp_path / "r.json"
-    args = argparse.Namespace(max_clicks=4, backend="fast,slow", dataset=str(tmp_path / "ds"), images=None,
+    args = argparse.Namespace(max_clicks=4, backend="fast,slow", dataset=str(tmp_path / "ds"), images=None, skip=0,
                               limit=0, half="all", first_prompt="click", verbose=False, json=str(out), plot=None,
                               device="cpu")
     assert bench.run(args) == 0
