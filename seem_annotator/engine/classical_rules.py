@@ -63,7 +63,7 @@ def answer(image: WorkingImage, masks: PromptMasks, prev: np.ndarray | None, new
         out = _newest_rules(image, masks, seeds, prev, new, out, s)
         if local and not new.boxes:
             out = local_update(prev, out, seeds, neg & ~seeds, new)
-        new_neg = (new.neg_clicks | new.neg_strokes) & dilate(prev, REACH)
+        new_neg = _negatives_on(new, prev)
         if new_neg.any() and not new.positive.any():
             out = clean(bound_removal(image.texture(), prev, out, new_neg, s.probable_radius), seeds & out, neg)
     return out
@@ -118,6 +118,11 @@ def _component_at(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:
     return keep[labels]
 
 
+def _negatives_on(new: PromptMasks, prev: np.ndarray) -> np.ndarray:
+    """The newest negative seeds that lie on the previous answer (within REACH of its outline)."""
+    return (new.neg_clicks | new.neg_strokes) & dilate(prev, REACH)
+
+
 def _newest_rules(image: WorkingImage, masks: PromptMasks, seeds: np.ndarray, prev: np.ndarray, new: PromptMasks,
                   out: np.ndarray, s: CutSettings) -> np.ndarray:
     # Only a speck triggers a fallback (no more than twice the click's own hard disc added, about
@@ -132,7 +137,7 @@ def _newest_rules(image: WorkingImage, masks: PromptMasks, seeds: np.ndarray, pr
             alone = _component_at(alone & ~masks.negative, new_pos)
             if (alone & ~prev).sum() > added.sum():
                 out = out | alone
-    new_neg = (new.neg_clicks | new.neg_strokes) & dilate(prev, REACH)
+    new_neg = _negatives_on(new, prev)
     if new_neg.any():
         removed = _component_at(prev & ~out, dilate(new_neg, REACH + 1))
         if removed.sum() < speck:
