@@ -77,6 +77,14 @@ def test_mixture_skips_empty_components_and_pixels_that_are_not_its_own() -> Non
     assert comp[0, 3] < comp[0, :3].min() - 100
 
 
+def test_best_components_is_argmax_with_ties_and_empty_components() -> None:
+    rng = np.random.default_rng(3)
+    comp = rng.integers(-3, 3, (5, 2000)).astype(np.float64)  # many exact ties
+    comp[2] = -np.inf  # an empty component
+    comp[:, :10] = -np.inf  # no component at all
+    assert np.array_equal(graphcut._best_components(comp), np.argmax(comp, axis=0))
+
+
 def test_grabcut_finds_the_object_as_opencv_does() -> None:
     bgr, truth = _scene()
     gc = _labels(truth)

@@ -104,23 +104,30 @@ class ColourMixture:
         counts = moments[:, 9]
         self.weights = counts / max(1, n)
         # Row c: log(weight_c) - log(det_c) / 2 - (x - mu_c)' inv_c (x - mu_c) / 2, expanded.
+        # All components at once (stacked 3 x 3 algebra): per-component calls cost more in
+        # numpy's overhead than in arithmetic.
         self.quadratic_weights = np.zeros((self.k, 10))
-        for c in np.nonzero(counts)[0]:
-            m = moments[c] / counts[c]
-            mean = m[6:9]
-            second = np.array([[m[0], m[3], m[4]], [m[3], m[1], m[5]], [m[4], m[5], m[2]]])
-            cov = second - np.outer(mean, mean)
-            sign, log_det = np.linalg.slogdet(cov)
-            if sign <= 0 or log_det <= np.log(np.finfo(float).eps):
-                # One colour (or a flat line of them), or rounding below zero: cv2.grabCut's ridge.
-                cov = cov + 0.01 * np.eye(3)
-                sign, log_det = np.linalg.slogdet(cov)
-            inv = np.linalg.inv(cov)
-            q = self.quadratic_weights[c]
-            q[0:3] = -0.5 * np.diag(inv)
-            q[3], q[4], q[5] = -inv[0, 1], -inv[0, 2], -inv[1, 2]
-            q[6:9] = inv @ mean
-            q[9] = np.log(self.weights[c]) - 0.5 * log_det - 0.5 * mean @ inv @ mean
+        used = np.nonzero(counts)[0]
+        if not len(used):
+            return
+        m = moments[used] / counts[used, None]
+        mean = m[:, 6:9]
+        second = m[:, [0, 3, 4, 3, 1, 5, 4, 5, 2]].reshape(-1, 3, 3)
+        cov = second - mean[:, :, None] * mean[:, None, :]
+        sign, log_det = np.linalg.slogdet(cov)
+        # One colour (or a flat line of them), or rounding below zero: cv2.grabCut's ridge.
+        flat = (sign <= 0) | (log_det <= np.log(np.finfo(float).eps))
+        if flat.any():
+            cov[flat] += 0.01 * np.eye(3)
+            sign[flat], log_det[flat] = np.linalg.slogdet(cov[flat])
+        inv = np.linalg.inv(cov)
+        q = self.quadratic_weights[used]
+        q[:, 0:3] = -0.5 * inv[:, [0, 1, 2], [0, 1, 2]]
+        q[:, 3], q[:, 4], q[:, 5] = -inv[:, 0, 1], -inv[:, 0, 2], -inv[:, 1, 2]
+        inv_mean = np.einsum("kij,kj->ki", inv, mean)
+        q[:, 6:9] = inv_mean
+        q[:, 9] = np.log(self.weights[used]) - 0.5 * log_det - 0.5 * np.einsum("ki,ki->k", mean, inv_mean)
+        self.quadratic_weights[used] = q
 
     def component_log_likelihoods(self, features: np.ndarray) -> np.ndarray:
         """(k, n): log(weight_c * N_c(x)) up to a constant (-inf for empty components)."""
@@ -134,6 +141,18 @@ def _neg_log_sum(comp: np.ndarray) -> np.ndarray:
     top = comp.max(axis=0)
     # float32 is plenty once the largest term is taken out, and halves the exp's cost.
     return -(top + np.log(np.exp((comp - top).astype(np.float32)).sum(axis=0)))
+
+
+def _best_components(comp: np.ndarray) -> np.ndarray:
+    """(n,) the most likely component of each column of (k, n) log-likelihoods (np.argmax over
+    axis 0, ties to the first; a running maximum is twice as fast for k = 5)."""
+    best = comp[0].copy()
+    out = np.zeros(comp.shape[1], np.intp)
+    for c in range(1, comp.shape[0]):
+        better = comp[c] > best
+        np.copyto(best, comp[c], where=better)
+        out[better] = c
+    return out
 
 
 def _kmeans_components(features: np.ndarray, members: np.ndarray, k: int = COMPONENTS, sample: int = 4096
@@ -296,8 +315,8 @@ def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, grid: GridCut | Ba
         fg_learn = ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).ravel()[sample]
         if fg_learn.all() or not fg_learn.any():
             break  # one label took everything: no colour model left to compare with
-        fg_model.fit(learn, np.where(fg_learn, np.argmax(fg_model.component_log_likelihoods(learn), axis=0), -1))
-        bg_model.fit(learn, np.where(fg_learn, -1, np.argmax(bg_model.component_log_likelihoods(learn), axis=0)))
+        fg_model.fit(learn, np.where(fg_learn, _best_components(fg_model.component_log_likelihoods(learn)), -1))
+        bg_model.fit(learn, np.where(fg_learn, -1, _best_components(bg_model.component_log_likelihoods(learn))))
         # A pixel's cost of being background (its source edge) is its unlikeliness as background.
         source[free_flat] = _neg_log_sum(bg_model.component_log_likelihoods(undecided))
         sink[free_flat] = _neg_log_sum(fg_model.component_log_likelihoods(undecided))
