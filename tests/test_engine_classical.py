@@ -179,6 +179,10 @@ def test_the_kept_graph_does_not_make_answers_depend_on_earlier_objects():
     assert mask_iou(opencv.mask, ellipse) > 0.9 and mask_iou(fresh.mask, ellipse) > 0.9
     with pytest.raises(ValueError, match="solver"):
         ClassicalBackend(solver="maxflow")
+    # cv2.grabCut's 8-connected graph finds it too (the default cuts 4-connected).
+    assert mask_iou(_predict(ClassicalBackend(neighbours=8), image, prompts).mask, ellipse) > 0.9
+    with pytest.raises(ValueError, match="4 or 8"):
+        ClassicalBackend(neighbours=6)
 
 
 def test_segment_everything_gives_unnamed_regions_ranked_by_objectness():

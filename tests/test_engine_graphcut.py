@@ -85,6 +85,21 @@ def test_best_components_is_argmax_with_ties_and_empty_components() -> None:
     assert np.array_equal(graphcut._best_components(comp), np.argmax(comp, axis=0))
 
 
+@pytest.mark.parametrize("neighbours", [4, 8])
+def test_a_grid_has_the_edges_of_its_neighbourhood(neighbours: int) -> None:
+    h, w = 7, 9
+    grid = graphcut.GridCut(np.random.default_rng(0).integers(0, 256, (h, w, 3)).astype(np.uint8), neighbours)
+    straight = h * (w - 1) + (h - 1) * w
+    diagonal = 2 * (h - 1) * (w - 1)
+    edges = straight if neighbours == 4 else straight + diagonal
+    assert grid._graph.get_edge_count() == 2 * edges  # PyMaxflow counts both directions of an edge
+
+
+def test_a_grid_refuses_other_neighbourhoods() -> None:
+    with pytest.raises(ValueError, match="4 or 8"):
+        graphcut.GridCut(np.zeros((4, 4, 3), np.uint8), 6)
+
+
 def test_grabcut_finds_the_object_as_opencv_does() -> None:
     bgr, truth = _scene()
     gc = _labels(truth)

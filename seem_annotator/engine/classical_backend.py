@@ -55,14 +55,14 @@ class _Prepared:
     texture-smoothed copy and its kept min-cut graph), the refinement grid (and, on demand, that
     in BGR)."""
 
-    def __init__(self, image: ImageInput, max_side: int, refine_side: int) -> None:
+    def __init__(self, image: ImageInput, max_side: int, refine_side: int, neighbours: int = 8) -> None:
         full = np.ascontiguousarray(image.pixels[..., :3], dtype=np.uint8)
         # The refinement grid: the full image up to refine_side a side.
         self.fine_rgb = _shrunk(full, refine_side)
         self._fine_bgr: np.ndarray | None = None
         self.fine_size = self.fine_rgb.shape[:2]
         self.rgb = _shrunk(self.fine_rgb, max_side)
-        self.work = WorkingImage(cv2.cvtColor(self.rgb, cv2.COLOR_RGB2BGR))
+        self.work = WorkingImage(cv2.cvtColor(self.rgb, cv2.COLOR_RGB2BGR), neighbours)
         self.size = self.rgb.shape[:2]
         # Prompts are in full-resolution pixels: grid pixels per full-resolution pixel.
         self.scale = self.size[0] / image.full_size[0]
@@ -108,7 +108,9 @@ class ClassicalBackend:
     least half-width in fine pixels, widened with the grid's coarseness), first_iterations (GrabCut
     iterations of a cut on the whole grid: every round while margin is 0; three needed as few clicks
     as the textbook's five, at about a quarter less time), iterations (a round's on a crop, margin
-    > 0), refine_side (the largest side the refinement works at), solver ("graph": our GrabCut with each image's min-cut
+    > 0), neighbours (of the grid's cut: 4, only horizontal and vertical edges, a weaker smoothness
+    that follows thin parts and a cheaper cut; 8, cv2.grabCut's), refine_side (the largest side the
+    refinement works at), solver ("graph": our GrabCut with each image's min-cut
     graph kept between rounds, graphcut.py; "opencv": cv2.grabCut, which rebuilds it every call)."""
 
     name = "classical"
@@ -119,9 +121,12 @@ class ClassicalBackend:
                  iterations: int = 5, from_previous: bool = False, local: bool = True,
                  guided: bool = True, keep_connected: bool = True, rules: bool = True,
                  margin: float = 0.0, refine_side: int = 1024, refine_band: int = 2,
-                 refine_iterations: int = 2, solver: str = "graph") -> None:
+                 refine_iterations: int = 2, solver: str = "graph", neighbours: int = 4) -> None:
         if solver not in ("graph", "opencv"):
             raise ValueError(f"unknown GrabCut solver {solver!r} (graph or opencv)")
+        if neighbours not in (4, 8):
+            raise ValueError(f"the grid's cut has 4 or 8 neighbours, not {neighbours}")
+        self.neighbours = neighbours
         self.solver = solver
         self.refine_side = refine_side
         self.refine_band = refine_band
@@ -198,7 +203,7 @@ class ClassicalBackend:
             if prep is not None:
                 self._cache.move_to_end(image.key)
                 return prep
-        prep = _Prepared(image, self.max_side, self.refine_side)
+        prep = _Prepared(image, self.max_side, self.refine_side, self.neighbours)
         with self._lock:
             self._cache[image.key] = prep
             while len(self._cache) > self._cache_images:

@@ -44,8 +44,9 @@ class WorkingImage:
     """An image on the working grid (BGR, uint8) and what every round on it shares, each made on
     first use: its texture-smoothed copy and its kept min-cut graph (graphcut.GridCut)."""
 
-    def __init__(self, bgr: np.ndarray) -> None:
+    def __init__(self, bgr: np.ndarray, neighbours: int = 8) -> None:
         self.bgr = bgr
+        self.neighbours = neighbours  # of its min-cut graph (graphcut.GridCut)
         self._texture: np.ndarray | None = None
         self._grid: graphcut.GridCut | None = None
         self._lock = threading.Lock()
@@ -59,7 +60,7 @@ class WorkingImage:
     def grid(self) -> graphcut.GridCut:
         with self._lock:
             if self._grid is None:
-                self._grid = graphcut.GridCut(self.bgr)
+                self._grid = graphcut.GridCut(self.bgr, self.neighbours)
             return self._grid
 
     def drop_grid(self) -> None:
@@ -88,10 +89,12 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
 
 
 def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, roi: tuple[int, int, int, int] | None = None,
-            grid: graphcut.GridCut | None = None, solver: str = "graph", fitting: int = 0) -> np.ndarray:
+            grid: graphcut.GridCut | None = None, solver: str = "graph", fitting: int = 0,
+            neighbours: int = 8) -> np.ndarray:
     """GrabCut from a GC_* label map (optionally only inside roi = (y0, y1, x0, x1)): bool mask.
     `grid`: the whole image's kept graph, used when the cut covers the whole image; `fitting`:
-    at most about this many pixels teach the colour models (0: all; graphcut.grabcut)."""
+    at most about this many pixels teach the colour models (0: all; graphcut.grabcut);
+    `neighbours`: of a graph made for this cut (graphcut.GridCut)."""
     gc = gc.copy()
     y0, y1, x0, x1 = roi if roi is not None else (0, gc.shape[0], 0, gc.shape[1])
     crop = np.ascontiguousarray(gc[y0:y1, x0:x1])
@@ -110,7 +113,7 @@ def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, roi: tuple[int, in
             with grid.lock:
                 crop = graphcut.grabcut(image, crop, iterations, grid, fitting)
         else:
-            crop = graphcut.grabcut(image, crop, iterations, fitting=fitting)
+            crop = graphcut.grabcut(image, crop, iterations, fitting=fitting, neighbours=neighbours)
         gc[y0:y1, x0:x1] = crop
     return (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
 
@@ -164,7 +167,7 @@ def click_cut(image: WorkingImage, pos: np.ndarray, neg: np.ndarray, prev: np.nd
     elif allowed is not None:
         roi = roi_around(allowed, 0.1)
     out = grabcut(image.bgr, gc, iterations, roi, image.grid() if s.solver == "graph" and roi is None else None,
-                  s.solver)
+                  s.solver, neighbours=image.neighbours)
     if not s.keep_connected:
         return (out | hard_fg) & ~hard_bg
     return clean(out | hard_fg, hard_fg, hard_bg)

@@ -204,12 +204,20 @@ class GridCut(_KeptFlow):
     image, move few pixels: re-cutting costs a fraction of a fresh cut. Not thread-safe: hold
     `lock` while cutting."""
 
-    def __init__(self, bgr: np.ndarray) -> None:
+    def __init__(self, bgr: np.ndarray, neighbours: int = 8) -> None:
+        """neighbours: 8 (cv2.grabCut's graph) or 4 (only the horizontal and vertical edges, with
+        their 8-neighbour weights: half the edges, so a cut costs less, and a weaker smoothness
+        that follows thin parts better; what the classical backend uses)."""
+        if neighbours not in (4, 8):
+            raise ValueError(f"a grid has 4 or 8 neighbours, not {neighbours}")
         self.shape = bgr.shape[:2]
+        self.neighbours = neighbours
         self.features = quadratic_features(bgr.reshape(-1, 3))
         self._graph = maxflow.GraphFloat()
         self._nodes = self._graph.add_grid_nodes(self.shape)
         for (dy, dx), weight in zip(OFFSETS, pairwise_weights(bgr).arrays(), strict=True):
+            if neighbours == 4 and dy and dx:
+                continue
             structure = np.zeros((3, 3))
             structure[1 + dy, 1 + dx] = 1
             self._graph.add_grid_edges(self._nodes, weights=weight, structure=structure, symmetric=True)
@@ -281,12 +289,13 @@ def fitting_sample(shape: tuple[int, int], budget: int) -> np.ndarray:
 
 
 def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, grid: GridCut | BandCut | None = None,
-            fitting: int = 0) -> np.ndarray:
+            fitting: int = 0, neighbours: int = 8) -> np.ndarray:
     """GrabCut from a GC_* label map (GC_BGD, GC_FGD, GC_PR_BGD, GC_PR_FGD), like
     `cv2.grabCut(..., GC_INIT_WITH_MASK)`: the label map (uint8, (h, w)) after `iterations`
     rounds; only GC_PR_* pixels change. `fitting`: the colour models learn from at most about this
     many pixels, a regular grid of them (0: from all, as cv2.grabCut does). `grid`: this image's
-    kept GridCut (the caller holds its lock), else one is made for this call. Deterministic for a
+    kept GridCut (the caller holds its lock), else one is made for this call (with `neighbours`;
+    a band of undecided pixels is always cut 8-connected). Deterministic for a
     fresh grid (k-means starts from a fixed seed); a kept grid can resolve exact ties differently."""
     labels = gc.copy()
     is_fg = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
@@ -295,7 +304,8 @@ def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, grid: GridCut | Ba
         return labels
     if grid is None:
         # Mostly decided (a band): a graph of the undecided pixels alone; else the whole grid.
-        grid = BandCut(bgr, labels) if np.count_nonzero(free) < BAND * free.size else GridCut(bgr)
+        grid = (BandCut(bgr, labels) if np.count_nonzero(free) < BAND * free.size
+                else GridCut(bgr, neighbours))
     sample = fitting_sample(labels.shape, fitting)
     learn = grid.features[:, sample]  # the pixels the models learn from
     free_flat = free.ravel()
