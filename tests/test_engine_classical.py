@@ -91,6 +91,27 @@ def test_language_and_referring_prompts_say_how_to_get_seem(prompt):
         _predict(ClassicalBackend(), image, [PointPrompt(110, 120), prompt])
 
 
+def test_the_grid_is_cut_4_connected_and_a_box_crop_8_connected(monkeypatch):
+    from seem_annotator.engine import graphcut
+
+    made = []
+    real = graphcut.GridCut.__init__
+
+    def recording(self, bgr, neighbours=8):
+        made.append((bgr.shape[:2], neighbours))
+        real(self, bgr, neighbours)
+
+    monkeypatch.setattr(graphcut.GridCut, "__init__", recording)
+    image, truth = _scene()
+    backend = ClassicalBackend()
+    assert mask_iou(_predict(backend, image, [PointPrompt(110, 120)]).mask, truth) > 0.9
+    assert [n for _, n in made] == [4]  # the image's kept grid
+    made.clear()
+    assert mask_iou(_predict(backend, image, [BoxPrompt(45, 70, 175, 170)]).mask, truth) > 0.9
+    assert made and all(n == 8 for _, n in made)  # the box's crop, made for the cut
+    assert all(shape != (240, 320) for shape, _ in made)
+
+
 def test_one_click_box_and_stroke_find_the_object():
     backend = ClassicalBackend()
     image, truth = _scene()

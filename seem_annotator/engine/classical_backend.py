@@ -108,8 +108,9 @@ class ClassicalBackend:
     least half-width in fine pixels, widened with the grid's coarseness), first_iterations (GrabCut
     iterations of a cut on the whole grid: every round while margin is 0; three needed as few clicks
     as the textbook's five, at about a quarter less time), iterations (a round's on a crop, margin
-    > 0), neighbours (of the grid's cut: 4, only horizontal and vertical edges, a weaker smoothness
-    that follows thin parts and a cheaper cut; 8, cv2.grabCut's), refine_side (the largest side the
+    > 0), neighbours (of the whole grid's cut: 4, only horizontal and vertical edges, a weaker
+    smoothness that follows thin parts and a cheaper cut; 8, cv2.grabCut's; a box's or polygon's
+    crop is always cut 8-connected, classical_cut.CROP_NEIGHBOURS), refine_side (the largest side the
     refinement works at), solver ("graph": our GrabCut with each image's min-cut
     graph kept between rounds, graphcut.py; "opencv": cv2.grabCut, which rebuilds it every call)."""
 

@@ -24,6 +24,12 @@ import numpy as np
 
 from seem_annotator.engine import graphcut
 
+# A cut confined to a box's or polygon's crop keeps cv2.grabCut's 8-connected graph whatever the
+# grid's: automatic box-and-click prompts (the video tracker's) need its stronger smoothness (DAVIS
+# mean J&F 0.646 against 0.546 4-connected), while a person's clicks on the whole grid do better with
+# the 4-connected cut's weaker one.
+CROP_NEIGHBOURS = 8
+
 
 @dataclass(frozen=True)
 class CutSettings:
@@ -167,7 +173,7 @@ def click_cut(image: WorkingImage, pos: np.ndarray, neg: np.ndarray, prev: np.nd
     elif allowed is not None:
         roi = roi_around(allowed, 0.1)
     out = grabcut(image.bgr, gc, iterations, roi, image.grid() if s.solver == "graph" and roi is None else None,
-                  s.solver, neighbours=image.neighbours)
+                  s.solver, neighbours=image.neighbours if roi is None else CROP_NEIGHBOURS)
     if not s.keep_connected:
         return (out | hard_fg) & ~hard_bg
     return clean(out | hard_fg, hard_fg, hard_bg)
