@@ -110,7 +110,7 @@ class ClassicalBackend:
     as the textbook's five, at about a quarter less time), iterations (a round's on a crop, margin
     > 0), neighbours (of the whole grid's cut: 4, only horizontal and vertical edges, a weaker
     smoothness that follows thin parts and a cheaper cut; 8, cv2.grabCut's; a box's or polygon's
-    crop is always cut 8-connected, classical_cut.CROP_NEIGHBOURS), refine_side (the largest side the
+    crop is always cut 8-connected, see classical_cut.click_cut), refine_side (the largest side the
     refinement works at), solver ("graph": our GrabCut with each image's min-cut
     graph kept between rounds, graphcut.py; "opencv": cv2.grabCut, which rebuilds it every call)."""
 
@@ -209,7 +209,7 @@ class ClassicalBackend:
             self._cache[image.key] = prep
             while len(self._cache) > self._cache_images:
                 self._cache.popitem(last=False)
-            # A kept min-cut graph holds ~30 MB on a 320-pixel grid: only the newest images keep one.
+            # A kept min-cut graph holds ~20 MB on a 320-pixel grid (28 MB 8-connected): only the newest images keep one.
             for older in list(self._cache.values())[:-KEPT_GRAPHS]:
                 older.work.drop_grid()
         return prep
