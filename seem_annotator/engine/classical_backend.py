@@ -55,7 +55,7 @@ class _Prepared:
     texture-smoothed copy and its kept min-cut graph), the refinement grid (and, on demand, that
     in BGR)."""
 
-    def __init__(self, image: ImageInput, max_side: int, refine_side: int, neighbours: int = 8) -> None:
+    def __init__(self, image: ImageInput, max_side: int, refine_side: int, neighbours: int) -> None:
         full = np.ascontiguousarray(image.pixels[..., :3], dtype=np.uint8)
         # The refinement grid: the full image up to refine_side a side.
         self.fine_rgb = _shrunk(full, refine_side)
@@ -209,7 +209,8 @@ class ClassicalBackend:
             self._cache[image.key] = prep
             while len(self._cache) > self._cache_images:
                 self._cache.popitem(last=False)
-            # A kept min-cut graph holds ~20 MB on a 320-pixel grid (28 MB 8-connected): only the newest images keep one.
+            # A kept min-cut graph holds ~20 MB on a 320-pixel grid (28 MB 8-connected): only the
+            # newest images keep one.
             for older in list(self._cache.values())[:-KEPT_GRAPHS]:
                 older.work.drop_grid()
         return prep

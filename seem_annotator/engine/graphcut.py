@@ -211,7 +211,6 @@ class GridCut(_KeptFlow):
         if neighbours not in (4, 8):
             raise ValueError(f"a grid has 4 or 8 neighbours, not {neighbours}")
         self.shape = bgr.shape[:2]
-        self.neighbours = neighbours
         self.features = quadratic_features(bgr.reshape(-1, 3))
         self._graph = maxflow.GraphFloat()
         self._nodes = self._graph.add_grid_nodes(self.shape)
@@ -295,7 +294,8 @@ def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, grid: GridCut | Ba
     rounds; only GC_PR_* pixels change. `fitting`: the colour models learn from at most about this
     many pixels, a regular grid of them (0: from all, as cv2.grabCut does). `grid`: this image's
     kept GridCut (the caller holds its lock), else one is made for this call (8-connected).
-    Deterministic for a fresh grid (k-means starts from a fixed seed); a kept grid can resolve exact ties differently."""
+    Deterministic for a fresh grid (k-means starts from a fixed seed); a kept grid can resolve exact
+    ties differently."""
     labels = gc.copy()
     is_fg = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
     free = (labels == cv2.GC_PR_FGD) | (labels == cv2.GC_PR_BGD)
