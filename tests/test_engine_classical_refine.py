@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from seem_annotator.core.masks import mask_iou
-from seem_annotator.engine.classical_refine import band_width, refine_outline, seed_discs
+from seem_annotator.engine.classical_refine import RefinedParts, band_width, refine_outline, seed_discs
 
 
 def _scene() -> tuple[np.ndarray, np.ndarray]:
@@ -61,3 +61,23 @@ def test_refinement_keeps_the_seeds_and_the_limit():
     refined = refine_outline(bgr, coarse, fg, bg, band_width(4.0), limit=limit)
     assert refined[fg].all() and not refined[bg].any()
     assert not refined[:, 120:].any() and refined[:, 60:120].any()
+
+
+def test_a_part_the_round_left_unchanged_is_not_cut_again_and_comes_back_the_same():
+    bgr, truth = _scene()
+    coarse = _coarse(truth)
+    other = np.zeros_like(truth)
+    other[5:25, 5:40] = True  # a second part, far from the disc: the one a later click changes
+    none = np.zeros_like(truth)
+    memo = RefinedParts()
+    first = refine_outline(bgr, coarse | other, none, none, 3, memo=memo)
+    assert memo.hits == 0 and np.array_equal(first, refine_outline(bgr, coarse | other, none, none, 3))
+    grown = other.copy()
+    grown[5:30, 5:50] = True
+    second = refine_outline(bgr, coarse | grown, none, none, 3, memo=memo)
+    assert memo.hits == 1  # the disc came from the memo, the grown part was cut again
+    assert np.array_equal(second, refine_outline(bgr, coarse | grown, none, none, 3))
+    pos = np.zeros_like(truth)
+    pos[80, 100] = True  # a seed inside the disc's window changes what the disc is refined from
+    refine_outline(bgr, coarse | grown, *seed_discs(pos, none, 3), 3, memo=memo)
+    assert memo.hits == 2  # only the grown part, far from the seed, was found

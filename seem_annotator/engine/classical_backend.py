@@ -35,7 +35,7 @@ import numpy as np
 from seem_annotator.core.prompts import SPATIAL_KINDS
 from seem_annotator.engine.classical_cut import CutSettings, WorkingImage, guided_upsample
 from seem_annotator.engine.classical_everything import object_regions
-from seem_annotator.engine.classical_refine import band_width, refine_outline, seed_discs
+from seem_annotator.engine.classical_refine import RefinedParts, band_width, refine_outline, seed_discs
 from seem_annotator.engine.classical_rules import answer, limit_in_force
 from seem_annotator.engine.rasterize import rasterize, resize_mask
 from seem_annotator.engine.types import Candidate, DecodeRequest, ImageInput
@@ -53,7 +53,7 @@ NEEDS_SEEM = ("{kind} prompts need a SEEM checkpoint; the classical backend only
 class _Prepared:
     """Per-image work shared by every round: the working-resolution image (with, on demand, its
     texture-smoothed copy and its kept min-cut graph), the refinement grid (and, on demand, that
-    in BGR)."""
+    in BGR), the refined parts of recent answers."""
 
     def __init__(self, image: ImageInput, max_side: int, refine_side: int, neighbours: int) -> None:
         full = np.ascontiguousarray(image.pixels[..., :3], dtype=np.uint8)
@@ -67,6 +67,7 @@ class _Prepared:
         # Prompts are in full-resolution pixels: grid pixels per full-resolution pixel.
         self.scale = self.size[0] / image.full_size[0]
         self.fine_scale = self.fine_size[0] / image.full_size[0]
+        self.refined = RefinedParts()  # the refined parts of recent answers on this image
 
     def fine_bgr(self) -> np.ndarray:
         """The refinement grid in BGR (GrabCut's order), made on the first refinement."""
@@ -230,7 +231,7 @@ class ClassicalBackend:
             limit = limit_in_force(masks, max(1, round(self.polygon_slack * prep.fine_scale)))
             band = band_width(prep.fine_size[0] / prep.size[0], self.refine_band)
             fine = refine_outline(prep.fine_bgr(), fine, fg, bg, band, self.refine_iterations, limit,
-                                  solver=self.solver)
+                                  solver=self.solver, memo=prep.refined)
         return resize_mask(fine, full_size)
 
     def _settings(self, scale: float) -> CutSettings:
