@@ -129,6 +129,18 @@ def test_objects_run_in_submission_order_and_prefetch_last(worker_and_backend):
     assert [c[1] for c in backend.calls if c[0] == "encode"] == ["prev", "next"]
 
 
+def test_images_prefetched_together_are_encoded_last_first_whenever_the_worker_wakes(worker_and_backend):
+    # Found in CI under load: the app queued its neighbours one call each, and an idle worker could
+    # start on the first before the second was queued (too rare to force here). A batch is queued
+    # in one call now; each batch here goes to an idle worker.
+    worker, backend = worker_and_backend
+    for batch in range(30):
+        keys = [f"next{batch}", f"prev{batch}"]
+        worker.prefetch(*(_image(k) for k in keys))
+        assert worker.wait_idle(5)
+        assert [c[1] for c in backend.calls[-2:]] == keys[::-1], batch
+
+
 def test_errors_come_back_through_on_error(worker_and_backend):
     worker, backend = worker_and_backend
     backend.fail_with = ModelUnavailableError("text prompts need a SEEM checkpoint")

@@ -5,7 +5,7 @@ API (all methods return at once; nothing waits for inference on the caller's thr
     worker = InferenceWorker(backend, on_notice=print, on_progress=show)  # show(done, total)
     worker.submit(request, on_result, on_error)      # on_result(request, candidate) / on_error(request, exc)
     worker.segment_everything(image, labels, on_result, on_error)   # on_result(image, [candidates])
-    worker.prefetch(image)                           # encode in the background, lowest priority
+    worker.prefetch(*images)                         # encode in the background, lowest priority
     worker.set_backend(backend_or_factory, on_ready, on_error)      # a factory runs on the worker thread
     worker.shutdown()
 
@@ -137,13 +137,16 @@ class InferenceWorker:
             self._seq += 1
             self._latest[object_id] = self._seq
 
-    def prefetch(self, image: ImageInput) -> None:
-        """Encode an image in the background when nothing more urgent is waiting (errors ignored)."""
+    def prefetch(self, *images: ImageInput) -> None:
+        """Encode images in the background when nothing more urgent is waiting (errors ignored),
+        the last given first. They are queued together: the worker cannot start on the first
+        before the others are queued, so their order never depends on when its thread wakes."""
         with self._wake:
             self._check_open()
-            if self._prefetch.pop(image.key, None) is None:
-                self._encodes_total += 1
-            self._prefetch[image.key] = image
+            for image in images:
+                if self._prefetch.pop(image.key, None) is None:
+                    self._encodes_total += 1
+                self._prefetch[image.key] = image
             while len(self._prefetch) > _MAX_PREFETCH:
                 self._prefetch.popitem(last=False)
                 self._encodes_total -= 1

@@ -74,8 +74,7 @@ class WorkerBridge(QObject):
             pass  # the window was closed while the model worked: nobody is left to tell
 
     def prefetch(self, images: list[ImageInput]) -> None:
-        for image in images:
-            self.worker.prefetch(image)
+        self.worker.prefetch(*images)
 
     def segment_everything(self, image: ImageInput, labels: tuple[str, ...]) -> None:
         """Run the backend's segment-everything on the worker thread."""
