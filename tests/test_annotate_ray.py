@@ -166,18 +166,23 @@ def test_a_sigkilled_driver_leaves_no_ray_behind_and_resumes_to_the_local_propos
     command = [sys.executable, "-m", "seem_annotator", "annotate", "--project", str(folders["ray"]), *args,
                "--engine", "ray", "--workers", "2"]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
-    driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "driver.log"  # read when an assertion fails (this test once failed in CI without a trace)
+    with log.open("wb") as stderr:
+        driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
     try:
         deadline = time.monotonic() + 240
         while merged_images(folders["ray"]) < 4 and time.monotonic() < deadline and driver.poll() is None:
             time.sleep(0.05)
         tree = ray_watchdog.descendants(driver.pid, ray_watchdog.process_table())
+        ended = driver.poll()
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait()
     merged = merged_images(folders["ray"])
-    assert 4 <= merged < count, "the driver was not killed in the middle of the run"
-    assert any(ray_watchdog.is_ray(pid) for pid in tree)
+    seen = f"driver exit code before the kill: {ended}; its tree: {len(tree)} processes; log: " \
+           f"{log.read_text(errors='replace')[-2000:]}"
+    assert 4 <= merged < count, f"the driver was not killed in the middle of the run; {seen}"
+    assert any(ray_watchdog.is_ray(pid) for pid in tree), seen
     # The Ray instance the driver started (GCS, raylet, its agents, the workers) ends with it.
     deadline = time.monotonic() + 20
     while alive(tree) and time.monotonic() < deadline:
