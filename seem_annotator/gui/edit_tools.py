@@ -26,6 +26,7 @@ class BrushTool(_DragTool):
     """Paint onto the candidate (or the selected annotation); right button erases."""
 
     name, title = "brush", "Brush"
+    hint = "paint onto the mask or the selected object (right button erases); width Ctrl+[ / Ctrl+]"
     erase = False
 
     def width(self) -> float:
@@ -42,6 +43,7 @@ class BrushTool(_DragTool):
 
 class EraserTool(BrushTool):
     name, title = "eraser", "Eraser"
+    hint = "erase from the mask or the selected object (right button paints back); width Ctrl+[ / Ctrl+]"
     erase = True
 
 
@@ -50,6 +52,7 @@ class SelectTool(Tool):
     Shift+click adds to or removes from the selection (merge, subtract)."""
 
     name, title = "select", "Select"
+    hint = "click an object to select it; Shift+click adds it to or removes it from the selection"
     cursor = Qt.CursorShape.ArrowCursor
 
     def press(self, point: QPointF, event: QMouseEvent) -> None:
@@ -62,6 +65,7 @@ class ReferringTool(_DragTool):
     """Lasso a region on this image to use as a referring prompt on other images."""
 
     name, title = "referring", "Mark reference region"
+    hint = "draw around a region to use it as the prompt on other images (needs SEEM)"
 
     def width(self) -> float:
         return 2.0
@@ -92,6 +96,7 @@ class VertexTool(Tool):
     """
 
     name, title = "vertices", "Edit polygon vertices"
+    hint = "drag a corner of the selected object's outline; Shift+click a corner removes it"
     cursor = Qt.CursorShape.ArrowCursor
     HANDLE_PX = 5.0
 

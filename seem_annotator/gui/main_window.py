@@ -306,7 +306,7 @@ class MainWindow(ViewSyncMixin, QMainWindow):
         self.shortcuts.actions[f"tool_{name}"].setChecked(True)
         self.settings.setValue("tools/last", name)
         self.sync_widths()
-        self.status.message(tool.title, 2000)
+        self.status.message(f"{tool.title}: {tool.hint}" if tool.hint else tool.title, 8000)
 
     def sync_polarity(self) -> None:
         positive = True if self.controller is None else self.controller.positive

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QActionGroup
+from PySide6.QtGui import QActionGroup, QKeySequence
 from PySide6.QtWidgets import QCompleter, QLabel, QLineEdit, QSlider, QSpinBox, QToolBar
 
 from seem_annotator.gui.edit_tools import TOOL_CLASSES
@@ -99,6 +99,8 @@ def build_toolbar(window: MainWindow) -> None:
         action = a[f"tool_{tool.name}"]
         action.setCheckable(True)
         action.setIconText(short_names[tool.name])
+        keys = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+        action.setToolTip(f"{tool.title}{f' ({keys})' if keys else ''}: {tool.hint}")
         group.addAction(action)
         bar.addAction(action)
     window.tool_group = group

@@ -53,6 +53,7 @@ class Tool:
 
     name = "tool"
     title = "Tool"
+    hint = ""  # how to use it, one line: the toolbar tooltip and the status bar when chosen
     cursor = Qt.CursorShape.CrossCursor
     wants_ctrl = False
 
@@ -112,6 +113,7 @@ class PointTool(Tool):
     """Clicks: left positive, right or Shift+left negative."""
 
     name, title = "point", "Click (positive / negative)"
+    hint = "left click adds, right click or Shift+click removes (N swaps them); Enter accepts, Esc clears"
 
     def press(self, point: QPointF, event: QMouseEvent) -> None:
         if event.button() not in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton):
@@ -125,6 +127,7 @@ class BoxTool(Tool):
     """Drag a box around the object."""
 
     name, title = "box", "Box"
+    hint = "drag a box around the object, then click to refine; Enter accepts"
 
     def __init__(self, canvas, host: ToolHost) -> None:
         super().__init__(canvas, host)
@@ -251,6 +254,8 @@ class PolygonTool(_PolylineTool):
     """A polygon prompt: its filled area marks the object (or, negative, what is not)."""
 
     name, title = "polygon", "Polygon prompt"
+    hint = ("click the corners; close with the first corner, a double-click or Enter; Backspace removes the "
+            "last corner; right-click first for a negative polygon")
 
     def finished(self, points: list[tuple[float, float]], positive: bool) -> None:
         self.host.add_prompt(PolygonPrompt(tuple(points), positive))
@@ -260,6 +265,8 @@ class ManualPolygonTool(_PolylineTool):
     """Draw the mask yourself, no model involved; becomes the candidate to accept with Enter."""
 
     name, title = "manual", "Manual polygon"
+    hint = ("click the outline's corners, close it like a polygon (first corner, double-click or Enter); no "
+            "model involved; Enter accepts")
 
     def color(self) -> QColor:
         return QColor(255, 200, 0)
@@ -354,6 +361,7 @@ class StrokeTool(_DragTool):
     """A scribble prompt painted with the stroke width (positive or negative)."""
 
     name, title = "stroke", "Scribble prompt"
+    hint = "paint over the object (right button: over what is not it); width Ctrl+[ / Ctrl+]"
 
     def finished(self, points: list[tuple[float, float]], positive: bool) -> None:
         self.host.add_prompt(StrokePrompt(tuple(points), float(self.width()), positive))
