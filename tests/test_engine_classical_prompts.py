@@ -160,3 +160,19 @@ def test_negative_click_on_the_answers_rim_removes_only_around_it(shared_data):
     assert before.mask[111, 241] and not after.mask[111, 241]
     assert _component(before.mask & ~after.mask, 241, 111).sum() > 150  # a region, not the click
     assert (after.mask & truth).sum() >= 0.9 * (before.mask & truth).sum()  # the leopard stays
+
+
+def test_negative_click_keeps_what_lies_nearer_a_positive_click(backend):
+    # Found in the app under Xvfb: a box around the shuttle on astronaut.jpg gave only its tank, a
+    # click on the orbiter added it with the dark table below, and a negative click on the table
+    # took the orbiter away too, leaving the click's own disc: the round's cut had lost it again.
+    image = _photo("astronaut")
+    box, on_orbiter, on_table = BoxPrompt(374, 1, 460, 321), PointPrompt(411, 234), PointPrompt(403, 293, False)
+    first = _ask(backend, image, [box])
+    added = _ask(backend, image, [box, on_orbiter], first)
+    removed = _ask(backend, image, [box, on_orbiter, on_table], added)
+    assert added.mask[293, 403] and not removed.mask[293, 403]
+    yy, xx = np.mgrid[:512, :512]
+    near = (xx - 411) ** 2 + (yy - 234) ** 2 <= 20 ** 2
+    # the click's hard disc alone is about 290 px of the 1,257 px the click added there
+    assert (removed.mask & near).sum() > 0.3 * (added.mask & near).sum()

@@ -8,7 +8,8 @@
   click.
 - A negative click on the previous answer (as shown, at full resolution) removes the region around
   it (bounded by image edges, the answer's outline and the positive seeds), never only the
-  clicked pixels, and never nearly the whole answer (then only its texture-homogeneous area goes).
+  clicked pixels, and never nearly the whole answer (then only its texture-homogeneous area goes);
+  what lies nearer a positive seed than the click (across the weakest edges) stays.
 - A first click on texture gives the texture-homogeneous area around it when the cut finds only a
   speck (GrabCut's colour models cannot separate a textured object from itself).
 """
@@ -142,23 +143,37 @@ def _newest_rules(image: WorkingImage, masks: PromptMasks, seeds: np.ndarray, pr
         removed = _component_at(prev & ~out, dilate(new_neg, REACH + 1))
         if removed.sum() < speck:
             out = out & ~_split_off(image.bgr, prev, seeds, new_neg)
+        elif not new_pos.any() and (seeds & prev).any():
+            # The click asked to remove what is around it: what lies nearer a positive seed than
+            # the click stays (the round's fresh cut can lose a part the user added earlier).
+            out = out | (prev & (_basins(image.bgr, prev, seeds, new_neg) == POSITIVE_BASIN))
     return out
 
 
 def _split_off(bgr: np.ndarray, prev: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     """The part of `prev` nearer (across the weakest edges) to the negative seed than to the positive
-    seeds or the answer's own outline: watershed with the outside of `prev` as a third seed."""
+    seeds or the answer's own outline."""
+    return (_basins(bgr, prev, pos, neg) == NEGATIVE_BASIN) | dilate(neg, 2) & prev
+
+
+POSITIVE_BASIN, NEGATIVE_BASIN, OUTSIDE_BASIN = 1, 2, 3
+
+
+def _basins(bgr: np.ndarray, prev: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """int32 (h, w): which seed each pixel of `prev` is nearest across the weakest edges, a watershed
+    from the positive seeds, the negative seeds and the outside of `prev` (its *_BASIN); 0 off
+    `prev`'s neighbourhood."""
     y0, y1, x0, x1 = roi_around(prev | neg, 0.05, minimum=2)
     p, n, q = prev[y0:y1, x0:x1], neg[y0:y1, x0:x1], pos[y0:y1, x0:x1]
     markers = np.zeros(p.shape, np.int32)
-    markers[~p] = 3
-    markers[q & p] = 1
-    markers[n] = 2
+    markers[~p] = OUTSIDE_BASIN
+    markers[q & p] = POSITIVE_BASIN
+    markers[n] = NEGATIVE_BASIN
     smooth = cv2.bilateralFilter(np.ascontiguousarray(bgr[y0:y1, x0:x1]), 7, 40, 5)
     cv2.watershed(smooth, markers)
-    region = np.zeros_like(prev)
-    region[y0:y1, x0:x1] = (markers == 2) & p
-    return region | dilate(neg, 2) & prev
+    out = np.zeros(prev.shape, np.int32)
+    out[y0:y1, x0:x1] = np.where(p, markers, 0)
+    return out
 
 
 def bound_removal(texture: np.ndarray, prev: np.ndarray, out: np.ndarray, new_neg: np.ndarray, radius: int,
