@@ -13,6 +13,8 @@ import pytest
 from seem_annotator.cli.main import main
 from seem_annotator.core.project import Project
 from seem_annotator.core.sequences import natural_key
+from seem_annotator.errors import UserError
+from seem_annotator.video.importing import decode_video, register_video, video_target
 
 DAVIS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "video" / "davis2016_camel" / "frames"
 
@@ -139,3 +141,22 @@ def test_frames_of_one_sequence_cannot_join_another(tmp_path: Path):
     shutil.copytree(src, root / "a")
     assert main(["import", "frames", str(root / "a"), "--project", str(root)]) == 0
     assert main(["import", "frames", str(root / "a"), "--project", str(root), "--name", "again"]) == 2
+
+
+def test_decoding_reports_progress_and_a_cancel_keeps_nothing(tmp_path: Path):
+    video = _write_video(tmp_path / "clip.avi", n=10)
+    root = _project_with_photo(tmp_path)
+    with Project.open(root) as project:
+        target = video_target(project, video)
+        seen: list[tuple[int, int | None]] = []
+        with pytest.raises(UserError, match="cancelled; nothing was imported"):
+            decode_video(video, target.folder, every=2, progress=lambda n, total: seen.append((n, total)),
+                         cancelled=lambda: len(seen) >= 4)
+        assert seen == [(1, 10), (2, 10), (3, 10), (4, 10)]
+        assert not target.folder.exists() and project.sequences.all() == []
+        # Decoding apart from recording (the app decodes on a thread, records on the store's).
+        decoded = decode_video(video, target.folder, every=2, progress=lambda n, total: seen.append((n, total)))
+        assert seen[-1] == (10, 10) and len(decoded.files) == 5
+        record = register_video(project, target, decoded, every=2)
+        assert record.name == "clip" and record.frame_count == 5
+        assert len(project.sequences.frames(record.id)) == 5

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QCompleter, QLabel, QLineEdit, QSlider, QSpinBox, 
 
 from seem_annotator.gui.edit_tools import TOOL_CLASSES
 from seem_annotator.gui.field_focus import LabelFieldFocus
+from seem_annotator.gui.video_import import import_frames_interactive, import_video_interactive
 
 if TYPE_CHECKING:
     from seem_annotator.gui.main_window import MainWindow
@@ -21,6 +22,8 @@ def bind_actions(window: MainWindow) -> None:
     s = window.shortcuts
     handlers = {
         "open_folder": window.choose_folder, "rescan": window.rescan_folder, "export": window.export,
+        "import_video": lambda: import_video_interactive(window),
+        "import_frames": lambda: import_frames_interactive(window),
         "quit": window.close,
         "accept": c.accept, "accept_as": lambda: window.ask_label(for_selection=False), "cancel": c.cancel,
         "undo": c.undo, "redo": c.redo, "delete": c.delete_selected, "relabel": c.relabel_selected,
@@ -53,6 +56,8 @@ def build_menus(window: MainWindow) -> None:
     window.recent_menu = file_menu.addMenu("Open &recent")
     window.recent_menu.aboutToShow.connect(window.fill_recent_menu)
     file_menu.addAction(a["rescan"])
+    file_menu.addAction(a["import_video"])
+    file_menu.addAction(a["import_frames"])
     file_menu.addAction(a["export"])
     window.sidecar_action = file_menu.addAction("Write LabelMe files beside images automatically")
     window.sidecar_action.setCheckable(True)

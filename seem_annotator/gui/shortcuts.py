@@ -38,6 +38,8 @@ class ActionSpec:
 ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("open_folder", "Open folder…", ("Ctrl+O",), "File"),
     ActionSpec("rescan", "Rescan folder (new and changed images)", ("F5",), "File"),
+    ActionSpec("import_video", "Import video…", ("Ctrl+I",), "File"),
+    ActionSpec("import_frames", "Import frames folder…", ("Ctrl+Shift+I",), "File"),
     ActionSpec("export", "Export…", ("Ctrl+E",), "File"),
     ActionSpec("quit", "Quit", ("Ctrl+Q",), "File"),
     ActionSpec("accept", "Accept object", ("Return", "Enter"), "Object"),

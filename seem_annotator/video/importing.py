@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,9 +42,12 @@ class DecodedVideo:
 
 
 def decode_video(path: Path, out_dir: Path, every: int = 1, fps: float | None = None, fmt: str = "jpg",
-                 quality: int = 95) -> DecodedVideo:
+                 quality: int = 95, progress: Callable[[int, int | None], None] | None = None,
+                 cancelled: Callable[[], bool] | None = None) -> DecodedVideo:
     """Decode `path` once, writing kept frames to `out_dir` (every `every`-th frame, or about
-    `fps` frames per second). Raises UserError when not a single frame decodes."""
+    `fps` frames per second). Raises UserError when not a single frame decodes, or when
+    `cancelled()` turns true (then nothing is kept). `progress(frames read, frames in the header
+    or None)` is called after each frame read."""
     if fmt not in FORMATS:
         raise UserError(f"Unknown frame format {fmt!r}; use one of {', '.join(FORMATS)}.")
     if every < 1:
@@ -87,6 +91,11 @@ def decode_video(path: Path, out_dir: Path, every: int = 1, fps: float | None = 
                 result.files.append((target, round(stamp, 6)))
                 result.source_indices.append(index)
             index += 1
+            if progress is not None:
+                progress(index, result.frame_count)
+            if cancelled is not None and cancelled():
+                shutil.rmtree(out_dir, ignore_errors=True)
+                raise UserError(f"Import of {path.name} cancelled; nothing was imported.")
     finally:
         cap.release()
     if not result.files:
@@ -123,20 +132,41 @@ def _relative(project: Project, path: Path) -> str:
 def import_video(project: Project, path: Path, name: str | None = None, every: int = 1, fps: float | None = None,
                  fmt: str = "jpg", quality: int = 95) -> tuple[SequenceRecord, DecodedVideo]:
     """Decode a video into the project as a new sequence (see `decode_video`)."""
+    target = video_target(project, path, name)
+    decoded = decode_video(Path(path), target.folder, every, fps, fmt, quality)
+    return register_video(project, target, decoded, every, fps), decoded
+
+
+@dataclass(frozen=True)
+class VideoTarget:
+    """Where a video's frames go: its sequence's name and folder (neither taken yet)."""
+
+    source: Path
+    name: str
+    folder: Path
+
+
+def video_target(project: Project, path: Path, name: str | None = None) -> VideoTarget:
+    """The sequence name and folder a video will be decoded into. Decoding (slow, files only) can
+    then run on another thread, and `register_video` records the sequence in the store on the
+    store's own thread."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} does not exist or is not a file.")
     seq_name = project.sequences.unique_name(name or path.stem)
-    folder = _target_folder(project, seq_name)
-    decoded = decode_video(path, folder, every, fps, fmt, quality)
+    return VideoTarget(path, seq_name, _target_folder(project, seq_name))
+
+
+def register_video(project: Project, target: VideoTarget, decoded: DecodedVideo, every: int = 1,
+                   fps: float | None = None) -> SequenceRecord:
+    """Record decoded frames as a new sequence of the project (its images found by a rescan)."""
     project.rescan()
     frames = [(_relative(project, f), stamp) for f, stamp in decoded.files]
-    record = project.sequences.add(
-        seq_name, _relative(project, folder), frames, source=str(path.resolve()),
+    return project.sequences.add(
+        target.name, _relative(project, target.folder), frames, source=str(target.source.resolve()),
         fps=(fps or (decoded.fps / every if decoded.fps else None)), truncated=decoded.truncated,
         error=decoded.error,
         extra={"source_fps": decoded.fps, "source_frames": decoded.source_indices, "every": every})
-    return record, decoded
 
 
 def import_frames(project: Project, folder: Path, name: str | None = None,

@@ -1,0 +1,259 @@
+"""File > Import video… / Import frames folder…: a video or a folder of frames becomes a sequence of
+the open project, without the command line.
+
+A video is decoded on a background thread (files only: `video.importing.decode_video`) with a
+progress dialog and Cancel; the sequence is then recorded in the store on the GUI thread, the
+store's one writer, and the window shows its first frame, where the frame strip appears."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, QSettings, Qt, Signal
+from PySide6.QtWidgets import (
+    QApplication,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressDialog,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from seem_annotator.errors import UserError
+from seem_annotator.video.importing import (
+    SEQUENCES_DIR,
+    DecodedVideo,
+    VideoTarget,
+    decode_video,
+    import_frames,
+    register_video,
+    video_target,
+)
+
+if TYPE_CHECKING:
+    from seem_annotator.gui.main_window import MainWindow
+
+VIDEO_FILTER = "Videos (*.mp4 *.mov *.avi *.mkv *.webm *.m4v *.mpg *.mpeg *.wmv *.flv);;All files (*)"
+Done = Callable[[Any, str | None], None]  # (the sequence record or None, an error message or None)
+
+
+class VideoImportDialog(QDialog):
+    """Which video, which of its frames to keep, and the sequence's name."""
+
+    def __init__(self, project_root: Path, parent: QWidget | None = None, settings: QSettings | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Import video")
+        self.setMinimumWidth(560)
+        self.settings = settings or QSettings()
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        row = QHBoxLayout()
+        self.path = QLineEdit(self)
+        self.path.setPlaceholderText("a video file")
+        browse = QPushButton("Browse…", self)
+        browse.clicked.connect(self._browse)
+        row.addWidget(self.path, 1)
+        row.addWidget(browse)
+        form.addRow("Video", row)
+        self.every = QSpinBox(self)
+        self.every.setRange(1, 1000)
+        self.every.setValue(int(self.settings.value("video_import/every", 1)))
+        self.every.setToolTip("1 keeps every frame; 5 keeps frames 0, 5, 10, …")
+        form.addRow("Keep every Nth frame", self.every)
+        self.name = QLineEdit(self)
+        self.name.setPlaceholderText("the file's name")
+        form.addRow("Sequence name", self.name)
+        layout.addLayout(form)
+        note = QLabel(f"The kept frames are written once, as JPEG files, into "
+                      f"{project_root / SEQUENCES_DIR}/<name>/ and become images of this project; the video "
+                      "itself is not read again.", self)
+        note.setWordWrap(True)
+        layout.addWidget(note)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel,
+                                        self)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Import")
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        layout.addWidget(self.buttons)
+        self.path.textChanged.connect(self._check)
+        self._check()
+
+    def _browse(self) -> None:
+        start = str(self.settings.value("video_import/folder", str(Path.home())))
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a video", start, VIDEO_FILTER)
+        if path:
+            self.path.setText(path)
+
+    def _check(self) -> None:
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(self.video().is_file())
+
+    def video(self) -> Path:
+        return Path(self.path.text().strip()).expanduser()
+
+    def remember(self) -> None:
+        self.settings.setValue("video_import/every", self.every.value())
+        self.settings.setValue("video_import/folder", str(self.video().parent))
+
+
+class VideoDecodeRunner(QObject):
+    """Decodes one video off the GUI thread. `progress(frames read, frames expected or 0)`,
+    `finished(DecodedVideo)` and `failed(message)` arrive on the GUI thread."""
+
+    progress = Signal(int, int)
+    finished = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, target: VideoTarget, every: int) -> None:
+        super().__init__()
+        self.target, self.every = target, every
+        self._cancel = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def start(self) -> None:
+        def run() -> None:
+            try:
+                decoded = decode_video(self.target.source, self.target.folder, self.every,
+                                       progress=lambda done, total: self.progress.emit(done, total or 0),
+                                       cancelled=self._cancel.is_set)
+            except UserError as exc:
+                self.failed.emit(str(exc))
+                return
+            except Exception as exc:  # a decoder crash must not take the app (and the user's work) down
+                shutil.rmtree(self.target.folder, ignore_errors=True)
+                self.failed.emit(f"Importing {self.target.source.name} failed: {type(exc).__name__}: {exc}")
+                return
+            self.finished.emit(decoded)
+
+        self.thread = threading.Thread(target=run, name=f"import-{self.target.name}", daemon=True)
+        self.thread.start()
+
+
+def import_video_interactive(window: MainWindow) -> None:
+    if window.project is None:
+        window.show_error("Open a folder first: a video's frames are kept in its project.", modal=True)
+        return
+    dialog = VideoImportDialog(window.project.root, window, window.settings)
+    if dialog.exec() != QDialog.DialogCode.Accepted:
+        return
+    dialog.remember()
+    import_video_to(window, dialog.video(), dialog.every.value(), dialog.name.text().strip() or None)
+
+
+def import_video_to(window: MainWindow, path: str | Path, every: int = 1, name: str | None = None,
+                    on_done: Done | None = None) -> VideoDecodeRunner | None:
+    """Decode `path` into the open project in the background, then record it and show its first
+    frame. `on_done(record, error)` is called on the GUI thread when given (tests)."""
+    project = window.project
+    if project is None:
+        return None
+    try:
+        target = video_target(project, Path(path), name)
+    except UserError as exc:
+        window.show_error(str(exc), modal=True)
+        return None
+    dialog = QProgressDialog(f"Decoding {target.source.name}…", "Cancel", 0, 0, window)
+    dialog.setWindowTitle("Import video")
+    dialog.setWindowModality(Qt.WindowModality.WindowModal)
+    dialog.setMinimumDuration(300)
+    runner = VideoDecodeRunner(target, every)
+
+    def progress(done: int, total: int) -> None:
+        if runner.cancelled:
+            return
+        dialog.setMaximum(total)
+        dialog.setValue(min(done, total) if total else 0)
+        dialog.setLabelText(f"Decoding {target.source.name}: frame {done}" + (f" of {total}" if total else ""))
+
+    def finished(decoded: DecodedVideo) -> None:
+        dialog.reset()
+        if window.project is not project:  # the project was closed meanwhile: keep nothing of it
+            shutil.rmtree(target.folder, ignore_errors=True)
+            return
+        try:
+            record = register_video(project, target, decoded, every)
+        except UserError as exc:
+            window.show_error(str(exc), modal=True)
+            if on_done is not None:
+                on_done(None, str(exc))
+            return
+        show_sequence(window, record)
+        kept = f"Imported {len(decoded.files)} frames of {target.source.name} as sequence {record.name}."
+        if decoded.truncated:
+            window.show_error(f"{kept} The video stopped early: {decoded.error}; the frames decoded so far are kept.",
+                              modal=True)
+        else:
+            window.status.message(kept)
+        if on_done is not None:
+            on_done(record, None)
+
+    def failed(message: str) -> None:
+        dialog.reset()
+        if runner.cancelled:
+            window.status.message(message)
+        else:
+            window.show_error(message, modal=True)
+        if on_done is not None:
+            on_done(None, message)
+
+    dialog.canceled.connect(runner.cancel)
+    runner.progress.connect(progress)
+    runner.finished.connect(finished)
+    runner.failed.connect(failed)
+    window._video_import_runner = runner  # keep it alive until it reports
+    runner.start()
+    return runner
+
+
+def import_frames_interactive(window: MainWindow) -> None:
+    if window.project is None:
+        window.show_error("Open a folder first: the frames become images of its project.", modal=True)
+        return
+    folder = QFileDialog.getExistingDirectory(window, "Choose a folder of frames",
+                                              str(window.settings.value("video_import/folder", str(Path.home()))))
+    if folder:
+        import_frames_to(window, Path(folder))
+
+
+def import_frames_to(window: MainWindow, folder: Path, name: str | None = None) -> Any:
+    """A folder of frames as a sequence of the open project (copied in unless it lies inside it);
+    the record, or None after an error (shown)."""
+    if window.project is None:
+        return None
+    QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+    try:
+        record = import_frames(window.project, folder, name)
+    except UserError as exc:
+        window.show_error(str(exc), modal=True)
+        return None
+    finally:
+        QApplication.restoreOverrideCursor()
+    show_sequence(window, record)
+    window.status.message(f"Imported {record.frame_count} frames of {folder.name} as sequence {record.name}.")
+    return record
+
+
+def show_sequence(window: MainWindow, record: Any) -> None:
+    """Refresh the image list with a new sequence's frames and open its first frame."""
+    project = window.project
+    window.images_panel.set_images(project.images(), project.root)
+    frames = project.sequences.frames(record.id)
+    if frames:
+        window.show_image(frames[0].image_id)
