@@ -92,3 +92,21 @@ def test_a_frames_folder_imported_from_the_window(qtbot, tmp_path: Path, shared_
     assert import_frames_to(window, tmp_path / "missing") is None
     assert "is not a folder of frames" in window.status.full_text()
     window.close()
+
+
+def test_opening_a_video_makes_its_project_beside_it_once(qtbot, tmp_path: Path, shared_data: Path) -> None:
+    from seem_annotator.gui.video_import import is_video, open_video
+
+    video = _write_video(shared_data, tmp_path / "walk.avi", n=4)
+    assert is_video(video) and not is_video(tmp_path) and not is_video(tmp_path / "walk.txt")
+    window = make_window(qtbot, tmp_path)
+    outcome: list = []
+    assert open_video(window, video, on_done=lambda record, error: outcome.append((record, error)))
+    qtbot.waitUntil(lambda: bool(outcome), timeout=30000)
+    assert window.project.root == (tmp_path / "walk").resolve()
+    assert outcome[0][0].frame_count == 4 and window.sequence_strip.title.text() == "walk: frame 1/4"
+    # Opened again: the same project, the video not imported a second time.
+    outcome.clear()
+    assert open_video(window, video, on_done=lambda record, error: outcome.append((record, error)))
+    assert outcome == [(None, None)] and len(window.project.sequences.all()) == 1
+    window.close()

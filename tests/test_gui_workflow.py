@@ -457,3 +457,17 @@ def test_a_prompt_the_backend_cannot_answer_leaves_no_trace(qtbot, tmp_path: Pat
     key(window, Qt.Key.Key_Escape)
     assert ctl.session is None and window.project.current_session(image_id) is None
     window.close()
+
+
+def test_opening_the_open_project_again_keeps_it_open(qtbot, tmp_path: Path) -> None:
+    # Found under Xvfb: Open recent (or Ctrl+O) on the project already open said it was "already open
+    # for writing in another window or process", naming this very process.
+    window = make_window(qtbot, tmp_path)
+    folder = copy_samples(tmp_path / "samples")
+    assert window.open_folder(folder)
+    project = window.project
+    open_image(window, "coffee.jpg")
+    assert window.open_folder(folder) and window.open_folder(str(folder) + "/")
+    assert window.project is project and window.controller.image_id == project.image_by_name("coffee.jpg").id
+    assert "already open" not in window.status.full_text()
+    window.close()

@@ -47,12 +47,15 @@ def run(folder: str | None = None, store: str | None = None, backend: str | None
     QGuiApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
     app = QApplication.instance() or QApplication([sys.argv[0]])
     from seem_annotator.gui.main_window import MainWindow
+    from seem_annotator.gui.video_import import is_video, open_video
 
     window = MainWindow(backend_name=backend, device=device)
     window.show()
     if folder:
         if not Path(folder).exists():
             window.show_error(f"{folder} does not exist; open a folder with Ctrl+O.")
+        elif is_video(folder):
+            open_video(window, folder)
         else:
             window.open_folder(folder, store)
     else:

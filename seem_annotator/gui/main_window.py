@@ -144,6 +144,11 @@ class MainWindow(ViewSyncMixin, QMainWindow):
     def open_folder(self, folder: str | Path, store: str | Path | None = None) -> bool:
         """Open a folder of images as a project (store beside the images, else as chosen/cached)."""
         folder = Path(folder)
+        if self.project is not None and store is None and folder.expanduser().resolve() == self.project.root.resolve():
+            # Already open (Open recent, Ctrl+O on the same folder): its store is locked by this very
+            # window, so opening it again would fail; look for new images instead.
+            self.rescan_folder()
+            return True
         if store is None and folder.is_dir() and not project_open.folder_writable(folder) \
                 and not project_open.default_store_path(folder).is_file() and self.isVisible():
             answer = QFileDialog.getExistingDirectory(

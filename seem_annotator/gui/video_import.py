@@ -44,7 +44,8 @@ from seem_annotator.video.importing import (
 if TYPE_CHECKING:
     from seem_annotator.gui.main_window import MainWindow
 
-VIDEO_FILTER = "Videos (*.mp4 *.mov *.avi *.mkv *.webm *.m4v *.mpg *.mpeg *.wmv *.flv);;All files (*)"
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
+VIDEO_FILTER = f"Videos ({' '.join('*' + s for s in VIDEO_SUFFIXES)});;All files (*)"
 Done = Callable[[Any, str | None], None]  # (the sequence record or None, an error message or None)
 
 
@@ -257,3 +258,33 @@ def show_sequence(window: MainWindow, record: Any) -> None:
     frames = project.sequences.frames(record.id)
     if frames:
         window.show_image(frames[0].image_id)
+
+
+def is_video(path: str | Path) -> bool:
+    return Path(path).is_file() and Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def video_project_folder(video: Path) -> Path:
+    """Where opening a video keeps its project: a folder named after it, beside it."""
+    return video.parent / video.stem
+
+
+def open_video(window: MainWindow, video: str | Path, on_done: Done | None = None) -> bool:
+    """Open a video as a person expects from `seem-annotator gui clip.mp4`: its project is the folder
+    `clip/` beside it (made when missing); the video is imported there the first time, and reopened
+    as it was after that."""
+    video = Path(video).expanduser().resolve()
+    folder = video_project_folder(video)
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as exc:
+        window.show_error(f"Cannot make the project folder {folder} beside the video ({exc.strerror}); open a "
+                          "writable folder and use File > Import video.", modal=True)
+        return False
+    if not window.open_folder(folder):
+        return False
+    if any(record.source == str(video) for record in window.project.sequences.all()):
+        if on_done is not None:
+            on_done(None, None)
+        return True
+    return import_video_to(window, video, on_done=on_done) is not None
