@@ -471,3 +471,27 @@ def test_opening_the_open_project_again_keeps_it_open(qtbot, tmp_path: Path) -> 
     assert window.project is project and window.controller.image_id == project.image_by_name("coffee.jpg").id
     assert "already open" not in window.status.full_text()
     window.close()
+
+
+def test_segment_everything_review_sits_beside_the_image_and_shows_the_selected_region(
+        qtbot, tmp_path: Path, samples: Path) -> None:
+    # Found under Xvfb: the review opened in the middle of the window, over the regions it previews,
+    # and with twenty-odd rows a person could not tell which region a row was.
+    from seem_annotator.gui.everything_review import HIGHLIGHT
+
+    window = make_window(qtbot, tmp_path)
+    window.open_folder(samples)
+    _, review = everything_review_on(qtbot, window, "coffee.jpg")
+    canvas = window.canvas.viewport()
+    centre = canvas.mapToGlobal(canvas.rect().center())
+    assert not review.frameGeometry().contains(centre)
+    assert review.frameGeometry().left() > centre.x()
+    shown: list = []
+    review.preview.connect(shown.append)
+    review.list.item(1).setCheckState(Qt.CheckState.Unchecked)
+    review.list.setCurrentRow(1)  # unchecked, yet shown while selected
+    layers = shown[-1]
+    index = int(review.list.item(1).data(Qt.ItemDataRole.UserRole))
+    assert layers[-1][1] == HIGHLIGHT and layers[-1][0] is review.candidates[index].mask
+    assert len(layers) == review.list.count()  # the other checked rows, and the selected one on top
+    window.close()

@@ -28,6 +28,9 @@ def top_label(candidate: Candidate) -> str:
     return candidate.labels[0][0] if candidate.labels else "unknown"
 
 
+HIGHLIGHT = (255, 255, 255)  # the selected row's region
+
+
 class EverythingReview(QDialog):
     """Non-modal review of segment-everything candidates.
 
@@ -64,6 +67,8 @@ class EverythingReview(QDialog):
             item.setData(Qt.ItemDataRole.UserRole, i)
             self.list.addItem(item)
         self.list.itemChanged.connect(lambda _item: self._emit_preview())
+        # The selected row's region is drawn on top in white: which region a row is, checked or not.
+        self.list.currentRowChanged.connect(lambda _row: self._emit_preview())
         layout.addWidget(self.list)
         row = QHBoxLayout()
         for text, state in (("Check all", Qt.CheckState.Checked), ("Check none", Qt.CheckState.Unchecked)):
@@ -93,8 +98,11 @@ class EverythingReview(QDialog):
         self._emit_preview()
 
     def _emit_preview(self) -> None:
-        self.preview.emit([(self.candidates[i].mask, REVIEW_PALETTE[i % len(REVIEW_PALETTE)])
-                           for i in self.checked_indices()])
+        layers = [(self.candidates[i].mask, REVIEW_PALETTE[i % len(REVIEW_PALETTE)]) for i in self.checked_indices()]
+        item = self.list.currentItem()
+        if item is not None:
+            layers.append((self.candidates[int(item.data(Qt.ItemDataRole.UserRole))].mask, HIGHLIGHT))
+        self.preview.emit(layers)
 
     def showEvent(self, event) -> None:
         super().showEvent(event)

@@ -224,6 +224,9 @@ class ModelControl:
         self._review = review
         self._review_image = ctl.image_id
         review.show()
+        # Beside the image it previews on, over the right-hand panels, not in the middle of it.
+        frame = self.window.frameGeometry()
+        review.move(max(frame.left(), frame.right() - review.frameGeometry().width() - 8), frame.top() + 110)
 
     def close_review(self) -> None:
         """Discard an open review (its preview leaves the canvas)."""
