@@ -495,3 +495,29 @@ def test_segment_everything_review_sits_beside_the_image_and_shows_the_selected_
     assert layers[-1][1] == HIGHLIGHT and layers[-1][0] is review.candidates[index].mask
     assert len(layers) == review.list.count()  # the other checked rows, and the selected one on top
     window.close()
+
+
+def test_an_unreadable_image_says_why_on_the_canvas(qtbot, tmp_path: Path) -> None:
+    # Found under Xvfb: a truncated or non-image file left the canvas blank once the status
+    # message had faded.
+    folder = copy_samples(tmp_path / "samples")
+    (folder / "notes.jpg").write_text("hello")
+    window = make_window(qtbot, tmp_path)
+    window.open_folder(folder)
+    open_image(window, "notes.jpg")
+    text = window.canvas.placeholder
+    assert "notes.jpg cannot be read" in text and "F5" in text
+    assert window.canvas.display_size == (0, 0)
+    assert _light_pixels(window.canvas) > 200  # the text is painted on the dark canvas
+    open_image(window, "coffee.jpg")
+    assert window.canvas.placeholder == "" and window.canvas.display_size[0] > 0
+    window.close()
+
+
+def _light_pixels(canvas) -> int:
+    from PySide6.QtGui import QImage
+
+    image = canvas.viewport().grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+    rows = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())
+    pixels = rows[:, :image.width() * 3].reshape(image.height(), image.width(), 3)
+    return int((pixels.min(axis=2) > 180).sum())

@@ -70,6 +70,7 @@ class ImageCanvas(QGraphicsView):
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.full_size: tuple[int, int] = (0, 0)  # (H, W)
         self.display_size: tuple[int, int] = (0, 0)
+        self.placeholder = ""  # what the empty canvas says (set_placeholder)
         self.opacity = 0.45
         self.show_outlines = True
         self.tool = None
@@ -111,6 +112,20 @@ class ImageCanvas(QGraphicsView):
         if not self.display_size[0]:
             return 1.0
         return self.full_size[0] / self.display_size[0]
+
+    def set_placeholder(self, text: str) -> None:
+        """What the empty canvas says (why no image is shown); empty for nothing."""
+        self.placeholder = text
+        self.viewport().update()
+
+    def paintEvent(self, event) -> None:
+        super().paintEvent(event)
+        if self.placeholder and not self.display_size[0]:
+            painter = QPainter(self.viewport())
+            painter.setPen(QColor(220, 220, 220))
+            area = self.viewport().rect().adjusted(40, 40, -40, -40)
+            painter.drawText(area, int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap), self.placeholder)
+            painter.end()
 
     def set_image(self, image: QImage | None, full_size: tuple[int, int]) -> None:
         """Show an image (its display proxy) whose oriented full resolution is full_size (H, W)."""

@@ -63,6 +63,7 @@ class AnnotationController(EditsMixin, QObject):
         self.backend_name = "classical"
         self.image: LoadedImage | None = None
         self._current_record: ImageRecord | None = None
+        self.image_problem = ""  # why no image is shown (unreadable, loading, failed), for the canvas
         self.session: Any = None  # core.rounds.ObjectSession (open) or None
         self.pending: list[Prompt] = []
         self.candidate: Candidate | None = None
@@ -113,13 +114,17 @@ class AnnotationController(EditsMixin, QObject):
         self.image = None
         self._current_record = record
         self.reload()
+        self.image_problem = ""
         if not record.readable:
-            self.error.emit(f"{record.file_name} cannot be read: {record.error or 'unknown error'}")
+            reason = (record.error or "unknown error").rstrip(".")
+            self.image_problem = f"{record.file_name} cannot be read: {reason}. Fix or replace the file, then press F5."
+            self.error.emit(self.image_problem)
             self.image_changed.emit()
             return
         path = self.project.image_path(image_id)
         if self.loader.cached(record, path) is None and self.loader.needs_thread(record):
-            self.message.emit(f"Loading {record.file_name} ({record.width}x{record.height})…")
+            self.image_problem = f"Loading {record.file_name} ({record.width}x{record.height})…"
+            self.message.emit(self.image_problem)
             self.image_changed.emit()  # clears the canvas meanwhile
             self.loader.load_async(record, path, lambda image, error: self._loaded(image_id, image, error))
             return
@@ -127,6 +132,7 @@ class AnnotationController(EditsMixin, QObject):
             image = self.loader.load_now(record, path)
         except UserError as exc:
             image = None
+            self.image_problem = str(exc)
             self.error.emit(str(exc))
         self._loaded(image_id, image, None)
 
@@ -146,7 +152,10 @@ class AnnotationController(EditsMixin, QObject):
         if image_id != self.image_id:
             return  # the user moved on while it loaded
         if error is not None:
-            self.error.emit(str(error) if isinstance(error, UserError) else f"Cannot load the image: {error!r}")
+            self.image_problem = str(error) if isinstance(error, UserError) else f"Cannot load the image: {error!r}"
+            self.error.emit(self.image_problem)
+        elif image is not None:
+            self.image_problem = ""
         self.image = image
         self.image_changed.emit()
         if image is not None:

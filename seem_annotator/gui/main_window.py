@@ -285,7 +285,10 @@ class MainWindow(ViewSyncMixin, QMainWindow):
         ctl = self.controller
         if ctl.image is None:
             self.canvas.set_image(None, (0, 0))
+            # Status messages fade; an image that cannot be shown says why where it would be.
+            self.canvas.set_placeholder(ctl.image_problem)
         else:
+            self.canvas.set_placeholder("")
             self.canvas.set_image(overlays.rgb_to_qimage(ctl.image.display), ctl.image.full_size)
         self._shown_image = ctl.image_id
         self.images_panel.select(ctl.image_id)
