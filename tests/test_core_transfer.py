@@ -120,3 +120,15 @@ def test_import_is_all_or_nothing(source, tmp_path, problem):
         after = (dst.snapshot(), dst.info())
         assert after == before
         assert dst.image_by_name("extra.png") is None and dst.label_by_name("newlabel") is None
+
+
+def test_an_imported_label_never_takes_the_colour_of_another(source, tmp_path):
+    # Found in the app: a COCO file's "space shuttle" came in with the colour of the project's "cat".
+    root = make_root(tmp_path / "dst3", names=("a.png",))
+    ds = source.snapshot()
+    with Project.create(root) as dst:
+        dst.add_label("bird", color="#ff0000")  # the source's "dog" colour
+        dst.import_dataset(ds)
+        colours = [tuple(label.color) for label in dst.labels()]
+        assert len(colours) == 3 and len(set(colours)) == 3
+        assert tuple(dst.label_by_name("cat").color) == tuple(source.label_by_name("cat").color)  # kept when free

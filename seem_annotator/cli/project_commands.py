@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from seem_annotator.core.records import Dataset
 from seem_annotator.errors import PluginError, UserError
-from seem_annotator.formats.common import relative_posix
+from seem_annotator.formats.common import rebase_dataset, relative_posix
 from seem_annotator.formats.registry import PluginRegistry, default_registry
 
 T = TypeVar("T")
@@ -73,25 +73,6 @@ def _report_plugin_problems(registry: PluginRegistry) -> None:
         _warn(line)
 
 
-def _rebase(dataset: Dataset, project_root: Path) -> Dataset:
-    """The dataset with image file names relative to the project's images root."""
-    if dataset.root is None:
-        return dataset
-    src_root = Path(os.path.abspath(dataset.root))
-    dst_root = Path(os.path.abspath(project_root))
-    if src_root == dst_root:
-        return dataset
-    images = []
-    for image in dataset.images:
-        rel = relative_posix(src_root / image.file_name, dst_root)
-        if rel.startswith("../") or rel == ".." or os.path.isabs(rel):
-            raise UserError(f"image {src_root / image.file_name} is outside the project's images folder "
-                            f"{dst_root}; import into a project over a folder that contains it")
-        images.append(type(image)(**{**image.__dict__, "file_name": rel}))
-    return Dataset(images=images, labels=dataset.labels, annotations=dataset.annotations, root=str(dst_root),
-                   extra=dataset.extra)
-
-
 def _project_for_import(project_dir: Path, dataset: Dataset) -> Any:
     """Open the project at `project_dir`, or create it: its images root is `project_dir` when the
     imported images lie inside it, else the imported images' folder (store kept in `project_dir`)."""
@@ -129,7 +110,7 @@ def _import(args: argparse.Namespace) -> int:
         _warn(warning)
     project_dir = Path(args.project)
     with _project_for_import(project_dir, dataset) as project:
-        rebased = _rebase(dataset, project.root)
+        rebased = rebase_dataset(dataset, project.root)
         bar = _CoreBar("importing")
         try:
             summary = project.import_dataset(rebased, progress=bar)

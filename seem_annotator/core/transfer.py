@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from seem_annotator.core import annotations as ann_ops
 from seem_annotator.core import images as imgio
 from seem_annotator.core import labels as label_ops
-from seem_annotator.core import masks
+from seem_annotator.core import masks, palette
 from seem_annotator.core.catalog import Catalog
 from seem_annotator.core.history import Recorder
 from seem_annotator.core.records import Dataset
@@ -83,10 +83,16 @@ def import_dataset(store: Store, catalog: Catalog, dataset: Dataset,
                 summary["labels_matched"] += 1
                 continue
             shortcut = label.shortcut
-            if shortcut is not None and any(x.shortcut == shortcut for x in label_ops.list_labels(store)):
+            present = label_ops.list_labels(store)
+            if shortcut is not None and any(x.shortcut == shortcut for x in present):
                 shortcut = None  # keep the project's existing key bindings
-            made = label_ops.add_label(store, label.name, label.color, shortcut, dict(label.extra),
-                                       label_id=label.id)
+            color = label.color
+            if color is not None and any(tuple(x.color) == tuple(color) for x in present):
+                # Another label already looks like this: a colour of its own, unlike the labels
+                # still to come too.
+                color = palette.pick_color([tuple(x.color) for x in present] +
+                                           [tuple(x.color) for x in dataset.labels if x.color is not None])
+            made = label_ops.add_label(store, label.name, color, shortcut, dict(label.extra), label_id=label.id)
             label_map[label.id] = made.id
             summary["labels_added"] += 1
 

@@ -78,6 +78,7 @@ class Importer(ABC):
 
     name: str = ""
     description: str = ""
+    source: str = "file"  # what it reads: "file" or "dir" (which chooser the app offers)
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Add this format's own command-line options (default: none)."""

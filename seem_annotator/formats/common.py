@@ -10,7 +10,7 @@ from typing import Any
 
 from seem_annotator.core import palette
 from seem_annotator.core.records import RGB, Dataset, ImageRecord
-from seem_annotator.errors import FormatError
+from seem_annotator.errors import FormatError, UserError
 
 _EXIF_ORIENTATION = 0x0112
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".jfif")
@@ -64,6 +64,26 @@ def relative_posix(target: Path, start: Path) -> str:
         return Path(os.path.relpath(os.path.abspath(target), os.path.abspath(start))).as_posix()
     except ValueError:
         return Path(os.path.abspath(target)).as_posix()
+
+
+def rebase_dataset(dataset: Dataset, project_root: Path) -> Dataset:
+    """The dataset with image file names relative to the project's images root (a UserError when an
+    image lies outside it)."""
+    if dataset.root is None:
+        return dataset
+    src_root = Path(os.path.abspath(dataset.root))
+    dst_root = Path(os.path.abspath(project_root))
+    if src_root == dst_root:
+        return dataset
+    images = []
+    for image in dataset.images:
+        rel = relative_posix(src_root / image.file_name, dst_root)
+        if rel.startswith("../") or rel == ".." or os.path.isabs(rel):
+            raise UserError(f"image {src_root / image.file_name} is outside the project's images folder "
+                            f"{dst_root}; import into a project over a folder that contains it")
+        images.append(type(image)(**{**image.__dict__, "file_name": rel}))
+    return Dataset(images=images, labels=dataset.labels, annotations=dataset.annotations, root=str(dst_root),
+                   extra=dataset.extra)
 
 
 def image_path(dataset: Dataset, image: ImageRecord) -> Path:

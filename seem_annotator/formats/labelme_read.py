@@ -25,8 +25,9 @@ from seem_annotator.formats.common import check_int, default_color, oriented_siz
 from seem_annotator.formats.labelme import META_KEY, TOP_KEYS, export_labelme, mask_sha, shape_mask
 
 
-def _label_files(root: Path) -> list[Path]:
-    """labelme JSON files under root, sorted, skipping hidden folders (e.g. the project store)."""
+def label_files(root: Path) -> list[Path]:
+    """The .json files under root that an import reads as LabelMe files, sorted, skipping hidden
+    folders (e.g. the project store)."""
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -190,7 +191,7 @@ def read_labelme_folder(folder: str | Path, progress: Progress = no_progress,
     root = folder if images_root is None else Path(os.path.abspath(images_root))
     if not root.is_dir():
         raise FormatError(f"the images folder {root} (--images) does not exist")
-    files = _label_files(folder)
+    files = label_files(folder)
     if not files:
         raise FormatError(f"no LabelMe .json files found under {folder}")
     reader = _Reader(folder, root)
@@ -228,6 +229,7 @@ class LabelmeExporter(Exporter):
 class LabelmeImporter(Importer):
     name = "labelme"
     description = "a folder of LabelMe JSON files (with their images)"
+    source = "dir"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--images", metavar="ROOT", default=None,

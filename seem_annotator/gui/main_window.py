@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from seem_annotator.errors import UserError
 from seem_annotator.gui import menus, overlays, project_open
+from seem_annotator.gui.annotation_import import install_labelme_offer
 from seem_annotator.gui.canvas import ImageCanvas
 from seem_annotator.gui.commands import Commands
 from seem_annotator.gui.controller import AnnotationController
@@ -84,6 +85,7 @@ class MainWindow(ViewSyncMixin, QMainWindow):
         self.banner.choose_file.connect(self.model.choose_checkpoint)
         self._install_voice()
         self.sequence_strip = install_sequence_strip(self)  # frames of videos: tracks and propagation
+        self.labelme_offer = install_labelme_offer(self)  # a labelme folder's shapes, on first open
         self.set_tool(str(self.settings.value("tools/last", "point")))
         # Docks, toolbars and size as the user left them.
         if self.settings.contains("window/geometry"):
@@ -188,6 +190,7 @@ class MainWindow(ViewSyncMixin, QMainWindow):
             self.status.message("No readable images in this folder.")
         if found:
             self.status.message(found)
+        self.labelme_offer.check()
         return True
 
     def rescan_folder(self) -> None:
@@ -211,6 +214,7 @@ class MainWindow(ViewSyncMixin, QMainWindow):
         self.model.close_review()  # its candidates belong to this project's image
         self.review_ui.close()
         self.sequence_strip.shutdown()  # a propagation run writes to this project's store
+        self.labelme_offer.setVisible(False)
         if self.controller is not None:
             self.controller.deleteLater()
             self.controller = None

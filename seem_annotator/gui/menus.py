@@ -8,6 +8,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QActionGroup, QKeySequence
 from PySide6.QtWidgets import QCompleter, QLabel, QLineEdit, QSlider, QSpinBox, QToolBar
 
+from seem_annotator.gui.annotation_import import import_annotations_interactive
 from seem_annotator.gui.edit_tools import TOOL_CLASSES
 from seem_annotator.gui.field_focus import LabelFieldFocus
 from seem_annotator.gui.video_import import import_frames_interactive, import_video_interactive
@@ -24,6 +25,7 @@ def bind_actions(window: MainWindow) -> None:
         "open_folder": window.choose_folder, "rescan": window.rescan_folder, "export": window.export,
         "import_video": lambda: import_video_interactive(window),
         "import_frames": lambda: import_frames_interactive(window),
+        "import_annotations": lambda: import_annotations_interactive(window),
         "quit": window.close,
         "accept": c.accept, "accept_as": lambda: window.ask_label(for_selection=False), "cancel": c.cancel,
         "undo": c.undo, "redo": c.redo, "delete": c.delete_selected, "relabel": c.relabel_selected,
@@ -58,6 +60,7 @@ def build_menus(window: MainWindow) -> None:
     file_menu.addAction(a["rescan"])
     file_menu.addAction(a["import_video"])
     file_menu.addAction(a["import_frames"])
+    file_menu.addAction(a["import_annotations"])
     file_menu.addAction(a["export"])
     window.sidecar_action = file_menu.addAction("Write LabelMe files beside images automatically")
     window.sidecar_action.setCheckable(True)

@@ -40,6 +40,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("rescan", "Rescan folder (new and changed images)", ("F5",), "File"),
     ActionSpec("import_video", "Import video…", ("Ctrl+I",), "File"),
     ActionSpec("import_frames", "Import frames folder…", ("Ctrl+Shift+I",), "File"),
+    ActionSpec("import_annotations", "Import annotations (COCO, LabelMe)…", ("Ctrl+Shift+O",), "File"),
     ActionSpec("export", "Export…", ("Ctrl+E",), "File"),
     ActionSpec("quit", "Quit", ("Ctrl+Q",), "File"),
     ActionSpec("accept", "Accept object", ("Return", "Enter"), "Object"),

@@ -1,0 +1,282 @@
+"""File > Import annotations…: a COCO file, a folder of LabelMe files (or a plugin's format) added to
+the open project without the command line; and, when a folder opened with no annotations yet holds
+LabelMe files, a strip above the canvas that offers to bring them in (a labelme team's first step).
+
+The file is read and validated on a background thread (a bad file imports nothing); the store
+takes it on the GUI thread, the store's one writer, in one transaction."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, QSettings, Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressDialog,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from seem_annotator.core.records import Dataset
+from seem_annotator.errors import UserError
+from seem_annotator.formats.common import rebase_dataset
+from seem_annotator.formats.labelme_read import label_files
+from seem_annotator.formats.registry import default_registry
+
+if TYPE_CHECKING:
+    from seem_annotator.gui.main_window import MainWindow
+
+OFFER_DISMISSED = "import_offer/dismissed"  # settings key: store paths whose offer was declined
+
+
+def importers() -> dict[str, Any]:
+    return dict(default_registry().importers)
+
+
+class ImportDialog(QDialog):
+    """Which format and which file (or folder) to import into the open project."""
+
+    def __init__(self, available: dict[str, Any], project_root: Path, parent: QWidget | None = None,
+                 settings: QSettings | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Import annotations")
+        self.setMinimumWidth(560)
+        self.available = available
+        self.settings = settings or QSettings()
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.format = QComboBox(self)
+        for name in sorted(available, key=lambda n: (n not in ("coco", "labelme"), n)):
+            desc = available[name].description
+            self.format.addItem(f"{name} - {desc}" if desc else name, name)
+        form.addRow("Format", self.format)
+        row = QHBoxLayout()
+        self.path = QLineEdit(self)
+        browse = QPushButton("Browse…", self)
+        browse.clicked.connect(self._browse)
+        row.addWidget(self.path, 1)
+        row.addWidget(browse)
+        form.addRow("From", row)
+        layout.addLayout(form)
+        note = QLabel(f"Image file names are taken relative to this project's images folder, {project_root}. "
+                      "Images match by file name and labels by name; the annotations are added to those "
+                      "already here. A file with any error imports nothing.", self)
+        note.setWordWrap(True)
+        layout.addWidget(note)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel,
+                                        self)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Import")
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        layout.addWidget(self.buttons)
+        self.format.setCurrentIndex(max(0, self.format.findData(self.settings.value("import/format", "coco"))))
+        self.path.textChanged.connect(self._check)
+        self.format.currentIndexChanged.connect(self._check)
+        self._check()
+
+    @property
+    def importer(self) -> Any:
+        return self.available[self.format.currentData()]
+
+    def source(self) -> Path:
+        return Path(self.path.text().strip()).expanduser()
+
+    def _browse(self) -> None:
+        start = self.path.text() or str(self.settings.value("import/folder", str(Path.home())))
+        if self.importer.source == "dir":
+            path = QFileDialog.getExistingDirectory(self, "Import from folder", start)
+        else:
+            path, _ = QFileDialog.getOpenFileName(self, "Import from file", start, "JSON (*.json);;All files (*)")
+        if path:
+            self.path.setText(path)
+
+    def _check(self) -> None:
+        source = self.source()
+        ok = bool(self.path.text().strip()) and (source.is_dir() if self.importer.source == "dir" else source.is_file())
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(ok)
+
+    def remember(self) -> None:
+        self.settings.setValue("import/format", self.importer.name)
+        self.settings.setValue("import/folder", str(self.source().parent))
+
+
+class ImportRunner(QObject):
+    """Reads and validates one import off the GUI thread; `finished(Dataset)` or `failed(message)`
+    arrive on the GUI thread."""
+
+    progress = Signal(int, int)
+    finished = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, importer: Any, source: Path, options: dict[str, Any]) -> None:
+        super().__init__()
+        self.importer, self.source, self.options = importer, source, options
+        self.thread: threading.Thread | None = None
+
+    def _progress(self, items, total=None, desc=""):
+        total = int(total or 0)
+        for done, item in enumerate(items):
+            self.progress.emit(done, total)
+            yield item
+
+    def start(self) -> None:
+        def run() -> None:
+            try:
+                dataset = self.importer.read(self.source, self.options, self._progress)
+            except UserError as exc:
+                self.failed.emit(f"Nothing was imported: {exc}")
+                return
+            except Exception as exc:  # a plugin bug must not take the app (and the user's work) down
+                self.failed.emit(f"The {self.importer.name} import failed: {type(exc).__name__}: {exc}")
+                return
+            self.finished.emit(dataset)
+
+        self.thread = threading.Thread(target=run, name=f"import-{self.importer.name}", daemon=True)
+        self.thread.start()
+
+
+def import_annotations_interactive(window: MainWindow) -> None:
+    if window.project is None:
+        window.show_error("Open a folder first: annotations are imported into its project.", modal=True)
+        return
+    dialog = ImportDialog(importers(), window.project.root, window, window.settings)
+    if dialog.exec() != QDialog.DialogCode.Accepted:
+        return
+    dialog.remember()
+    import_annotations_to(window, dialog.importer.name, dialog.source())
+
+
+def import_annotations_to(window: MainWindow, name: str, source: str | Path, on_done=None) -> ImportRunner | None:
+    """Read `source` with importer `name` in the background, then add it to the open project.
+    `on_done(summary, error)` is called on the GUI thread when given (tests)."""
+    project = window.project
+    if project is None:
+        return None
+    importer = importers()[name]
+    dialog = QProgressDialog(f"Reading {Path(source).name}…", None, 0, 0, window)
+    dialog.setWindowTitle("Import annotations")
+    dialog.setWindowModality(Qt.WindowModality.WindowModal)
+    dialog.setMinimumDuration(300)
+    runner = ImportRunner(importer, Path(source), {"images": str(project.root)})
+
+    def progress(done: int, total: int) -> None:
+        dialog.setMaximum(total)
+        dialog.setValue(min(done, total) if total else 0)
+
+    def failed(message: str) -> None:
+        dialog.reset()
+        window.show_error(message, modal=True)
+        if on_done is not None:
+            on_done(None, message)
+
+    def finished(dataset: Dataset) -> None:
+        dialog.reset()
+        if window.project is not project:
+            return  # the project was closed meanwhile
+        try:
+            summary = project.import_dataset(rebase_dataset(dataset, project.root))
+        except UserError as exc:
+            failed(f"Nothing was imported: {exc}")
+            return
+        refresh_after_import(window)
+        text = (f"Imported {_count(summary.get('annotations_added', 0), 'annotation')} on "
+                f"{_count(len(dataset.images), 'image')} ({_count(summary.get('labels_added', 0), 'new label')}, "
+                f"{_count(summary.get('images_added', 0), 'new image')}).")
+        warnings = dataset.extra.get("warnings", [])
+        window.status.message(text + (f" {len(warnings)} warning(s): {warnings[0]}" if warnings else ""))
+        if on_done is not None:
+            on_done(summary, None)
+
+    runner.progress.connect(progress)
+    runner.finished.connect(finished)
+    runner.failed.connect(failed)
+    window._import_runner = runner  # keep it alive until it reports
+    runner.start()
+    return runner
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def refresh_after_import(window: MainWindow) -> None:
+    """The image list, labels and the current image's annotations, as the store now has them."""
+    window.images_panel.set_images(window.project.images(), window.project.root)
+    window.refresh_labels()
+    if window.controller is not None:
+        window.controller.refresh_image()
+
+
+class LabelmeOffer(QFrame):
+    """A strip above the canvas: this folder holds LabelMe files and the project has no annotations
+    yet; import them, or not (remembered for this project)."""
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        self.setObjectName("labelme_offer")
+        self.setStyleSheet("#labelme_offer { background: #dff0ff; border-bottom: 1px solid #8db8dc; }"
+                           "#labelme_offer QLabel { color: #0d2a40; }")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 4, 8, 4)
+        self.label = QLabel(self)
+        self.label.setWordWrap(True)
+        layout.addWidget(self.label, 1)
+        self.import_button = QPushButton("Import them", self)
+        self.import_button.clicked.connect(self._import)
+        layout.addWidget(self.import_button)
+        self.dismiss_button = QPushButton("Not now", self)
+        self.dismiss_button.clicked.connect(self._dismiss)
+        layout.addWidget(self.dismiss_button)
+        self.setVisible(False)
+        self.files = 0
+
+    def check(self) -> None:
+        """After a project opens: offer its folder's LabelMe files when it has no annotations yet."""
+        project = self.window.project
+        self.setVisible(False)
+        if project is None or project.read_only or sum(project.label_counts().values()) > 0:
+            return
+        if str(project.store_path) in _dismissed(self.window.settings):
+            return
+        self.files = len(label_files(project.root))
+        if not self.files:
+            return
+        self.label.setText(f"This folder has {self.files} LabelMe file{'s' if self.files != 1 else ''} (.json). "
+                           "Import their shapes as annotations?")
+        self.setVisible(True)
+
+    def _import(self) -> None:
+        self.setVisible(False)
+        if self.window.project is not None:
+            import_annotations_to(self.window, "labelme", self.window.project.root)
+
+    def _dismiss(self) -> None:
+        self.setVisible(False)
+        if self.window.project is not None:
+            seen = _dismissed(self.window.settings)
+            self.window.settings.setValue(OFFER_DISMISSED, [*seen, str(self.window.project.store_path)][-50:])
+
+
+def _dismissed(settings: QSettings) -> list[str]:
+    value = settings.value(OFFER_DISMISSED, [])
+    return [value] if isinstance(value, str) else [str(v) for v in (value or [])]
+
+
+def install_labelme_offer(window: MainWindow) -> LabelmeOffer:
+    """Put the offer strip above the canvas (below the no-checkpoint banner)."""
+    offer = LabelmeOffer(window)
+    column = window.centralWidget().layout()
+    column.insertWidget(column.indexOf(window.canvas), offer)
+    return offer

@@ -1,0 +1,90 @@
+"""File > Import annotations… and the offer to import a labelme folder's shapes, in the real window
+(found under Xvfb: a labelme team opening its folder saw none of its labels, and importing them
+needed the command line)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import copy_samples
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+from test_gui_workflow import key_column, make_window, open_image
+
+from seem_annotator.gui.annotation_import import import_annotations_to
+
+pytestmark = pytest.mark.timeout(120)
+
+CAT = [[120.0, 40.0], [330.0, 40.0], [330.0, 290.0], [120.0, 290.0]]
+
+
+def _labelme_folder(tmp_path: Path) -> Path:
+    folder = copy_samples(tmp_path / "samples")
+    doc = {"version": "5.4.1", "flags": {}, "imagePath": "chelsea.jpg", "imageData": None,
+           "imageHeight": 300, "imageWidth": 451,
+           "shapes": [{"label": "cat", "points": CAT, "group_id": None, "shape_type": "polygon", "flags": {}}]}
+    (folder / "chelsea.json").write_text(json.dumps(doc))
+    return folder
+
+
+def test_a_labelme_folder_offers_its_shapes_once(qtbot, tmp_path: Path) -> None:
+    folder = _labelme_folder(tmp_path)
+    window = make_window(qtbot, tmp_path)
+    window.open_folder(folder)
+    open_image(window, "chelsea.jpg")
+    offer = window.labelme_offer
+    assert offer.isVisible() and "1 LabelMe file" in offer.label.text()
+    QTest.mouseClick(offer.import_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(window.controller.annotations) == 1, timeout=30000)
+    assert not offer.isVisible()
+    (ann,) = window.controller.annotations
+    assert window.project.label(ann.label_id).name == "cat"
+    assert "Imported 1 annotation on 1 image (1 new label, 0 new images)" in window.status.full_text()
+    assert set(key_column(window.labels_panel)) == {"cat"}
+    # The project has annotations now: no offer when it opens again.
+    window.close_project()
+    window.open_folder(folder)
+    assert not window.labelme_offer.isVisible()
+    window.close()
+
+
+def test_declining_the_offer_is_remembered(qtbot, tmp_path: Path) -> None:
+    folder = _labelme_folder(tmp_path)
+    window = make_window(qtbot, tmp_path)
+    window.open_folder(folder)
+    QTest.mouseClick(window.labelme_offer.dismiss_button, Qt.MouseButton.LeftButton)
+    assert not window.labelme_offer.isVisible()
+    window.close_project()
+    window.open_folder(folder)
+    assert not window.labelme_offer.isVisible() and window.project.annotations() == []
+    window.close()
+
+
+def test_importing_coco_from_the_window_all_or_nothing(qtbot, tmp_path: Path) -> None:
+    window = make_window(qtbot, tmp_path)
+    window.open_folder(copy_samples(tmp_path / "samples"))
+    assert not window.labelme_offer.isVisible()  # no LabelMe files here
+    open_image(window, "coffee.jpg")
+    coffee = window.project.image_by_name("coffee.jpg")
+    good = {"images": [{"id": 7, "file_name": "coffee.jpg", "width": coffee.width, "height": coffee.height}],
+            "categories": [{"id": 1, "name": "cup"}],
+            "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "iscrowd": 0,
+                             "segmentation": [[200, 100, 400, 100, 400, 300, 200, 300]]}]}
+    bad = json.loads(json.dumps(good))
+    bad["annotations"].append({"id": 2, "image_id": 99, "category_id": 1, "iscrowd": 0,
+                               "segmentation": [[1, 1, 5, 1, 5, 5]]})
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    (tmp_path / "good.json").write_text(json.dumps(good))
+    outcome: list = []
+    import_annotations_to(window, "coco", tmp_path / "bad.json", on_done=lambda s, e: outcome.append((s, e)))
+    qtbot.waitUntil(lambda: bool(outcome), timeout=30000)
+    assert outcome[0][0] is None and "Nothing was imported" in outcome[0][1]
+    assert window.project.annotations() == [] and "Nothing was imported" in window.status.full_text()
+    outcome.clear()
+    import_annotations_to(window, "coco", tmp_path / "good.json", on_done=lambda s, e: outcome.append((s, e)))
+    qtbot.waitUntil(lambda: bool(outcome), timeout=30000)
+    assert outcome[0][1] is None and outcome[0][0]["annotations_added"] == 1
+    assert len(window.controller.annotations) == 1  # shown on the open image at once
+    window.close()
