@@ -80,7 +80,7 @@ def test_importing_coco_from_the_window_all_or_nothing(qtbot, tmp_path: Path) ->
     outcome: list = []
     import_annotations_to(window, "coco", tmp_path / "bad.json", on_done=lambda s, e: outcome.append((s, e)))
     qtbot.waitUntil(lambda: bool(outcome), timeout=30000)
-    assert outcome[0][0] is None and "Nothing was imported" in outcome[0][1]
+    assert outcome[0][0] is None and "refers to image 99" in outcome[0][1]
     assert window.project.annotations() == [] and "Nothing was imported" in window.status.full_text()
     outcome.clear()
     import_annotations_to(window, "coco", tmp_path / "good.json", on_done=lambda s, e: outcome.append((s, e)))

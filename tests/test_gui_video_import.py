@@ -11,7 +11,7 @@ import pytest
 from conftest import copy_samples
 from test_gui_workflow import make_window
 
-from seem_annotator.gui.video_import import VideoDecodeRunner, import_frames_to, import_video_to
+from seem_annotator.gui.video_import import import_frames_to, import_video_to, video_decode_job
 from seem_annotator.video.importing import video_target
 
 pytestmark = pytest.mark.timeout(120)
@@ -60,14 +60,15 @@ def test_a_cancelled_or_broken_video_leaves_the_project_as_it_was(qtbot, tmp_pat
     window = make_window(qtbot, tmp_path)
     window.open_folder(copy_samples(tmp_path / "samples"))
     before = [i.file_name for i in window.project.images()]
-    runner = VideoDecodeRunner(video_target(window.project, video), every=1)
+    target = video_target(window.project, video)
+    runner = video_decode_job(target, every=1)
     failures: list[str] = []
     runner.failed.connect(failures.append)
     runner.cancel()  # before the first frame: it stops after reading one
     runner.start()
     qtbot.waitUntil(lambda: bool(failures), timeout=30000)
     assert "cancelled; nothing was imported" in failures[0]
-    assert not runner.target.folder.exists()
+    assert not target.folder.exists()
     outcome: list = []
     import_video_to(window, broken, on_done=lambda record, error: outcome.append((record, error)))
     qtbot.waitUntil(lambda: bool(outcome), timeout=30000)

@@ -7,11 +7,10 @@ takes it on the GUI thread, the store's one writer, in one transaction."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, QSettings, Qt, Signal
+from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -22,7 +21,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressDialog,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -33,6 +31,7 @@ from seem_annotator.errors import UserError
 from seem_annotator.formats.common import rebase_dataset
 from seem_annotator.formats.labelme_read import label_files
 from seem_annotator.formats.registry import default_registry
+from seem_annotator.gui.background import BackgroundJob, progress_dialog, show_progress
 
 if TYPE_CHECKING:
     from seem_annotator.gui.main_window import MainWindow
@@ -111,41 +110,6 @@ class ImportDialog(QDialog):
         self.settings.setValue("import/folder", str(self.source().parent))
 
 
-class ImportRunner(QObject):
-    """Reads and validates one import off the GUI thread; `finished(Dataset)` or `failed(message)`
-    arrive on the GUI thread."""
-
-    progress = Signal(int, int)
-    finished = Signal(object)
-    failed = Signal(str)
-
-    def __init__(self, importer: Any, source: Path, options: dict[str, Any]) -> None:
-        super().__init__()
-        self.importer, self.source, self.options = importer, source, options
-        self.thread: threading.Thread | None = None
-
-    def _progress(self, items, total=None, desc=""):
-        total = int(total or 0)
-        for done, item in enumerate(items):
-            self.progress.emit(done, total)
-            yield item
-
-    def start(self) -> None:
-        def run() -> None:
-            try:
-                dataset = self.importer.read(self.source, self.options, self._progress)
-            except UserError as exc:
-                self.failed.emit(f"Nothing was imported: {exc}")
-                return
-            except Exception as exc:  # a plugin bug must not take the app (and the user's work) down
-                self.failed.emit(f"The {self.importer.name} import failed: {type(exc).__name__}: {exc}")
-                return
-            self.finished.emit(dataset)
-
-        self.thread = threading.Thread(target=run, name=f"import-{self.importer.name}", daemon=True)
-        self.thread.start()
-
-
 def import_annotations_interactive(window: MainWindow) -> None:
     if window.project is None:
         window.show_error("Open a folder first: annotations are imported into its project.", modal=True)
@@ -157,26 +121,21 @@ def import_annotations_interactive(window: MainWindow) -> None:
     import_annotations_to(window, dialog.importer.name, dialog.source())
 
 
-def import_annotations_to(window: MainWindow, name: str, source: str | Path, on_done=None) -> ImportRunner | None:
+def import_annotations_to(window: MainWindow, name: str, source: str | Path, on_done=None) -> BackgroundJob | None:
     """Read `source` with importer `name` in the background, then add it to the open project.
     `on_done(summary, error)` is called on the GUI thread when given (tests)."""
     project = window.project
     if project is None:
         return None
     importer = importers()[name]
-    dialog = QProgressDialog(f"Reading {Path(source).name}…", None, 0, 0, window)
-    dialog.setWindowTitle("Import annotations")
-    dialog.setWindowModality(Qt.WindowModality.WindowModal)
-    dialog.setMinimumDuration(300)
-    runner = ImportRunner(importer, Path(source), {"images": str(project.root)})
-
-    def progress(done: int, total: int) -> None:
-        dialog.setMaximum(total)
-        dialog.setValue(min(done, total) if total else 0)
+    source, options = Path(source), {"images": str(project.root)}
+    dialog = progress_dialog(window, "Import annotations", f"Reading {source.name}…", None)
+    job = BackgroundJob(f"import-{name}", lambda job: importer.read(source, options, job.iterate),
+                        lambda exc: f"the {name} import failed: {type(exc).__name__}: {exc}")
 
     def failed(message: str) -> None:
         dialog.reset()
-        window.show_error(message, modal=True)
+        window.show_error(f"Nothing was imported: {message}", modal=True)
         if on_done is not None:
             on_done(None, message)
 
@@ -187,7 +146,7 @@ def import_annotations_to(window: MainWindow, name: str, source: str | Path, on_
         try:
             summary = project.import_dataset(rebase_dataset(dataset, project.root))
         except UserError as exc:
-            failed(f"Nothing was imported: {exc}")
+            failed(str(exc))
             return
         refresh_after_import(window)
         text = (f"Imported {_count(summary.get('annotations_added', 0), 'annotation')} on "
@@ -198,12 +157,12 @@ def import_annotations_to(window: MainWindow, name: str, source: str | Path, on_
         if on_done is not None:
             on_done(summary, None)
 
-    runner.progress.connect(progress)
-    runner.finished.connect(finished)
-    runner.failed.connect(failed)
-    window._import_runner = runner  # keep it alive until it reports
-    runner.start()
-    return runner
+    job.progress.connect(lambda done, total, _text: show_progress(dialog, done, total))
+    job.finished.connect(finished)
+    job.failed.connect(failed)
+    window._import_job = job  # keep it alive until it reports
+    job.start()
+    return job
 
 
 def _count(n: int, noun: str) -> str:

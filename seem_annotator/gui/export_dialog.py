@@ -4,12 +4,10 @@ an output path, and a progress dialog while the export runs on a background thre
 from __future__ import annotations
 
 import argparse
-import threading
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QSettings, Qt, Signal
+from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -21,14 +19,13 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMessageBox,
-    QProgressDialog,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
 from seem_annotator.core.records import Dataset
-from seem_annotator.errors import UserError
+from seem_annotator.gui.background import BackgroundJob, progress_dialog, show_progress
 
 
 def exporter_flags(exporter: Any) -> list[argparse.Action]:
@@ -41,42 +38,6 @@ def exporter_flags(exporter: Any) -> list[argparse.Action]:
 def default_output(exporter: Any, project_root: Path) -> Path:
     base = project_root / "exports"
     return base / f"{exporter.name}.json" if exporter.output == "file" else base / exporter.name
-
-
-class ExportRunner(QObject):
-    """Runs one export off the GUI thread; `progress(done, total, text)`, `finished(result)`,
-    `failed(message)` arrive on the GUI thread."""
-
-    progress = Signal(int, int, str)
-    finished = Signal(object)
-    failed = Signal(str)
-
-    def __init__(self, exporter: Any, dataset: Dataset, out: Path, options: dict[str, Any]) -> None:
-        super().__init__()
-        self.exporter, self.dataset, self.out, self.options = exporter, dataset, out, options
-        self.thread: threading.Thread | None = None
-
-    def _progress(self, items: Iterable, total: int | None = None, desc: str = "") -> Iterator:
-        total = int(total or 0)
-        for done, item in enumerate(items):
-            self.progress.emit(done, total, desc)
-            yield item
-        self.progress.emit(total, total, desc)
-
-    def start(self) -> None:
-        def run() -> None:
-            try:
-                result = self.exporter.export(self.dataset, self.out, self.options, self._progress)
-            except UserError as exc:
-                self.failed.emit(str(exc))
-                return
-            except Exception as exc:  # a plugin bug must not take the app (and the user's work) down
-                self.failed.emit(f"The {self.exporter.name} export failed: {type(exc).__name__}: {exc}")
-                return
-            self.finished.emit(result)
-
-        self.thread = threading.Thread(target=run, name=f"export-{self.exporter.name}", daemon=True)
-        self.thread.start()
 
 
 class ExportDialog(QDialog):
@@ -161,20 +122,15 @@ class ExportDialog(QDialog):
 
 
 def run_export(parent: QWidget, exporter: Any, dataset: Dataset, out: Path, options: dict[str, Any],
-               on_done=None) -> ExportRunner:
+               on_done=None) -> BackgroundJob:
     """Start an export with a progress dialog; reports the outcome in a message box (or `on_done(result,
     error)` when given, used by tests and the status bar)."""
-    dialog = QProgressDialog(f"Exporting {exporter.name}…", "Hide", 0, 0, parent)
-    dialog.setWindowTitle("Export")
-    dialog.setWindowModality(Qt.WindowModality.WindowModal)
-    dialog.setMinimumDuration(300)  # quick exports finish before any dialog flashes up
-    runner = ExportRunner(exporter, dataset, out, options)
+    dialog = progress_dialog(parent, "Export", f"Exporting {exporter.name}…", "Hide")
+    job = BackgroundJob(f"export-{exporter.name}", lambda job: exporter.export(dataset, out, options, job.iterate),
+                        lambda exc: f"The {exporter.name} export failed: {type(exc).__name__}: {exc}")
 
     def progress(done: int, total: int, text: str) -> None:
-        dialog.setMaximum(max(total, 0))
-        dialog.setValue(min(done, total) if total else 0)
-        if text:
-            dialog.setLabelText(f"Exporting {exporter.name}: {text}")
+        show_progress(dialog, done, total, f"Exporting {exporter.name}: {text}" if text else None)
 
     def finished(result: Any) -> None:
         dialog.reset()
@@ -193,8 +149,8 @@ def run_export(parent: QWidget, exporter: Any, dataset: Dataset, out: Path, opti
             return
         QMessageBox.warning(parent, "Export failed", message)
 
-    runner.progress.connect(progress)
-    runner.finished.connect(finished)
-    runner.failed.connect(failed)
-    runner.start()
-    return runner
+    job.progress.connect(progress)
+    job.finished.connect(finished)
+    job.failed.connect(failed)
+    job.start()
+    return job

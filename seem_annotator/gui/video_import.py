@@ -8,12 +8,11 @@ store's one writer, and the window shows its first frame, where the frame strip 
 from __future__ import annotations
 
 import shutil
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, QSettings, Qt, Signal
+from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import (
     QApplication,
     QDialog,
@@ -23,7 +22,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressDialog,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -31,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from seem_annotator.errors import UserError
+from seem_annotator.gui.background import BackgroundJob, progress_dialog, show_progress
 from seem_annotator.video.importing import (
     SEQUENCES_DIR,
     DecodedVideo,
@@ -107,44 +106,16 @@ class VideoImportDialog(QDialog):
         self.settings.setValue("video_import/folder", str(self.video().parent))
 
 
-class VideoDecodeRunner(QObject):
-    """Decodes one video off the GUI thread. `progress(frames read, frames expected or 0)`,
-    `finished(DecodedVideo)` and `failed(message)` arrive on the GUI thread."""
+def video_decode_job(target: VideoTarget, every: int) -> BackgroundJob:
+    """Decoding `target`'s video (files only), cancellable between frames; a crash keeps nothing."""
 
-    progress = Signal(int, int)
-    finished = Signal(object)
-    failed = Signal(str)
+    def crash(exc: Exception) -> str:
+        shutil.rmtree(target.folder, ignore_errors=True)
+        return f"Importing {target.source.name} failed: {type(exc).__name__}: {exc}"
 
-    def __init__(self, target: VideoTarget, every: int) -> None:
-        super().__init__()
-        self.target, self.every = target, every
-        self._cancel = threading.Event()
-        self.thread: threading.Thread | None = None
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancel.is_set()
-
-    def start(self) -> None:
-        def run() -> None:
-            try:
-                decoded = decode_video(self.target.source, self.target.folder, self.every,
-                                       progress=lambda done, total: self.progress.emit(done, total or 0),
-                                       cancelled=self._cancel.is_set)
-            except UserError as exc:
-                self.failed.emit(str(exc))
-                return
-            except Exception as exc:  # a decoder crash must not take the app (and the user's work) down
-                shutil.rmtree(self.target.folder, ignore_errors=True)
-                self.failed.emit(f"Importing {self.target.source.name} failed: {type(exc).__name__}: {exc}")
-                return
-            self.finished.emit(decoded)
-
-        self.thread = threading.Thread(target=run, name=f"import-{self.target.name}", daemon=True)
-        self.thread.start()
+    return BackgroundJob(f"import-{target.name}",
+                         lambda job: decode_video(target.source, target.folder, every, progress=job.report,
+                                                  cancelled=lambda: job.cancelled), crash)
 
 
 def import_video_interactive(window: MainWindow) -> None:
@@ -159,7 +130,7 @@ def import_video_interactive(window: MainWindow) -> None:
 
 
 def import_video_to(window: MainWindow, path: str | Path, every: int = 1, name: str | None = None,
-                    on_done: Done | None = None) -> VideoDecodeRunner | None:
+                    on_done: Done | None = None) -> BackgroundJob | None:
     """Decode `path` into the open project in the background, then record it and show its first
     frame. `on_done(record, error)` is called on the GUI thread when given (tests)."""
     project = window.project
@@ -170,18 +141,13 @@ def import_video_to(window: MainWindow, path: str | Path, every: int = 1, name: 
     except UserError as exc:
         window.show_error(str(exc), modal=True)
         return None
-    dialog = QProgressDialog(f"Decoding {target.source.name}…", "Cancel", 0, 0, window)
-    dialog.setWindowTitle("Import video")
-    dialog.setWindowModality(Qt.WindowModality.WindowModal)
-    dialog.setMinimumDuration(300)
-    runner = VideoDecodeRunner(target, every)
+    dialog = progress_dialog(window, "Import video", f"Decoding {target.source.name}…", "Cancel")
+    job = video_decode_job(target, every)
 
-    def progress(done: int, total: int) -> None:
-        if runner.cancelled:
-            return
-        dialog.setMaximum(total)
-        dialog.setValue(min(done, total) if total else 0)
-        dialog.setLabelText(f"Decoding {target.source.name}: frame {done}" + (f" of {total}" if total else ""))
+    def progress(done: int, total: int, _text: str) -> None:
+        if not job.cancelled:
+            show_progress(dialog, done, total,
+                          f"Decoding {target.source.name}: frame {done}" + (f" of {total}" if total else ""))
 
     def finished(decoded: DecodedVideo) -> None:
         dialog.reset()
@@ -207,20 +173,20 @@ def import_video_to(window: MainWindow, path: str | Path, every: int = 1, name: 
 
     def failed(message: str) -> None:
         dialog.reset()
-        if runner.cancelled:
+        if job.cancelled:
             window.status.message(message)
         else:
             window.show_error(message, modal=True)
         if on_done is not None:
             on_done(None, message)
 
-    dialog.canceled.connect(runner.cancel)
-    runner.progress.connect(progress)
-    runner.finished.connect(finished)
-    runner.failed.connect(failed)
-    window._video_import_runner = runner  # keep it alive until it reports
-    runner.start()
-    return runner
+    dialog.canceled.connect(job.cancel)
+    job.progress.connect(progress)
+    job.finished.connect(finished)
+    job.failed.connect(failed)
+    window._video_import_job = job  # keep it alive until it reports
+    job.start()
+    return job
 
 
 def import_frames_interactive(window: MainWindow) -> None:
