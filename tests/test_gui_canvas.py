@@ -359,6 +359,13 @@ def test_export_dialog_lists_every_format_with_its_options(qtbot, tmp_path) -> N
     again = ExportDialog(available, tmp_path, settings=settings)
     qtbot.addWidget(again)
     assert again.exporter.name == "labelme" and again.output_path() == tmp_path / "mine"
+    # Found under Xvfb: another project's export offered the first project's remembered file, so
+    # exporting it would have overwritten that one. The remembered output is per project.
+    other = tmp_path / "other"
+    other.mkdir()
+    elsewhere = ExportDialog(available, other, settings=settings)
+    qtbot.addWidget(elsewhere)
+    assert elsewhere.exporter.name == "labelme" and elsewhere.output_path() == other / "exports" / "labelme"
 
 
 def test_cheat_sheet_lists_and_edits_shortcuts(qtbot, tmp_path) -> None:

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import (
-    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -20,7 +19,6 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -32,6 +30,7 @@ from seem_annotator.formats.common import rebase_dataset
 from seem_annotator.formats.labelme_read import label_files
 from seem_annotator.formats.registry import default_registry
 from seem_annotator.gui.background import BackgroundJob, progress_dialog, show_progress
+from seem_annotator.gui.dialog_parts import format_combo, note, ok_cancel, path_row
 
 if TYPE_CHECKING:
     from seem_annotator.gui.main_window import MainWindow
@@ -55,29 +54,15 @@ class ImportDialog(QDialog):
         self.settings = settings or QSettings()
         layout = QVBoxLayout(self)
         form = QFormLayout()
-        self.format = QComboBox(self)
-        for name in sorted(available, key=lambda n: (n not in ("coco", "labelme"), n)):
-            desc = available[name].description
-            self.format.addItem(f"{name} - {desc}" if desc else name, name)
+        self.format = format_combo(self, available)
         form.addRow("Format", self.format)
-        row = QHBoxLayout()
-        self.path = QLineEdit(self)
-        browse = QPushButton("Browse…", self)
-        browse.clicked.connect(self._browse)
-        row.addWidget(self.path, 1)
-        row.addWidget(browse)
+        row, self.path = path_row(self, self._browse)
         form.addRow("From", row)
         layout.addLayout(form)
-        note = QLabel(f"Image file names are taken relative to this project's images folder, {project_root}. "
-                      "Images match by file name and labels by name; the annotations are added to those "
-                      "already here. A file with any error imports nothing.", self)
-        note.setWordWrap(True)
-        layout.addWidget(note)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel,
-                                        self)
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Import")
-        self.buttons.accepted.connect(self.accept)
-        self.buttons.rejected.connect(self.reject)
+        layout.addWidget(note(self, f"Image file names are taken relative to this project's images folder, "
+                                    f"{project_root}. Images match by file name and labels by name; the annotations "
+                                    "are added to those already here. A file with any error imports nothing."))
+        self.buttons = ok_cancel(self, "Import")
         layout.addWidget(self.buttons)
         self.format.setCurrentIndex(max(0, self.format.findData(self.settings.value("import/format", "coco"))))
         self.path.textChanged.connect(self._check)

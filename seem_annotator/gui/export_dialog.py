@@ -4,28 +4,25 @@ an output path, and a progress dialog while the export runs on a background thre
 from __future__ import annotations
 
 import argparse
+import hashlib
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QDialog,
-    QDialogButtonBox,
     QFileDialog,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
-    QLineEdit,
     QMessageBox,
-    QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
 from seem_annotator.core.records import Dataset
 from seem_annotator.gui.background import BackgroundJob, progress_dialog, show_progress
+from seem_annotator.gui.dialog_parts import format_combo, ok_cancel, path_row
 
 
 def exporter_flags(exporter: Any) -> list[argparse.Action]:
@@ -52,17 +49,9 @@ class ExportDialog(QDialog):
         self.settings = settings or QSettings()
         layout = QVBoxLayout(self)
         form = QFormLayout()
-        self.format = QComboBox(self)
-        for name in sorted(exporters, key=lambda n: (n not in ("coco", "labelme"), n)):
-            desc = exporters[name].description
-            self.format.addItem(f"{name} - {desc}" if desc else name, name)
+        self.format = format_combo(self, exporters)
         form.addRow("Format", self.format)
-        row = QHBoxLayout()
-        self.path = QLineEdit(self)
-        browse = QPushButton("Browse…", self)
-        browse.clicked.connect(self._browse)
-        row.addWidget(self.path, 1)
-        row.addWidget(browse)
+        row, self.path = path_row(self, self._browse)
         form.addRow("Output", row)
         layout.addLayout(form)
         self.options_box = QVBoxLayout()
@@ -70,10 +59,7 @@ class ExportDialog(QDialog):
         self.note = QLabel("", self)
         self.note.setWordWrap(True)
         layout.addWidget(self.note)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
-        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Export")
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
+        buttons = ok_cancel(self, "Export")
         layout.addWidget(buttons)
         self._checks: dict[str, QCheckBox] = {}
         self.format.currentIndexChanged.connect(self._format_changed)
@@ -95,7 +81,7 @@ class ExportDialog(QDialog):
             check = QCheckBox(action.help or action.option_strings[0], self)
             self.options_box.addWidget(check)
             self._checks[action.dest] = check
-        saved = self.settings.value(f"export/path/{exporter.name}")
+        saved = self.settings.value(self._path_key(exporter.name))
         self.path.setText(str(saved) if saved else str(default_output(exporter, self.project_root)))
         note = "Writes one file." if exporter.output == "file" else "Writes into a folder."
         root_note = getattr(exporter, "images_root_note", None)  # which image root readers must pass
@@ -110,6 +96,11 @@ class ExportDialog(QDialog):
         if path:
             self.path.setText(path)
 
+    def _path_key(self, exporter: str) -> str:
+        # Per project: another project's remembered output would be overwritten by this one's export.
+        project = hashlib.sha1(str(Path(self.project_root).resolve()).encode()).hexdigest()[:16]
+        return f"export/path/{project}/{exporter}"
+
     def options(self) -> dict[str, Any]:
         return {dest: check.isChecked() for dest, check in self._checks.items()}
 
@@ -118,7 +109,7 @@ class ExportDialog(QDialog):
 
     def remember(self) -> None:
         self.settings.setValue("export/format", self.exporter.name)
-        self.settings.setValue(f"export/path/{self.exporter.name}", str(self.output_path()))
+        self.settings.setValue(self._path_key(self.exporter.name), str(self.output_path()))
 
 
 def run_export(parent: QWidget, exporter: Any, dataset: Dataset, out: Path, options: dict[str, Any],

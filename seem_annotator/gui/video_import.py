@@ -19,10 +19,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
-    QHBoxLayout,
-    QLabel,
     QLineEdit,
-    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -30,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from seem_annotator.errors import UserError
 from seem_annotator.gui.background import BackgroundJob, progress_dialog, show_progress
+from seem_annotator.gui.dialog_parts import note, ok_cancel, path_row
 from seem_annotator.video.importing import (
     SEQUENCES_DIR,
     DecodedVideo,
@@ -58,13 +56,8 @@ class VideoImportDialog(QDialog):
         self.settings = settings or QSettings()
         layout = QVBoxLayout(self)
         form = QFormLayout()
-        row = QHBoxLayout()
-        self.path = QLineEdit(self)
+        row, self.path = path_row(self, self._browse)
         self.path.setPlaceholderText("a video file")
-        browse = QPushButton("Browse…", self)
-        browse.clicked.connect(self._browse)
-        row.addWidget(self.path, 1)
-        row.addWidget(browse)
         form.addRow("Video", row)
         self.every = QSpinBox(self)
         self.every.setRange(1, 1000)
@@ -75,16 +68,10 @@ class VideoImportDialog(QDialog):
         self.name.setPlaceholderText("the file's name")
         form.addRow("Sequence name", self.name)
         layout.addLayout(form)
-        note = QLabel(f"The kept frames are written once, as JPEG files, into "
-                      f"{project_root / SEQUENCES_DIR}/<name>/ and become images of this project; the video "
-                      "itself is not read again.", self)
-        note.setWordWrap(True)
-        layout.addWidget(note)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel,
-                                        self)
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Import")
-        self.buttons.accepted.connect(self.accept)
-        self.buttons.rejected.connect(self.reject)
+        layout.addWidget(note(self, f"The kept frames are written once, as JPEG files, into "
+                                    f"{project_root / SEQUENCES_DIR}/<name>/ and become images of this project; the "
+                                    "video itself is not read again."))
+        self.buttons = ok_cancel(self, "Import")
         layout.addWidget(self.buttons)
         self.path.textChanged.connect(self._check)
         self._check()
