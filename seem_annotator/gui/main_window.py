@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from seem_annotator.errors import UserError
-from seem_annotator.gui import menus, overlays, project_open
+from seem_annotator.gui import menus, model_download, overlays, project_open
 from seem_annotator.gui.annotation_import import install_labelme_offer
 from seem_annotator.gui.canvas import ImageCanvas
 from seem_annotator.gui.commands import Commands
@@ -83,6 +83,9 @@ class MainWindow(ViewSyncMixin, QMainWindow):
         self.canvas.hovered.connect(self._hovered)
         self.canvas.zoom_changed.connect(self.status.set_zoom)
         self.banner.choose_file.connect(self.model.choose_checkpoint)
+        self.banner.download.connect(lambda: model_download.download_model(
+            self, model_download.DEFAULT_MODEL,
+            then=lambda: self.model.switch(f"seem:{model_download.DEFAULT_MODEL}", self.model.device_choice)))
         self._install_voice()
         self.sequence_strip = install_sequence_strip(self)  # frames of videos: tracks and propagation
         self.labelme_offer = install_labelme_offer(self)  # a labelme folder's shapes, on first open

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from seem_annotator.engine import backends
 from seem_annotator.errors import UserError
+from seem_annotator.gui import model_download
 from seem_annotator.gui.everything_review import EverythingReview
 from seem_annotator.gui.worker_bridge import WorkerBridge, make_worker
 
@@ -89,6 +90,10 @@ class ModelControl:
 
     # ------------------------------------------------------------------ switching
     def switch(self, name: str, device: str | None) -> None:
+        missing = model_download.missing_model(name)
+        if missing is not None:  # fetched on first use, when the person agrees
+            model_download.offer_download(self.window, missing, lambda: self.switch(name, device))
+            return
         self.window.status.message(f"Loading {name}…", 0)
         self.bridge.set_backend(lambda: backends.create_backend(name, device))
 
@@ -116,7 +121,7 @@ class ModelControl:
         devices.setCurrentText(self.device_choice)
         form.addRow("Backend", names)
         form.addRow("Device", devices)
-        form.addRow(QLabel("SEEM models need a checkpoint: `seem-annotator models download NAME`."))
+        form.addRow(QLabel("A SEEM model not on this machine yet is downloaded first (you are asked)."))
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(dialog.accept)
         buttons.rejected.connect(dialog.reject)

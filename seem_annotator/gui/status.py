@@ -89,8 +89,7 @@ class StatusPanel:
 NO_CHECKPOINT_TEXT = (
     "<b>No SEEM checkpoint found - running the classical backend.</b> "
     "Works now: clicks, boxes, polygons, scribbles, brush/eraser, manual polygons, export. "
-    "Needs SEEM: text and voice prompts, referring regions, label proposals, labelled segment-everything. "
-    "Get it with <code>seem-annotator models download focalt_v1</code>, or choose a checkpoint file."
+    "Needs SEEM: text and voice prompts, referring regions, label proposals, labelled segment-everything."
 )
 
 
@@ -98,6 +97,7 @@ class NoCheckpointBanner(QFrame):
     """A dismissable strip above the canvas explaining what works without SEEM and how to get it."""
 
     choose_file = Signal()
+    download = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -110,6 +110,11 @@ class NoCheckpointBanner(QFrame):
         self.label.setWordWrap(True)
         self.label.setTextFormat(Qt.TextFormat.RichText)
         layout.addWidget(self.label, 1)
+        self.download_button = QPushButton("Download SEEM", self)
+        self.download_button.setToolTip("Download focalt_v1 from Hugging Face, once: it is kept in the cache "
+                                        "(or: seem-annotator models download focalt_v1)")
+        self.download_button.clicked.connect(self.download.emit)
+        layout.addWidget(self.download_button)
         choose = QPushButton("Choose checkpoint…", self)
         choose.clicked.connect(self.choose_file.emit)
         layout.addWidget(choose)

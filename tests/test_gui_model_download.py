@@ -1,0 +1,68 @@
+"""A SEEM model fetched on first use from the app: the banner's Download button and picking a model
+that is not here both download it in the background and then switch to it; no network is one clear
+message and the classical backend keeps working (the download itself is faked: nothing can be
+fetched here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+from test_gui_workflow import make_window
+
+from seem_annotator.errors import CheckpointError
+from seem_annotator.gui import model_download
+from seem_annotator.model import hub
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.setenv("SEEM_ANNOTATOR_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_the_banner_downloads_seem_then_switches_to_it(qtbot, tmp_path: Path, cache: Path, monkeypatch) -> None:
+    fetched: list[str] = []
+
+    def fake_download(name: str, force: bool = False, progress: bool = True) -> Path:
+        fetched.append(name)
+        target = hub.checkpoint_path(hub.resolve_model_name(name))
+        target.write_bytes(b"weights")
+        return target
+
+    monkeypatch.setattr(hub, "download", fake_download)
+    window = make_window(qtbot, tmp_path)
+    assert model_download.missing_model("seem:focalt_v1").name == "focalt_v1"
+    assert model_download.missing_model("classical") is None
+    switched: list[str] = []
+    monkeypatch.setattr(window.model, "switch", lambda name, device: switched.append(name))
+    assert window.banner.isVisibleTo(window)
+    QTest.mouseClick(window.banner.download_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bool(switched), timeout=30000)
+    assert fetched == ["focalt_v1"] and switched == ["seem:focalt_v1"]
+    assert "Downloaded seem_focalt_v1.pt" in window.status.full_text()
+    assert model_download.missing_model("seem:focalt_v1") is None  # kept for next time
+    window.close()
+
+
+def test_no_network_is_one_clear_message_and_nothing_switches(qtbot, tmp_path: Path, cache: Path,
+                                                              monkeypatch) -> None:
+    def offline(name: str, force: bool = False, progress: bool = True) -> Path:
+        raise CheckpointError("Could not download seem_focalt_v1.pt (no network connection to huggingface.co); "
+                              "download it by hand and save it as /somewhere.")
+
+    monkeypatch.setattr(hub, "download", offline)
+    window = make_window(qtbot, tmp_path)
+    outcome: list = []
+    then: list[int] = []
+    model_download.download_model(window, "focalt_v1", then=lambda: then.append(1),
+                                  on_done=lambda path, error: outcome.append((path, error)))
+    qtbot.waitUntil(lambda: bool(outcome), timeout=30000)
+    assert outcome[0][0] is None and "no network connection" in outcome[0][1] and then == []
+    assert "no network connection" in window.status.full_text()
+    assert window.model.backend_name == "classical"
+    window.close()
