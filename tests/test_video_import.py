@@ -160,3 +160,16 @@ def test_decoding_reports_progress_and_a_cancel_keeps_nothing(tmp_path: Path):
         record = register_video(project, target, decoded, every=2)
         assert record.name == "clip" and record.frame_count == 5
         assert len(project.sequences.frames(record.id)) == 5
+
+
+def test_a_read_only_images_folder_is_one_clear_error_before_decoding(tmp_path: Path, monkeypatch):
+    from seem_annotator.video import importing
+
+    video = _write_video(tmp_path / "clip.avi", n=2)
+    root = _project_with_photo(tmp_path)
+    with Project.open(root) as project:
+        # CI runs as root, for whom every folder is writable: the permission answer is faked.
+        monkeypatch.setattr(importing.os, "access", lambda path, mode: False)
+        with pytest.raises(UserError, match="read-only"):
+            video_target(project, video)
+        assert not (root / "sequences").exists()

@@ -131,7 +131,8 @@ def _relative(project: Project, path: Path) -> str:
 
 def import_video(project: Project, path: Path, name: str | None = None, every: int = 1, fps: float | None = None,
                  fmt: str = "jpg", quality: int = 95) -> tuple[SequenceRecord, DecodedVideo]:
-    """Decode a video into the project as a new sequence (see `decode_video`)."""
+    """Decode a video into the project as a new sequence (see `decode_video`); a UserError when the
+    images folder is read-only."""
     target = video_target(project, path, name)
     decoded = decode_video(Path(path), target.folder, every, fps, fmt, quality)
     return register_video(project, target, decoded, every, fps), decoded
@@ -153,6 +154,9 @@ def video_target(project: Project, path: Path, name: str | None = None) -> Video
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} does not exist or is not a file.")
+    if not os.access(project.root, os.W_OK | os.X_OK):
+        raise UserError(f"The project's images folder {project.root} is read-only: a video's frames are written "
+                        "there. Open a writable folder, or copy the images to one.")
     seq_name = project.sequences.unique_name(name or path.stem)
     return VideoTarget(path, seq_name, _target_folder(project, seq_name))
 
