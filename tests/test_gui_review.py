@@ -155,11 +155,48 @@ def test_the_run_dialog_says_a_checkpoint_is_needed(qtbot, tmp_path: Path, proje
     dialog = window.review_ui.dialog
     assert dialog is not None and dialog.isVisible()
     dialog.model.setCurrentText("focalt_v1")
-    assert dialog.start()  # the checkpoint is looked for off the GUI thread
+    assert not dialog.start()  # a released model that is not here is offered for download first
+    assert "focalt_v1 is not on this machine" in dialog.message.text()
+    assert "choose the checkpoint file" in dialog.message.text() and dialog.start_button.isEnabled()
+    # A config file has no released weights to fetch: the checkpoint is looked for off the GUI thread.
+    dialog.model.setCurrentText(str(FIXTURE / "config.yaml"))
+    assert dialog.start()
     qtbot.waitUntil(lambda: dialog.error is not None, timeout=30000)
-    assert "needs SEEM weights for focalt_v1" in dialog.error and "choose the checkpoint file" in dialog.error
+    assert "needs SEEM weights for" in dialog.error and "choose the checkpoint file" in dialog.error
     assert "--checkpoint" not in dialog.error  # the dialog's own words, not the CLI's
     assert dialog.message.text() == dialog.error and dialog.start_button.isEnabled()
+    window.close()
+
+
+def test_the_run_dialog_downloads_a_missing_model_then_runs(qtbot, tmp_path: Path, project_with_proposals,
+                                                            monkeypatch) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    from seem_annotator.model import hub
+
+    monkeypatch.setenv("SEEM_ANNOTATOR_CACHE", str(tmp_path / "cache"))
+    fetched: list[str] = []
+
+    def fake_download(name: str, force: bool = False, progress: bool = True) -> Path:
+        fetched.append(name)
+        target = hub.checkpoint_path(hub.resolve_model_name(name))
+        target.write_bytes(b"not really weights")
+        return target
+
+    monkeypatch.setattr(hub, "download", fake_download)
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    window = make_window(qtbot, tmp_path)
+    window.settings.setValue("ui/quiet_errors", False)  # the person is asked (answered Yes above)
+    window.open_folder(project_with_proposals)
+    key(window, Qt.Key.Key_A, CTRL | SHIFT)
+    dialog = window.review_ui.dialog
+    dialog.model.setCurrentText("focalt_v1")
+    assert not dialog.start()
+    # Downloaded, then the run starts by itself; the fake file is no checkpoint, which it says.
+    qtbot.waitUntil(lambda: dialog.error is not None, timeout=30000)
+    assert fetched == ["focalt_v1"] and "The downloaded weights of focalt_v1" in dialog.error
+    assert "cannot be used" in dialog.error and "download them again" in dialog.error
+    window.settings.setValue("ui/quiet_errors", True)
     window.close()
 
 

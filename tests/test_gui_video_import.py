@@ -111,3 +111,26 @@ def test_opening_a_video_makes_its_project_beside_it_once(qtbot, tmp_path: Path,
     assert open_video(window, video, on_done=lambda record, error: outcome.append((record, error)))
     assert outcome == [(None, None)] and len(window.project.sequences.all()) == 1
     window.close()
+
+
+def _drop(window, path: Path) -> None:
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    window.dropEvent(QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                                Qt.KeyboardModifier.NoModifier))
+
+
+def test_a_video_dropped_on_the_window_opens_or_joins_the_project(qtbot, tmp_path: Path, shared_data: Path) -> None:
+    video = _write_video(shared_data, tmp_path / "run.avi", n=3)
+    window = make_window(qtbot, tmp_path)
+    _drop(window, video)  # nothing open: the video's own project beside it
+    qtbot.waitUntil(lambda: window.project is not None and len(window.project.sequences.all()) == 1, timeout=30000)
+    assert window.project.root == (tmp_path / "run").resolve()
+    window.open_folder(copy_samples(tmp_path / "samples"))
+    _drop(window, video)  # a project open: imported into it
+    qtbot.waitUntil(lambda: len(window.project.sequences.all()) == 1, timeout=30000)
+    assert window.project.root == (tmp_path / "samples").resolve()
+    window.close()

@@ -29,6 +29,9 @@ from PySide6.QtWidgets import (
 
 from seem_annotator.annotate.settings import MODES, RunSettings
 from seem_annotator.errors import CheckpointError, UserError
+from seem_annotator.gui import model_download
+from seem_annotator.model import hub
+from seem_annotator.model.config import resolve_model_name
 
 IMAGE_CHOICES = (("all", "All images"), ("current", "The current image"), ("not_done", "Images not marked done"))
 
@@ -37,6 +40,10 @@ def gui_checkpoint_message(model: str, checkpoint: str | None, exc: Exception) -
     """The CLI's "no checkpoint" line names command-line options; the dialog names its own fields."""
     if checkpoint:
         return f"The checkpoint {checkpoint} cannot be used with {model}: {exc}"
+    info = resolve_model_name(model)
+    if info is not None and hub.checkpoint_path(info).is_file():  # here, but broken (a cut-off download)
+        return (f"The downloaded weights of {info.name} ({hub.checkpoint_path(info)}) cannot be used: {exc}. Delete "
+                "the file and download them again, or choose a checkpoint file above.")
     released = model if "/" not in model and not model.endswith((".yaml", ".yml")) else "focalt_v1"
     return (f"Auto-annotation needs SEEM weights for {model} (there is no classical auto-annotation): "
             "choose the checkpoint file above, or download the released weights once with "
@@ -181,6 +188,12 @@ class AnnotateDialog(QDialog):
             device = str(resolve_device(self.window.model.device_choice))
         except UserError as exc:
             self.message.setText(str(exc))
+            return False
+        missing = None if checkpoint else model_download.missing_model(f"seem:{model}")
+        if missing is not None:  # fetched on first use, when the person agrees; then the run starts
+            self.message.setText(f"SEEM {missing.name} is not on this machine yet: download it (you are asked), "
+                                 "or choose the checkpoint file above.")
+            model_download.offer_download(self.window, missing, self.start)
             return False
         images = self.chosen_images()
         self._stop.clear()

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from seem_annotator.errors import UserError
-from seem_annotator.gui import menus, model_download, overlays, project_open
+from seem_annotator.gui import menus, model_download, overlays, project_open, video_import
 from seem_annotator.gui.annotation_import import install_labelme_offer
 from seem_annotator.gui.canvas import ImageCanvas
 from seem_annotator.gui.commands import Commands
@@ -242,6 +242,14 @@ class MainWindow(ViewSyncMixin, QMainWindow):
             path = Path(url.toLocalFile())
             if path.is_dir():
                 self.open_folder(path)
+                event.acceptProposedAction()
+                return
+            if video_import.is_video(path):
+                # Into the open project; with none open, the video's own project beside it.
+                if self.project is not None:
+                    video_import.import_video_to(self, path)
+                else:
+                    video_import.open_video(self, path)
                 event.acceptProposedAction()
                 return
             if path.is_file():

@@ -106,8 +106,12 @@ def video_decode_job(target: VideoTarget, every: int) -> BackgroundJob:
 
 
 def import_video_interactive(window: MainWindow) -> None:
-    if window.project is None:
-        window.show_error("Open a folder first: a video's frames are kept in its project.", modal=True)
+    if window.project is None:  # no project to import into: open the video as its own project
+        start = str(window.settings.value("video_import/folder", str(Path.home())))
+        path, _ = QFileDialog.getOpenFileName(window, "Open a video", start, VIDEO_FILTER)
+        if path:
+            window.settings.setValue("video_import/folder", str(Path(path).parent))
+            open_video(window, path)
         return
     dialog = VideoImportDialog(window.project.root, window, window.settings)
     if dialog.exec() != QDialog.DialogCode.Accepted:
