@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import pytest
 from conftest import copy_samples
+from PySide6.QtCore import Qt
 from test_gui_workflow import make_window
 
 from seem_annotator.gui.video_import import import_frames_to, import_video_to, video_decode_job
@@ -44,6 +45,8 @@ def test_a_video_imported_from_the_window_opens_on_its_first_frame(qtbot, tmp_pa
     assert window.controller.image_id == frames[0].image_id
     assert window.sequence_strip.dock.isVisible()
     assert window.sequence_strip.title.text() == "camel walk: frame 1/5"
+    # Frames differ at the end of their names: the list elides in the middle, so the end shows.
+    assert window.images_panel.list.textElideMode() == Qt.TextElideMode.ElideMiddle
     assert "Imported 5 frames of camel walk.avi" in window.status.full_text()
     # A second import of the same video is a sequence of its own, not a clash.
     outcome.clear()

@@ -85,6 +85,8 @@ class ImageListPanel(QWidget):
         self.list = QListWidget(self)
         self.list.setIconSize(QSize(THUMB, THUMB))
         self.list.setUniformItemSizes(True)
+        # Long names elide in the middle: frames of a sequence differ only at the end of theirs.
+        self.list.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         # Up/Down (or a click) in the list opens the image; select() moves it without a signal.
         self.list.currentItemChanged.connect(lambda item, _previous: item is not None and self._activated(item))
         layout.addWidget(self.list)
