@@ -112,3 +112,22 @@ def shared_data() -> Path:
     if not DATA.is_dir():
         pytest.skip(f"real data not found at {DATA}")
     return DATA
+
+
+@pytest.fixture
+def fake_seem_download(tmp_path: Path, monkeypatch) -> list[str]:
+    """A SEEM download that needs no network: an empty cache under tmp_path, and `hub.download`
+    writing a few bytes where the checkpoint goes (no real weights). The names asked for, in order."""
+    from seem_annotator.model import hub
+
+    monkeypatch.setenv("SEEM_ANNOTATOR_CACHE", str(tmp_path / "cache"))
+    fetched: list[str] = []
+
+    def download(name: str, force: bool = False, progress: bool = True) -> Path:
+        fetched.append(name)
+        target = hub.checkpoint_path(hub.resolve_model_name(name))
+        target.write_bytes(b"not really weights")
+        return target
+
+    monkeypatch.setattr(hub, "download", download)
+    return fetched

@@ -25,16 +25,9 @@ def cache(tmp_path: Path, monkeypatch) -> Path:
     return tmp_path / "cache"
 
 
-def test_the_banner_downloads_seem_then_switches_to_it(qtbot, tmp_path: Path, cache: Path, monkeypatch) -> None:
-    fetched: list[str] = []
-
-    def fake_download(name: str, force: bool = False, progress: bool = True) -> Path:
-        fetched.append(name)
-        target = hub.checkpoint_path(hub.resolve_model_name(name))
-        target.write_bytes(b"weights")
-        return target
-
-    monkeypatch.setattr(hub, "download", fake_download)
+def test_the_banner_downloads_seem_then_switches_to_it(qtbot, tmp_path: Path, fake_seem_download: list[str],
+                                                       monkeypatch) -> None:
+    fetched = fake_seem_download
     window = make_window(qtbot, tmp_path)
     assert model_download.missing_model("seem:focalt_v1").name == "focalt_v1"
     assert model_download.missing_model("classical") is None

@@ -169,21 +169,10 @@ def test_the_run_dialog_says_a_checkpoint_is_needed(qtbot, tmp_path: Path, proje
 
 
 def test_the_run_dialog_downloads_a_missing_model_then_runs(qtbot, tmp_path: Path, project_with_proposals,
-                                                            monkeypatch) -> None:
+                                                            fake_seem_download: list[str], monkeypatch) -> None:
     from PySide6.QtWidgets import QMessageBox
 
-    from seem_annotator.model import hub
-
-    monkeypatch.setenv("SEEM_ANNOTATOR_CACHE", str(tmp_path / "cache"))
-    fetched: list[str] = []
-
-    def fake_download(name: str, force: bool = False, progress: bool = True) -> Path:
-        fetched.append(name)
-        target = hub.checkpoint_path(hub.resolve_model_name(name))
-        target.write_bytes(b"not really weights")
-        return target
-
-    monkeypatch.setattr(hub, "download", fake_download)
+    fetched = fake_seem_download
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
     window = make_window(qtbot, tmp_path)
     window.settings.setValue("ui/quiet_errors", False)  # the person is asked (answered Yes above)

@@ -32,6 +32,10 @@ def test_a_video_imported_from_the_window_opens_on_its_first_frame(qtbot, tmp_pa
     window = make_window(qtbot, tmp_path)
     window.open_folder(copy_samples(tmp_path / "samples"))
     photos = len(window.project.images())
+    # The frames are recorded from their own scan, made on the decoding thread; the project's folder
+    # is not rescanned on the GUI thread (a photo added meanwhile waits for F5).
+    copy_samples(tmp_path / "more")
+    (tmp_path / "samples" / "late.jpg").write_bytes((tmp_path / "more" / "coffee.jpg").read_bytes())
     assert window.shortcuts.actions["import_video"].text() == "Import video…"
     outcome: list = []
     runner = import_video_to(window, video, every=2, on_done=lambda record, error: outcome.append((record, error)))
@@ -41,7 +45,9 @@ def test_a_video_imported_from_the_window_opens_on_its_first_frame(qtbot, tmp_pa
     assert error is None and record.name == "camel walk" and record.frame_count == 5
     frames = window.project.sequences.frames(record.id)
     assert len(window.project.images()) == photos + 5
-    assert window.images_panel.list.count() == photos + 5
+    assert window.images_panel.list.count() == photos + 5 and window.project.image_by_name("late.jpg") is None
+    assert all(window.project.image(f.image_id).readable and window.project.image(f.image_id).width == 214
+               for f in frames)
     assert window.controller.image_id == frames[0].image_id
     assert window.sequence_strip.dock.isVisible()
     assert window.sequence_strip.title.text() == "camel walk: frame 1/5"
@@ -64,7 +70,7 @@ def test_a_cancelled_or_broken_video_leaves_the_project_as_it_was(qtbot, tmp_pat
     window.open_folder(copy_samples(tmp_path / "samples"))
     before = [i.file_name for i in window.project.images()]
     target = video_target(window.project, video)
-    runner = video_decode_job(target, every=1)
+    runner = video_decode_job(window.project, target, every=1)
     failures: list[str] = []
     runner.failed.connect(failures.append)
     runner.cancel()  # before the first frame: it stops after reading one

@@ -124,9 +124,7 @@ class Catalog:
                 row = known.get(scan.file_name)
                 if row is not None:
                     self._update(row, scan, summary)
-                elif self.image_by_name(scan.file_name) is None:
-                    self.insert(scan.file_name, scan.width, scan.height, scan.sha256, scan.readable, scan.error,
-                                file_size=scan.file_size, mtime_ns=scan.mtime_ns)
+                elif self._insert_new(scan):
                     summary["added"] += 1
                     summary["unreadable"] += int(not scan.readable)
             for name, (size, mtime) in first_stats.items():
@@ -139,6 +137,20 @@ class Catalog:
                     summary["missing"] += 1
             self.store.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('scanned', '1')")
         return summary
+
+    def add_scanned(self, scans: list[imgio.ScannedImage]) -> int:
+        """Add files the caller has just written and probed (`imgio.probe`, off the store's thread),
+        without rescanning the folder; known names are left alone. Returns how many were added."""
+        with self.store.transaction():
+            return sum(self._insert_new(scan) for scan in scans)
+
+    def _insert_new(self, scan: imgio.ScannedImage) -> bool:
+        """Insert a probed file unless an image of that name exists (inside a transaction)."""
+        if self.image_by_name(scan.file_name) is not None:
+            return False
+        self.insert(scan.file_name, scan.width, scan.height, scan.sha256, scan.readable, scan.error,
+                    file_size=scan.file_size, mtime_ns=scan.mtime_ns)
+        return True
 
     def _update(self, row: Any, scan: imgio.ScannedImage, summary: dict[str, int]) -> None:
         """A known image re-read from disk (inside the rescan's transaction). Its stored size never

@@ -192,6 +192,11 @@ class Project:
         changed (same size, new content), resized, missing, unreadable."""
         return self._catalog.rescan(progress)
 
+    def add_scanned(self, scans: list[imgio.ScannedImage]) -> int:
+        """Add image files just written and probed elsewhere (`imgio.probe`) without a rescan: the
+        slow part (hashing, decoding) can then run on another thread. Returns how many were new."""
+        return self._catalog.add_scanned(scans)
+
     @staticmethod
     def describe_rescan(summary: dict[str, int]) -> str:
         """One line for a person about what `rescan` found ("" when nothing changed)."""

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from seem_annotator.core.project import Project
 from seem_annotator.errors import UserError
 from seem_annotator.gui.background import BackgroundJob, progress_dialog, show_progress
 from seem_annotator.gui.dialog_parts import note, ok_cancel, path_row
@@ -34,6 +35,7 @@ from seem_annotator.video.importing import (
     VideoTarget,
     decode_video,
     import_frames,
+    probe_frames,
     register_video,
     video_target,
 )
@@ -93,16 +95,20 @@ class VideoImportDialog(QDialog):
         self.settings.setValue("video_import/folder", str(self.video().parent))
 
 
-def video_decode_job(target: VideoTarget, every: int) -> BackgroundJob:
-    """Decoding `target`'s video (files only), cancellable between frames; a crash keeps nothing."""
+def video_decode_job(project: Project, target: VideoTarget, every: int) -> BackgroundJob:
+    """Decoding `target`'s video and reading its frames back (files only), cancellable between
+    frames; finishes with (DecodedVideo, scans of the frames). A crash keeps nothing."""
+
+    def work(job: BackgroundJob) -> tuple[DecodedVideo, list]:
+        decoded = decode_video(target.source, target.folder, every, progress=job.report,
+                               cancelled=lambda: job.cancelled)
+        return decoded, probe_frames(project, decoded)
 
     def crash(exc: Exception) -> str:
         shutil.rmtree(target.folder, ignore_errors=True)
         return f"Importing {target.source.name} failed: {type(exc).__name__}: {exc}"
 
-    return BackgroundJob(f"import-{target.name}",
-                         lambda job: decode_video(target.source, target.folder, every, progress=job.report,
-                                                  cancelled=lambda: job.cancelled), crash)
+    return BackgroundJob(f"import-{target.name}", work, crash)
 
 
 def import_video_interactive(window: MainWindow) -> None:
@@ -133,20 +139,21 @@ def import_video_to(window: MainWindow, path: str | Path, every: int = 1, name: 
         window.show_error(str(exc), modal=True)
         return None
     dialog = progress_dialog(window, "Import video", f"Decoding {target.source.name}…", "Cancel")
-    job = video_decode_job(target, every)
+    job = video_decode_job(project, target, every)
 
     def progress(done: int, total: int, _text: str) -> None:
         if not job.cancelled:
             show_progress(dialog, done, total,
                           f"Decoding {target.source.name}: frame {done}" + (f" of {total}" if total else ""))
 
-    def finished(decoded: DecodedVideo) -> None:
+    def finished(result: tuple[DecodedVideo, list]) -> None:
+        decoded, scans = result
         dialog.reset()
         if window.project is not project:  # the project was closed meanwhile: keep nothing of it
             shutil.rmtree(target.folder, ignore_errors=True)
             return
         try:
-            record = register_video(project, target, decoded, every)
+            record = register_video(project, target, decoded, every, scans=scans)
         except UserError as exc:
             window.show_error(str(exc), modal=True)
             if on_done is not None:

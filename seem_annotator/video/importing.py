@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cv2
 
+from seem_annotator.core import images as imgio
 from seem_annotator.core.images import SUPPORTED_EXTENSIONS
 from seem_annotator.core.project import Project
 from seem_annotator.core.sequences import SequenceRecord, natural_key
@@ -161,10 +162,21 @@ def video_target(project: Project, path: Path, name: str | None = None) -> Video
     return VideoTarget(path, seq_name, _target_folder(project, seq_name))
 
 
+def probe_frames(project: Project, decoded: DecodedVideo) -> list[imgio.ScannedImage]:
+    """The decoded frames read back as a folder scan would (hash, size, readability). File work
+    only: it runs on the decoding thread, so that `register_video` need not rescan the project on
+    the store's thread."""
+    return [imgio.probe(project.root, _relative(project, f)) for f, _stamp in decoded.files]
+
+
 def register_video(project: Project, target: VideoTarget, decoded: DecodedVideo, every: int = 1,
-                   fps: float | None = None) -> SequenceRecord:
-    """Record decoded frames as a new sequence of the project (its images found by a rescan)."""
-    project.rescan()
+                   fps: float | None = None, scans: list[imgio.ScannedImage] | None = None) -> SequenceRecord:
+    """Record decoded frames as a new sequence of the project: their images from `scans`
+    (`probe_frames`), else found by a rescan."""
+    if scans is None:
+        project.rescan()
+    else:
+        project.add_scanned(scans)
     frames = [(_relative(project, f), stamp) for f, stamp in decoded.files]
     return project.sequences.add(
         target.name, _relative(project, target.folder), frames, source=str(target.source.resolve()),
