@@ -190,6 +190,7 @@ def test_command_line_classical_json_and_plot(tmp_path):
     for key in ("samples", "noc85", "noc90", "fail90", "miou_at", "click_ms", "encode_ms"):
         assert key in res
     assert res["samples"] == 2 and len(res["miou_at"]) == 3 and res["backend"] == "classical"
+    assert isinstance(res["second_core"], bool)
     assert plot.stat().st_size > 1000
     assert main(["bench", "interactive", "--dataset", str(tmp_path / "missing"), "--json", str(out)]) == 2
 
@@ -230,6 +231,11 @@ def test_several_backends_run_interleaved_and_the_json_maps_each_name(tmp_path, 
     a, b = samples[0].image.key, samples[1].image.key
     assert runs == [("fast", a), ("slow", a), ("fast", b), ("slow", b)]
     assert "fast" in capsys.readouterr().out
+
+
+def test_classical_one_core_is_the_classical_backend_without_its_helper():
+    one = bench.make_backend("classical-one-core", "cpu")
+    assert one.name == "classical-one-core" and one.second_core is False
 
 
 def _berkeley_sample(stem: str = "42049"):

@@ -304,9 +304,10 @@ def _table(results: dict[str, dict]) -> str:
 
 
 def make_backend(name: str, device: str) -> SegmentationBackend:
-    """A backend by name; `grabcut-plain` is the benchmark's own textbook reference, and
+    """A backend by name; `grabcut-plain` is the benchmark's own textbook reference,
     `classical-opencv` the classical backend with cv2.grabCut as its cut (what it used before its
-    own GrabCut with kept graphs), to compare the two side by side."""
+    own GrabCut with kept graphs), and `classical-one-core` the classical backend without its
+    second-core helper process (engine/cut_helper.py), to compare them side by side."""
     if name == "grabcut-plain":
         from seem_annotator.bench.grabcut_plain import GrabCutPlainBackend
 
@@ -315,6 +316,12 @@ def make_backend(name: str, device: str) -> SegmentationBackend:
         from seem_annotator.engine.classical_backend import ClassicalBackend
 
         backend = ClassicalBackend(solver="opencv")
+        backend.name = name
+        return backend
+    if name == "classical-one-core":
+        from seem_annotator.engine.classical_backend import ClassicalBackend
+
+        backend = ClassicalBackend(second_core=False)
         backend.name = name
         return backend
     from seem_annotator.engine.backends import create_backend
@@ -343,6 +350,8 @@ def run(args: argparse.Namespace) -> int:
     for name, res in results.items():
         res.update(backend=name, device=backends[name].device, dataset=str(dataset),
                    first_prompt=args.first_prompt, max_clicks=args.max_clicks)
+        if hasattr(backends[name], "second_core"):
+            res["second_core"] = backends[name].second_core  # a helper process cut beside the clicks
     print(_table(results))
     # One backend: its keys at the top level; several: `backends` maps each name to those keys.
     report = next(iter(results.values())) if len(results) == 1 else {"backends": results}
@@ -361,7 +370,8 @@ def register(bench_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--images", help="images root for a COCO file (default: the file's folder)")
     p.add_argument("--backend", default="classical",
                    help="'classical', 'grabcut-plain' (the textbook GrabCut clicker, for reference), "
-                        "'classical-opencv' (the classical backend cutting with cv2.grabCut) or a SEEM "
+                        "'classical-opencv' (the classical backend cutting with cv2.grabCut), "
+                        "'classical-one-core' (the classical backend without its second-core helper) or a SEEM "
                         "model name (e.g. focalt_v1); comma-separated to compare them on the same "
                         "samples, interleaved")
     p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")

@@ -36,8 +36,9 @@ from seem_annotator.core.prompts import SPATIAL_KINDS
 from seem_annotator.engine.classical_cut import CutSettings, WorkingImage, guided_upsample
 from seem_annotator.engine.classical_everything import object_regions
 from seem_annotator.engine.classical_refine import RefinedParts, band_width, refine_outline, seed_discs
-from seem_annotator.engine.classical_rules import answer, limit_in_force
-from seem_annotator.engine.rasterize import rasterize, resize_mask
+from seem_annotator.engine.classical_rules import AloneCut, answer, first_answer, limit_in_force
+from seem_annotator.engine.cut_helper import available_cores, shared_helper
+from seem_annotator.engine.rasterize import PromptMasks, rasterize, resize_mask
 from seem_annotator.engine.types import Candidate, DecodeRequest, ImageInput
 from seem_annotator.errors import ModelUnavailableError
 
@@ -112,7 +113,9 @@ class ClassicalBackend:
     > 0), neighbours (of the whole grid's cut: 4, only horizontal and vertical edges, a weaker
     smoothness that follows thin parts and a cheaper cut; 8, cv2.grabCut's; a box's or polygon's
     crop is always cut 8-connected, see classical_cut.click_cut), refine_side (the largest side the
-    refinement works at), solver ("graph": our GrabCut with each image's min-cut
+    refinement works at), second_core (make the cut a positive click may also need, what it gives
+    alone, in a helper process beside the round's own cut, cut_helper.py; None: when this process
+    may use two cores or more), solver ("graph": our GrabCut with each image's min-cut
     graph kept between rounds, graphcut.py; "opencv": cv2.grabCut, which rebuilds it every call)."""
 
     name = "classical"
@@ -123,12 +126,14 @@ class ClassicalBackend:
                  iterations: int = 5, from_previous: bool = False, local: bool = True,
                  guided: bool = True, keep_connected: bool = True, rules: bool = True,
                  margin: float = 0.0, refine_side: int = 1024, refine_band: int = 2,
-                 refine_iterations: int = 2, solver: str = "graph", neighbours: int = 4) -> None:
+                 refine_iterations: int = 2, solver: str = "graph", neighbours: int = 4,
+                 second_core: bool | None = None) -> None:
         if solver not in ("graph", "opencv"):
             raise ValueError(f"unknown GrabCut solver {solver!r} (graph or opencv)")
         if neighbours not in (4, 8):
             raise ValueError(f"the grid's cut has 4 or 8 neighbours, not {neighbours}")
         self.neighbours = neighbours
+        self.second_core = available_cores() >= 2 if second_core is None else second_core
         self.solver = solver
         self.refine_side = refine_side
         self.refine_band = refine_band
@@ -178,8 +183,10 @@ class ClassicalBackend:
             new = None
             if prev is not None and seen < len(request.prompts) and self.rules:
                 new = rasterize(request.prompts[seen:], prep.size, prep.scale)
-            work = answer(prep.work, masks, prev, new, self._settings(prep.scale),
-                          max(1, round(self.polygon_slack * prep.scale)), self.local)
+            settings = self._settings(prep.scale)
+            alone = self._alone_beside(request, prep, masks, prev, new, settings)
+            work = answer(prep.work, masks, prev, new, settings, max(1, round(self.polygon_slack * prep.scale)),
+                          self.local, alone)
         full = self._full_size(work, request, prep)
         t2 = time.perf_counter()
         return Candidate(
@@ -215,6 +222,33 @@ class ClassicalBackend:
             for older in list(self._cache.values())[:-KEPT_GRAPHS]:
                 older.work.drop_grid()
         return prep
+
+    def _alone_beside(self, request: DecodeRequest, prep: _Prepared, masks: PromptMasks, prev: np.ndarray | None,
+                      new: PromptMasks | None, s: CutSettings) -> AloneCut | None:
+        """With a second core: what the newest positive seeds outside the previous answer give
+        alone, started in the helper process now, while this thread makes the round's cut (a rule
+        needs it when that cut adds only a speck). None: the rules cut it here if they need it."""
+        if not self.second_core or self.solver != "graph" or not (masks.pos_clicks | masks.pos_strokes).any():
+            return None
+        helper = shared_helper()
+        if new is None or prev is None:
+            helper.start()  # a person is clicking: have it ready for the next round
+            return None
+        new_pos = (new.pos_clicks | new.pos_strokes) & ~prev
+        if not new_pos.any():
+            return None
+        token = f"{request.image.key}:{prep.size}:{self.neighbours}"
+        ticket = helper.submit(token, prep.work, new_pos, masks.negative, s)
+        if ticket is None:
+            return None
+
+        def alone(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+            made = None
+            if np.array_equal(pos, ticket.pos) and np.array_equal(neg, ticket.neg):
+                made = helper.take(ticket)
+            return made if made is not None else first_answer(prep.work, pos, neg, s)
+
+        return alone
 
     def _full_size(self, work: np.ndarray, request: DecodeRequest, prep: _Prepared) -> np.ndarray:
         """The working-grid answer at full resolution: its outline snapped to the image's edges by

@@ -44,10 +44,10 @@ class WorkingImage:
     """An image on the working grid (BGR, uint8) and what every round on it shares, each made on
     first use: its texture-smoothed copy and its kept min-cut graph (graphcut.GridCut)."""
 
-    def __init__(self, bgr: np.ndarray, neighbours: int = 8) -> None:
+    def __init__(self, bgr: np.ndarray, neighbours: int = 8, texture: np.ndarray | None = None) -> None:
         self.bgr = bgr
         self.neighbours = neighbours  # of its min-cut graph (graphcut.GridCut)
-        self._texture: np.ndarray | None = None
+        self._texture = texture  # made on first use when not given
         self._grid: graphcut.GridCut | None = None
         self._lock = threading.Lock()
 

@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
@@ -36,10 +38,15 @@ SPECK = 0.04  # a first answer under this fraction of the image is checked again
 REACH = 3
 
 
+AloneCut = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (positive seeds, negative seeds) -> first_answer
+
+
 def answer(image: WorkingImage, masks: PromptMasks, prev: np.ndarray | None, new: PromptMasks | None,
-           s: CutSettings, polygon_slack: int, local: bool = True) -> np.ndarray:
+           s: CutSettings, polygon_slack: int, local: bool = True, alone: AloneCut | None = None) -> np.ndarray:
     """The object mask (bool, working grid) for all prompts so far; `new` holds the newest ones
-    (None on a first round)."""
+    (None on a first round). `alone`: how to get what the newest positive seeds give alone as a
+    first answer, when a rule needs it (default: first_answer here; the backend may have had it
+    made beside this round's cut, cut_helper.py)."""
     polygons = masks.pos_regions
     neg = masks.negative
     seeds = masks.pos_clicks | masks.pos_strokes
@@ -61,7 +68,8 @@ def answer(image: WorkingImage, masks: PromptMasks, prev: np.ndarray | None, new
             grown = click_cut(image, seeds | out, neg, out | (prev if prev is not None else False), s)
             out = out | (grown & ~allowed)
     if new is not None and prev is not None:
-        out = _newest_rules(image, masks, seeds, prev, new, out, s)
+        alone = alone or (lambda pos, neg: first_answer(image, pos, neg, s))
+        out = _newest_rules(image, masks, seeds, prev, new, out, s, alone)
         if local and not new.boxes:
             out = local_update(prev, out, seeds, neg & ~seeds, new)
         new_neg = _negatives_on(new, prev)
@@ -125,7 +133,7 @@ def _negatives_on(new: PromptMasks, prev: np.ndarray) -> np.ndarray:
 
 
 def _newest_rules(image: WorkingImage, masks: PromptMasks, seeds: np.ndarray, prev: np.ndarray, new: PromptMasks,
-                  out: np.ndarray, s: CutSettings) -> np.ndarray:
+                  out: np.ndarray, s: CutSettings, alone_cut: AloneCut) -> np.ndarray:
     # Only a speck triggers a fallback (no more than twice the click's own hard disc added, about
     # its hard disc removed): larger answers are the cut's considered decision, a thin part's too.
     speck = 3 * int(np.pi * s.hard_radius ** 2)
@@ -134,7 +142,7 @@ def _newest_rules(image: WorkingImage, masks: PromptMasks, seeds: np.ndarray, pr
         added = _component_at(out & ~prev, dilate(new_pos, 1))
         if added.sum() <= 2 * (dilate(new_pos, s.hard_radius) & ~prev).sum():
             # The cut kept little more than the seed: take what this click alone would give.
-            alone = first_answer(image, new_pos, masks.negative, s)
+            alone = alone_cut(new_pos, masks.negative)
             alone = _component_at(alone & ~masks.negative, new_pos)
             if (alone & ~prev).sum() > added.sum():
                 out = out | alone
