@@ -336,3 +336,31 @@ def test_only_the_newest_images_keep_their_min_cut_graph():
     assert [backend._cache[i.key].work._grid is not None for i in images] == [False, False] + [True] * KEPT_GRAPHS
     cand = _predict(backend, images[0], [PointPrompt(110, 120)])  # a dropped graph is built again
     assert cand.mask.any() and backend._cache[images[0].key].work._grid is not None
+
+
+def test_clean_within_the_masks_box_is_cleaning_the_whole_image():
+    import cv2
+
+    from seem_annotator.engine.classical_cut import _clean_within, clean
+
+    rng = np.random.default_rng(3)
+    for trial in range(40):
+        h, w = 120, 160
+        blobs = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 4)
+        mask = blobs > np.quantile(blobs, 0.85 + 0.1 * rng.random())
+        if trial % 2:  # keep it in one corner, a small box
+            mask[60:] = False
+            mask[:, 80:] = False
+        if trial % 5 == 0:
+            mask[20:40, 20:40] = True
+            mask[28:31, 28:31] = False  # a small hole, to be filled
+        ys, xs = np.nonzero(mask)
+        if not len(ys):
+            continue
+        fg = np.zeros_like(mask)
+        fg[ys[0], xs[0]] = True
+        bg = np.zeros_like(mask)
+        bg[rng.integers(0, h, 3), rng.integers(0, w, 3)] = True
+        for negative in (None, bg):
+            kept = mask if negative is None else mask & ~negative
+            assert np.array_equal(clean(mask, fg, negative), _clean_within(kept, fg, negative, 0.05)), trial

@@ -48,12 +48,13 @@ class PairwiseWeights:
         return self.right, self.down, self.down_right, self.down_left
 
 
-def pairwise_weights(bgr: np.ndarray) -> PairwiseWeights:
-    """GrabCut's contrast-sensitive smoothness weights of an (h, w, 3) uint8 image; beta is the
-    inverse of twice the mean squared colour difference over all neighbour pairs."""
+def squared_differences(bgr: np.ndarray) -> tuple[list[np.ndarray], float]:
+    """Per forward neighbour in OFFSETS, the squared colour difference of each pixel and that
+    neighbour (float32 (h, w), 0 where it falls off the image), and GrabCut's beta: the inverse of
+    twice their mean over all neighbour pairs."""
     img = bgr.astype(np.float32)
     h, w = img.shape[:2]
-    diffs = []
+    diffs, total, count = [], 0.0, 0
     for dy, dx in OFFSETS:
         d = np.zeros((h, w), np.float32)
         ys = slice(0, h - dy)
@@ -61,15 +62,31 @@ def pairwise_weights(bgr: np.ndarray) -> PairwiseWeights:
         xs2 = slice(dx, w) if dx >= 0 else slice(0, w - 1)
         diff = img[ys, xs] - img[dy:h, xs2]
         d[ys, xs] = np.einsum("ijk,ijk->ij", diff, diff)
-        diffs.append((d, (ys, xs)))
-    total = sum(float(d[ys, xs].sum()) for d, (ys, xs) in diffs)
-    count = sum(d[ys, xs].size for d, (ys, xs) in diffs)
-    beta = 0.0 if total <= 0 else count / (2.0 * total)
+        total += float(d[ys, xs].sum())
+        count += d[ys, xs].size
+        diffs.append(d)
+    return diffs, 0.0 if total <= 0 else count / (2.0 * total)
+
+
+def edge_weights(d: np.ndarray, beta: float, offset: tuple[int, int]) -> np.ndarray:
+    """GrabCut's smoothness weight of edges along `offset` from their squared colour differences `d`
+    (any shape): gamma / distance * exp(-beta * d), float32."""
+    dy, dx = offset
+    scale = GAMMA / (np.sqrt(2.0) if dy and dx else 1.0)
+    return (scale * np.exp(-beta * d)).astype(np.float32, copy=False)
+
+
+def pairwise_weights(bgr: np.ndarray) -> PairwiseWeights:
+    """GrabCut's contrast-sensitive smoothness weights of an (h, w, 3) uint8 image (see
+    squared_differences for beta)."""
+    h, w = bgr.shape[:2]
+    diffs, beta = squared_differences(bgr)
     out = []
-    for (dy, dx), (d, (ys, xs)) in zip(OFFSETS, diffs, strict=True):
+    for (dy, dx), d in zip(OFFSETS, diffs, strict=True):
         weight = np.zeros((h, w), np.float32)
-        scale = GAMMA / (np.sqrt(2.0) if dy and dx else 1.0)
-        weight[ys, xs] = scale * np.exp(-beta * d[ys, xs])
+        ys = slice(0, h - dy)
+        xs = slice(0, w - dx) if dx >= 0 else slice(1, w)
+        weight[ys, xs] = edge_weights(d[ys, xs], beta, (dy, dx))
         out.append(weight)
     return PairwiseWeights(*out)
 
@@ -222,6 +239,10 @@ class GridCut(_KeptFlow):
             self._graph.add_grid_edges(self._nodes, weights=weight, structure=structure, symmetric=True)
         self.lock = threading.Lock()
 
+    def features_at(self, which: np.ndarray) -> np.ndarray:
+        """quadratic_features of the pixels where `which` (bool, (h * w,)) holds."""
+        return self.features[:, which]
+
     def cut(self, source: np.ndarray, sink: np.ndarray) -> np.ndarray:
         """The minimum cut for these terminal capacities (h, w): True on the source (foreground)
         side."""
@@ -239,7 +260,7 @@ class BandCut(_KeptFlow):
 
     def __init__(self, bgr: np.ndarray, labels: np.ndarray) -> None:
         self.shape = labels.shape
-        self.features = quadratic_features(bgr.reshape(-1, 3))
+        self._colours = bgr.reshape(-1, 3)
         self._free = (labels == cv2.GC_PR_FGD) | (labels == cv2.GC_PR_BGD)
         self._hard_fg = labels == cv2.GC_FGD
         count = int(np.count_nonzero(self._free))
@@ -252,18 +273,27 @@ class BandCut(_KeptFlow):
         fold_sink = np.zeros(count)
         h, w = self.shape
         hard_bg = labels == cv2.GC_BGD
-        for (dy, dx), weight in zip(OFFSETS, pairwise_weights(bgr).arrays(), strict=True):
+        diffs, beta = squared_differences(bgr)  # beta is the whole crop's, as cv2.grabCut's
+        for (dy, dx), d in zip(OFFSETS, diffs, strict=True):
             x0, x1 = (0, w - dx) if dx >= 0 else (1, w)
             here = (slice(0, h - dy), slice(x0, x1))
             there = (slice(dy, h), slice(x0 + dx, x1 + dx))
-            wt, a, b = weight[here], ids[here], ids[there]
+            a, b = ids[here], ids[there]
+            touched = (a >= 0) | (b >= 0)  # only edges with an undecided end are needed
+            a, b = a[touched], b[touched]
+            wt = edge_weights(d[here][touched], beta, (dy, dx))
             both = (a >= 0) & (b >= 0)
             self._graph.add_edges(a[both], b[both], wt[both], wt[both])
             for own, other_at in ((a, there), (b, here)):
                 for hard, fold in ((self._hard_fg[other_at], fold_source), (hard_bg[other_at], fold_sink)):
-                    m = (own >= 0) & hard
+                    m = (own >= 0) & hard[touched]
                     fold += np.bincount(own[m], weights=wt[m], minlength=count)
         self._fold = fold_source.astype(np.float32), fold_sink.astype(np.float32)
+
+    def features_at(self, which: np.ndarray) -> np.ndarray:
+        """quadratic_features of the pixels where `which` (bool, (h * w,)) holds, made for only
+        those (a crop's sample and band are a fraction of it)."""
+        return quadratic_features(self._colours[which])
 
     def cut(self, source: np.ndarray, sink: np.ndarray) -> np.ndarray:
         """As GridCut.cut: True on the source (foreground) side, for the whole label map."""
@@ -305,14 +335,14 @@ def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, grid: GridCut | Ba
         # Mostly decided (a band): a graph of the undecided pixels alone; else the whole grid.
         grid = BandCut(bgr, labels) if np.count_nonzero(free) < BAND * free.size else GridCut(bgr)
     sample = fitting_sample(labels.shape, fitting)
-    learn = grid.features[:, sample]  # the pixels the models learn from
+    learn = grid.features_at(sample)  # the pixels the models learn from
     free_flat = free.ravel()
-    undecided = grid.features[:, free_flat]  # the pixels the cut decides: the only unaries needed
+    undecided = grid.features_at(free_flat)  # the pixels the cut decides: the only unaries needed
     cv2.setRNGSeed(0)
     fg_learn = is_fg.ravel()[sample]
     if not fg_learn.any() or fg_learn.all():
         sample[:] = True  # the sample misses one label (a tiny object): learn from every pixel
-        learn, fg_learn = grid.features, is_fg.ravel()
+        learn, fg_learn = grid.features_at(sample), is_fg.ravel()
     fg_model = ColourMixture(learn, _kmeans_components(learn, fg_learn))
     bg_model = ColourMixture(learn, _kmeans_components(learn, ~fg_learn))
     source = np.zeros(labels.size, np.float32)
