@@ -123,7 +123,7 @@ def fake_seem_download(tmp_path: Path, monkeypatch) -> list[str]:
     monkeypatch.setenv("SEEM_ANNOTATOR_CACHE", str(tmp_path / "cache"))
     fetched: list[str] = []
 
-    def download(name: str, force: bool = False, progress: bool = True) -> Path:
+    def download(name: str, force: bool = False, progress: bool = True, watch=None) -> Path:
         fetched.append(name)
         target = hub.checkpoint_path(hub.resolve_model_name(name))
         target.write_bytes(b"not really weights")

@@ -225,3 +225,32 @@ def test_bench_model_rejects_missing_gpu() -> None:
         pick_device("cuda")
     with pytest.raises(DeviceError, match="Unknown device"):
         pick_device("tpu9")
+
+
+def test_a_watched_download_reports_its_bytes_and_stops_when_told(monkeypatch: pytest.MonkeyPatch,
+                                                                    isolated_cache: Path) -> None:
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(hub, "_check_reachable", lambda info: None)
+    written: list[int] = []
+
+    def fake_download(repo_id: str, filename: str, *, local_dir: Path, force_download: bool = False,
+                      tqdm_class=None) -> str:
+        with tqdm_class(total=1000, initial=0, unit="B", disable=True, name="huggingface_hub.http_get") as bar:
+            for _ in range(10):
+                written.append(100)
+                bar.update(100)
+        out = Path(local_dir) / filename
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(b"checkpoint bytes")
+        return str(out)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    seen: list[tuple[int, int | None]] = []
+    with pytest.raises(hub.DownloadCancelled, match="cancelled.*starts from the beginning"):
+        hub.download("focalt_v1", progress=False, watch=lambda done, total: seen.append((done, total)) or done < 300)
+    assert seen == [(100, 1000), (200, 1000), (300, 1000)] and sum(written) == 300
+    assert not (isolated_cache / "checkpoints" / "seem_focalt_v1.pt").exists()
+    path = hub.download("focalt_v1", progress=False, watch=lambda done, total: True)  # let through: it lands
+    assert path.read_bytes() == b"checkpoint bytes"

@@ -1,7 +1,7 @@
 """A SEEM model fetched on first use, from the app: asked for when a person picks a model that is
 not on this machine (or presses Download in the no-checkpoint banner), downloaded on a background
-thread with the megabytes fetched so far, kept in the cache for next time; no network gives the
-hub's clear message with where to put the file by hand."""
+thread with the megabytes fetched so far and a Cancel button, kept in the cache for next time; no
+network gives the hub's clear message with where to put the file by hand."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
-from seem_annotator.gui.background import BackgroundJob, progress_dialog
+from seem_annotator.gui.background import BackgroundJob, progress_dialog, show_progress
 from seem_annotator.model import hub
 from seem_annotator.model.config import ModelInfo, resolve_model_name
 
@@ -52,28 +52,36 @@ def offer_download(window: MainWindow, info: ModelInfo, then: Callable[[], None]
 
 def download_model(window: MainWindow, name: str, then: Callable[[], None] | None = None,
                    on_done: Done | None = None) -> BackgroundJob | None:
-    """Download model `name` in the background, showing the megabytes fetched so far; then run
-    `then()` (switch to it). `on_done(path, error)` is called on the GUI thread when given."""
+    """Download model `name` in the background, in a dialog that does not block the window (the
+    classical backend keeps working) showing the megabytes fetched and a Cancel button; then run
+    `then()` (switch to it). `on_done(path, error)` is called on the GUI thread when given. A
+    cancelled download leaves nothing behind (the hub deletes its partial file)."""
     info = resolve_model_name(name)
     if info is None:
         window.show_error(f"Unknown SEEM model {name!r}.", modal=True)
         return None
-    dialog = progress_dialog(window, "Download SEEM", f"Downloading {info.checkpoint}…", "Hide")
-    job = BackgroundJob(f"download-{info.name}", lambda job: hub.download(info.name, progress=False),
-                        lambda exc: f"Could not download {info.checkpoint}: {type(exc).__name__}: {exc}")
-    staging = hub.checkpoint_dir() / ".download"
-    timer = QTimer(window)
-    timer.setInterval(500)
+    dialog = progress_dialog(window, "Download SEEM", f"Downloading {info.checkpoint}…", "Cancel download")
+    dialog.setWindowModality(Qt.WindowModality.NonModal)
 
-    def show_fetched() -> None:
-        text = f"Downloading {info.checkpoint}: {_megabytes(staging):.0f} MB so far"
-        if dialog.isVisible():
-            dialog.setLabelText(text)
-        else:  # hidden: the status bar keeps the count
-            window.status.message(text, 2000)
+    def work(job: BackgroundJob) -> Path:
+        def watch(fetched: int, total: int | None) -> bool:
+            job.report(fetched // 1_000_000, (total or 0) // 1_000_000)
+            return not job.cancelled
+
+        return hub.download(info.name, progress=False, watch=watch)
+
+    job = BackgroundJob(f"download-{info.name}", work,
+                        lambda exc: f"Could not download {info.checkpoint}: {type(exc).__name__}: {exc}")
+
+    def show_fetched(done: int, total: int, _text: str) -> None:
+        of = f" of {total}" if total else ""
+        show_progress(dialog, done, total, f"Downloading {info.checkpoint}: {done}{of} MB")
+
+    def cancel() -> None:
+        job.cancel()  # the download stops at its next chunk
+        window.status.message(f"Cancelling the download of {info.checkpoint}…", 5000)
 
     def finished(path: Any) -> None:
-        timer.stop()
         dialog.reset()
         window.status.message(f"Downloaded {info.checkpoint} to {path}.")
         if on_done is not None:
@@ -82,24 +90,18 @@ def download_model(window: MainWindow, name: str, then: Callable[[], None] | Non
             then()
 
     def failed(message: str) -> None:
-        timer.stop()
         dialog.reset()
-        window.show_error(message, modal=True)
+        if job.cancelled:
+            window.status.message(message, 15000)  # asked for: no error box
+        else:
+            window.show_error(message, modal=True)
         if on_done is not None:
             on_done(None, message)
 
-    timer.timeout.connect(show_fetched)
+    job.progress.connect(show_fetched)
+    dialog.canceled.connect(cancel)
     job.finished.connect(finished)
     job.failed.connect(failed)
     window._download_job = job  # keep it alive until it reports
-    timer.start()
     job.start()
     return job
-
-
-def _megabytes(folder: Path) -> float:
-    """What a download has written so far (the hub stages partial files under `folder`)."""
-    try:
-        return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
-    except OSError:
-        return 0.0

@@ -10,13 +10,22 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
-from seem_annotator.errors import CheckpointError
+from seem_annotator.errors import CheckpointError, UserError
 from seem_annotator.model.config import ModelInfo, known_models, resolve_model_name
 from seem_annotator.paths import cache_dir
+
+# Called with (bytes fetched, total bytes or None) as a download goes; returning False cancels it.
+Watch = Callable[[int, int | None], bool]
+
+
+class DownloadCancelled(UserError):
+    """The person cancelled a download (nothing partial is kept: the hub deletes its temporary file)."""
 
 
 def checkpoint_dir() -> Path:
@@ -88,12 +97,14 @@ def manual_download_hint(info: ModelInfo) -> str:
     return f"download {model_url(info)} by hand and save it as {checkpoint_path(info)}"
 
 
-def download(name: str, force: bool = False, progress: bool = True) -> Path:
+def download(name: str, force: bool = False, progress: bool = True, watch: Watch | None = None) -> Path:
     """Download a known model's checkpoint into the cache (no-op when already there).
 
     Uses ``huggingface_hub.hf_hub_download`` (its progress bar; ``HF_HUB_OFFLINE=1`` and
     ``HF_ENDPOINT`` are honoured). Raises CheckpointError with the manual-download path when offline
-    or the download fails.
+    or the download fails. `watch(fetched, total)` is called as bytes arrive; when it returns False
+    the download stops with DownloadCancelled (huggingface_hub deletes its partial file: a later
+    download starts again from the beginning).
     """
     info = resolve_model_name(name)
     if info is None:
@@ -112,8 +123,12 @@ def download(name: str, force: bool = False, progress: bool = True) -> Path:
         enable_progress_bars()
     else:
         disable_progress_bars()
+    extra: dict[str, Any] = {} if watch is None else {"tqdm_class": _watched_bar(watch, info)}
     try:
-        fetched = Path(hf_hub_download(info.repo_id, info.checkpoint, local_dir=staging, force_download=force))
+        fetched = Path(hf_hub_download(info.repo_id, info.checkpoint, local_dir=staging, force_download=force,
+                                       **extra))
+    except DownloadCancelled:
+        raise
     except Exception as exc:  # offline mode, DNS, HTTP, disk: all end the same way for the user
         reason = _download_failure_reason(exc)
         raise CheckpointError(f"Could not download {info.checkpoint} ({reason}); {manual_download_hint(info)}.") from exc
@@ -122,6 +137,24 @@ def download(name: str, force: bool = False, progress: bool = True) -> Path:
     shutil.move(str(fetched), tmp)
     os.replace(tmp, target)
     return target
+
+
+def _watched_bar(watch: Watch, info: ModelInfo) -> type:
+    """The hub's progress bar class, reporting to `watch` and stopping when it says so (the hub
+    takes a bar class; its bar sees every chunk)."""
+    from huggingface_hub.utils import tqdm as hub_bar
+
+    class WatchedBar(hub_bar):
+        def update(self, n: float | None = 1) -> bool | None:
+            shown = super().update(n)
+            if self.disable:
+                self.n += n or 0  # a hidden bar does not count, and the watch needs the count
+            if not watch(int(self.n), int(self.total) if self.total else None):
+                raise DownloadCancelled(f"The download of {info.checkpoint} was cancelled; nothing partial was kept "
+                                        "(downloading again starts from the beginning).")
+            return shown
+
+    return WatchedBar
 
 
 def _offline_mode() -> bool:
