@@ -29,13 +29,22 @@ def _labelme_folder(tmp_path: Path) -> Path:
     return folder
 
 
+def _settled(qtbot, offer) -> None:
+    """The offer's folder walk (on a background thread) has reported."""
+    job = getattr(offer, "_job", None)
+    if job is not None:
+        qtbot.waitUntil(lambda: job.thread is not None and not job.thread.is_alive(), timeout=30000)
+    qtbot.wait(50)  # its report is queued to the GUI thread
+
+
 def test_a_labelme_folder_offers_its_shapes_once(qtbot, tmp_path: Path) -> None:
     folder = _labelme_folder(tmp_path)
     window = make_window(qtbot, tmp_path)
     window.open_folder(folder)
     open_image(window, "chelsea.jpg")
     offer = window.labelme_offer
-    assert offer.isVisible() and "1 LabelMe file" in offer.label.text()
+    qtbot.waitUntil(offer.isVisible, timeout=30000)  # the folder is walked off the GUI thread
+    assert "1 LabelMe file" in offer.label.text()
     QTest.mouseClick(offer.import_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: len(window.controller.annotations) == 1, timeout=30000)
     assert not offer.isVisible()
@@ -46,6 +55,7 @@ def test_a_labelme_folder_offers_its_shapes_once(qtbot, tmp_path: Path) -> None:
     # The project has annotations now: no offer when it opens again.
     window.close_project()
     window.open_folder(folder)
+    _settled(qtbot, window.labelme_offer)
     assert not window.labelme_offer.isVisible()
     window.close()
 
@@ -54,10 +64,12 @@ def test_declining_the_offer_is_remembered(qtbot, tmp_path: Path) -> None:
     folder = _labelme_folder(tmp_path)
     window = make_window(qtbot, tmp_path)
     window.open_folder(folder)
+    qtbot.waitUntil(window.labelme_offer.isVisible, timeout=30000)
     QTest.mouseClick(window.labelme_offer.dismiss_button, Qt.MouseButton.LeftButton)
     assert not window.labelme_offer.isVisible()
     window.close_project()
     window.open_folder(folder)
+    _settled(qtbot, window.labelme_offer)
     assert not window.labelme_offer.isVisible() and window.project.annotations() == []
     window.close()
 
@@ -65,6 +77,7 @@ def test_declining_the_offer_is_remembered(qtbot, tmp_path: Path) -> None:
 def test_importing_coco_from_the_window_all_or_nothing(qtbot, tmp_path: Path) -> None:
     window = make_window(qtbot, tmp_path)
     window.open_folder(copy_samples(tmp_path / "samples"))
+    _settled(qtbot, window.labelme_offer)
     assert not window.labelme_offer.isVisible()  # no LabelMe files here
     open_image(window, "coffee.jpg")
     coffee = window.project.image_by_name("coffee.jpg")
@@ -87,4 +100,33 @@ def test_importing_coco_from_the_window_all_or_nothing(qtbot, tmp_path: Path) ->
     qtbot.waitUntil(lambda: bool(outcome), timeout=30000)
     assert outcome[0][1] is None and outcome[0][0]["annotations_added"] == 1
     assert len(window.controller.annotations) == 1  # shown on the open image at once
+    window.close()
+
+
+def test_the_offer_of_a_folder_closed_before_its_walk_reports_is_not_shown(qtbot, tmp_path: Path, monkeypatch) -> None:
+    from threading import Event
+
+    from seem_annotator.gui import annotation_import
+
+    folder = _labelme_folder(tmp_path)
+    other = copy_samples(tmp_path / "other")
+    release = Event()
+
+    def slow_walk(root: Path) -> list[Path]:
+        release.wait(30)  # a huge folder: the walk is still going when the person opens another
+        return [root / "chelsea.json"] if Path(root).resolve() == folder.resolve() else []
+
+    monkeypatch.setattr(annotation_import, "label_files", slow_walk)
+    window = make_window(qtbot, tmp_path)
+    window.open_folder(folder)
+    offer = window.labelme_offer
+    walking = offer._job
+    assert not offer.isVisible()  # the window did not wait for the walk
+    window.close_project()
+    window.open_folder(other)
+    release.set()
+    qtbot.waitUntil(lambda: not walking.thread.is_alive(), timeout=30000)
+    _settled(qtbot, offer)
+    # The first folder's count came back while another project was open: not offered there.
+    assert not offer.isVisible() and offer.files == 0
     window.close()

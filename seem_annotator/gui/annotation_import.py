@@ -187,17 +187,31 @@ class LabelmeOffer(QFrame):
         self.files = 0
 
     def check(self) -> None:
-        """After a project opens: offer its folder's LabelMe files when it has no annotations yet."""
+        """After a project opens: offer its folder's LabelMe files when it has no annotations yet.
+        The folder is walked on a background thread (a dataset folder can hold 100,000 files);
+        the strip appears when the count comes back, if that project is still the one open."""
         project = self.window.project
         self.setVisible(False)
+        self.files = 0
         if project is None or project.read_only or sum(project.label_counts().values()) > 0:
             return
         if str(project.store_path) in _dismissed(self.window.settings):
             return
-        self.files = len(label_files(project.root))
-        if not self.files:
+        root, store = project.root, project.store_path
+        job = BackgroundJob("labelme-offer", lambda job: len(label_files(root)),
+                            lambda exc: f"Could not look for LabelMe files in {root}: {exc}")
+        job.finished.connect(lambda count: self._offer(store, count))
+        self._job = job  # keep it alive until it reports (a failure offers nothing)
+        job.start()
+
+    def _offer(self, store: Path, count: int) -> None:
+        project = self.window.project
+        if project is None or project.store_path != store or sum(project.label_counts().values()) > 0:
+            return  # another project opened, or this one has annotations by now
+        self.files = count
+        if not count:
             return
-        self.label.setText(f"This folder has {self.files} LabelMe file{'s' if self.files != 1 else ''} (.json). "
+        self.label.setText(f"This folder has {count} LabelMe file{'s' if count != 1 else ''} (.json). "
                            "Import their shapes as annotations?")
         self.setVisible(True)
 
