@@ -95,10 +95,25 @@ def test_a_frames_folder_imported_from_the_window(qtbot, tmp_path: Path, shared_
         (folder / f.name).write_bytes(f.read_bytes())
     window = make_window(qtbot, tmp_path)
     window.open_folder(copy_samples(tmp_path / "samples"))
-    record = import_frames_to(window, folder)
+    before = [i.file_name for i in window.project.images()]
+    outcome: list = []
+    # A broken frame: one clear error, nothing copied, nothing recorded.
+    (folder / "zz_broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    assert import_frames_to(window, folder, on_done=lambda record, error: outcome.append((record, error)))
+    qtbot.waitUntil(lambda: bool(outcome), timeout=30000)
+    assert outcome[0][0] is None and "cannot be read (zz_broken.jpg)" in outcome[0][1]
+    assert [i.file_name for i in window.project.images()] == before
+    assert not (window.project.root / "sequences" / "frames").exists()
+    (folder / "zz_broken.jpg").unlink()
+    outcome.clear()
+    job = import_frames_to(window, folder, on_done=lambda record, error: outcome.append((record, error)))
+    assert job is not None  # copied and read off the GUI thread
+    qtbot.waitUntil(lambda: bool(outcome), timeout=30000)
+    record = outcome[0][0]
     assert record is not None and record.frame_count == 3
     assert window.controller.image_id == window.project.sequences.frames(record.id)[0].image_id
     assert window.sequence_strip.title.text() == "frames: frame 1/3"
+    assert "Imported 3 frames of frames as sequence frames" in window.status.full_text()
     assert import_frames_to(window, tmp_path / "missing") is None
     assert "is not a folder of frames" in window.status.full_text()
     window.close()

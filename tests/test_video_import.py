@@ -173,3 +173,33 @@ def test_a_read_only_images_folder_is_one_clear_error_before_decoding(tmp_path: 
         with pytest.raises(UserError, match="read-only"):
             video_target(project, video)
         assert not (root / "sequences").exists()
+
+
+def test_gathering_frames_reports_progress_and_a_bad_frame_or_a_cancel_keeps_nothing(tmp_path: Path):
+    from seem_annotator.video.importing import frames_target, gather_frames, register_frames
+
+    src = tmp_path / "shots"
+    src.mkdir()
+    for i, frame in enumerate(_davis_frames(3)):
+        cv2.imwrite(str(src / f"f{i}.jpg"), frame)
+    (src / "f3.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    root = _project_with_photo(tmp_path)
+    with Project.open(root) as project:
+        before = [i.file_name for i in project.images()]
+        target = frames_target(project, src)
+        assert target.copy_to is not None and target.name == "shots" and len(target.files) == 4
+        with pytest.raises(UserError, match=r"1 frame\(s\) in .*shots cannot be read \(f3.jpg\)"):
+            gather_frames(project, target)
+        assert not target.copy_to.exists()  # the copies went with the error
+        (src / "f3.jpg").unlink()
+        target = frames_target(project, src)
+        with pytest.raises(UserError, match="cancelled; nothing was kept"):
+            gather_frames(project, target, cancelled=lambda: True)
+        assert not target.copy_to.exists()
+        steps: list[tuple[int, int]] = []
+        files, scans = gather_frames(project, target, progress=lambda done, total: steps.append((done, total)))
+        assert steps == [(k, 6) for k in range(1, 7)]  # three copies, three reads
+        assert [i.file_name for i in project.images()] == before  # nothing recorded off the store's thread
+        record = register_frames(project, target, files, scans)
+        assert record.frame_count == 3 and len(project.images()) == len(before) + 3
+        assert all(project.image_by_name(s.file_name).readable for s in scans)

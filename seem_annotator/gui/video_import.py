@@ -12,9 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import (
-    QApplication,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -34,8 +33,10 @@ from seem_annotator.video.importing import (
     DecodedVideo,
     VideoTarget,
     decode_video,
-    import_frames,
+    frames_target,
+    gather_frames,
     probe_frames,
+    register_frames,
     register_video,
     video_target,
 )
@@ -197,22 +198,58 @@ def import_frames_interactive(window: MainWindow) -> None:
         import_frames_to(window, Path(folder))
 
 
-def import_frames_to(window: MainWindow, folder: Path, name: str | None = None) -> Any:
-    """A folder of frames as a sequence of the open project (copied in unless it lies inside it);
-    the record, or None after an error (shown)."""
-    if window.project is None:
+def import_frames_to(window: MainWindow, folder: Path, name: str | None = None,
+                    on_done: Done | None = None) -> BackgroundJob | None:
+    """A folder of frames as a sequence of the open project (copied in unless it lies inside it):
+    copied and read on a background thread with progress and Cancel, then recorded and its first
+    frame shown. `on_done(record, error)` is called on the GUI thread when given (tests)."""
+    project = window.project
+    if project is None:
         return None
-    QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
     try:
-        record = import_frames(window.project, folder, name)
+        target = frames_target(project, Path(folder), name)
     except UserError as exc:
         window.show_error(str(exc), modal=True)
         return None
-    finally:
-        QApplication.restoreOverrideCursor()
-    show_sequence(window, record)
-    window.status.message(f"Imported {record.frame_count} frames of {folder.name} as sequence {record.name}.")
-    return record
+    dialog = progress_dialog(window, "Import frames", f"Reading the frames of {target.source.name}…", "Cancel")
+    job = BackgroundJob(f"import-{target.name}",
+                        lambda job: gather_frames(project, target, job.report, lambda: job.cancelled),
+                        lambda exc: f"Importing the frames of {target.source.name} failed: {type(exc).__name__}: {exc}")
+
+    def progress(done: int, total: int, _text: str) -> None:
+        if not job.cancelled:
+            show_progress(dialog, done, total, f"{target.source.name}: {done} of {total}"
+                          + (" (copies, then reads)" if target.copy_to is not None else " frames read"))
+
+    def finished(result: tuple[list[Path], list]) -> None:
+        dialog.reset()
+        if window.project is not project:  # the project was closed meanwhile: keep nothing of it
+            if target.copy_to is not None:
+                shutil.rmtree(target.copy_to, ignore_errors=True)
+            return
+        record = register_frames(project, target, *result)
+        show_sequence(window, record)
+        window.status.message(f"Imported {record.frame_count} frames of {target.source.name} as sequence "
+                              f"{record.name}.")
+        if on_done is not None:
+            on_done(record, None)
+
+    def failed(message: str) -> None:  # gather_frames has removed its copies
+        dialog.reset()
+        if job.cancelled:
+            window.status.message(message)
+        else:
+            window.show_error(message, modal=True)
+        if on_done is not None:
+            on_done(None, message)
+
+    dialog.canceled.connect(job.cancel)
+    job.progress.connect(progress)
+    job.finished.connect(finished)
+    job.failed.connect(failed)
+    window._frames_import_job = job  # keep it alive until it reports
+    job.start()
+    return job
 
 
 def show_sequence(window: MainWindow, record: Any) -> None:

@@ -185,28 +185,88 @@ def register_video(project: Project, target: VideoTarget, decoded: DecodedVideo,
         extra={"source_fps": decoded.fps, "source_frames": decoded.source_indices, "every": every})
 
 
-def import_frames(project: Project, folder: Path, name: str | None = None,
-                  fps: float | None = None) -> SequenceRecord:
-    """A folder of frames as a new sequence. Frames inside the project's images root are used in
-    place; others are copied into the project (frames must live under the images root)."""
+@dataclass(frozen=True)
+class FramesTarget:
+    """A folder of frames on its way into a project: its frames in order, the sequence's name, and
+    where they are copied (None: they lie inside the project's images root and are used in place)."""
+
+    source: Path
+    name: str
+    files: list[Path]
+    copy_to: Path | None
+
+
+def frames_target(project: Project, folder: Path, name: str | None = None) -> FramesTarget:
+    """What importing `folder` will do (cheap: lists the folder). Copying and reading the frames
+    (`gather_frames`, file work only) can then run on another thread, and `register_frames` records
+    the sequence on the store's own thread."""
     folder = Path(folder)
     files = frame_files(folder)
     seq_name = project.sequences.unique_name(name or folder.resolve().name)
     root = project.root.resolve()
-    inside = root == folder.resolve() or root in folder.resolve().parents
-    if not inside:
-        target = _target_folder(project, seq_name)
-        target.mkdir(parents=True)
-        copied = []
+    if root == folder.resolve() or root in folder.resolve().parents:
+        return FramesTarget(folder, seq_name, files, None)
+    if not os.access(project.root, os.W_OK | os.X_OK):
+        raise UserError(f"The project's images folder {project.root} is read-only: frames from outside it are copied "
+                        "there. Open a writable folder, or copy the frames into this one.")
+    return FramesTarget(folder, seq_name, files, _target_folder(project, seq_name))
+
+
+def gather_frames(project: Project, target: FramesTarget, progress: Callable[[int, int], None] | None = None,
+                  cancelled: Callable[[], bool] | None = None) -> tuple[list[Path], list[imgio.ScannedImage]]:
+    """The frames copied into the project (when they lie outside it) and read back as a folder
+    scan would: (their paths, their scans). File work only. Raises UserError when a frame cannot be
+    read or `cancelled()` turns true; then no copy is left behind. `progress(done, total)`."""
+    files = list(target.files)
+    steps = len(files) * (2 if target.copy_to is not None else 1)
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        if cancelled is not None and cancelled():
+            raise UserError(f"Importing the frames of {target.source.name} was cancelled; nothing was kept.")
+        done += 1
+        if progress is not None:
+            progress(done, steps)
+
+    try:
+        if target.copy_to is not None:
+            target.copy_to.mkdir(parents=True)
+            copied = []
+            for f in files:
+                step()
+                shutil.copy2(f, target.copy_to / f.name)
+                copied.append(target.copy_to / f.name)
+            files = copied
+        scans = []
         for f in files:
-            shutil.copy2(f, target / f.name)
-            copied.append(target / f.name)
-        files, folder = copied, target
-    project.rescan()
-    unreadable = [f.name for f in files if not (img := project.image_by_name(_relative(project, f))) or not img.readable]
-    if unreadable:
-        raise UserError(f"{len(unreadable)} frame(s) in {folder} cannot be read ({', '.join(unreadable[:3])}"
-                        f"{'...' if len(unreadable) > 3 else ''}); fix or remove them and import again.")
+            step()
+            scans.append(imgio.probe(project.root, _relative(project, f)))
+        unreadable = [Path(scan.file_name).name for scan in scans if not scan.readable]
+        if unreadable:
+            raise UserError(f"{len(unreadable)} frame(s) in {target.source} cannot be read ({', '.join(unreadable[:3])}"
+                            f"{'...' if len(unreadable) > 3 else ''}); fix or remove them and import again.")
+    except BaseException:
+        if target.copy_to is not None:
+            shutil.rmtree(target.copy_to, ignore_errors=True)
+        raise
+    return files, scans
+
+
+def register_frames(project: Project, target: FramesTarget, files: list[Path], scans: list[imgio.ScannedImage],
+                    fps: float | None = None) -> SequenceRecord:
+    """Record gathered frames (`gather_frames`) as a new sequence of the project."""
+    project.add_scanned(scans)
+    folder = target.copy_to or target.source
     frames = [(_relative(project, f), None if fps is None else round(i / fps, 6)) for i, f in enumerate(files)]
-    return project.sequences.add(seq_name, _relative(project, folder), frames, source=str(Path(folder).resolve()),
+    return project.sequences.add(target.name, _relative(project, folder), frames, source=str(Path(folder).resolve()),
                                  fps=fps)
+
+
+def import_frames(project: Project, folder: Path, name: str | None = None,
+                  fps: float | None = None) -> SequenceRecord:
+    """A folder of frames as a new sequence. Frames inside the project's images root are used in
+    place; others are copied into the project (frames must live under the images root)."""
+    target = frames_target(project, folder, name)
+    files, scans = gather_frames(project, target)
+    return register_frames(project, target, files, scans, fps)
