@@ -82,3 +82,38 @@ def show_progress(dialog: QProgressDialog, done: int, total: int, text: str | No
     dialog.setValue(min(done, total) if total else 0)
     if text:
         dialog.setLabelText(text)
+
+
+def start_with_dialog(window: Any, job: BackgroundJob, dialog: QProgressDialog,
+                      on_progress: Callable[[int, int, str], None], on_finished: Callable[[Any], None],
+                      on_done: Callable[[Any, str | None], None] | None = None) -> BackgroundJob:
+    """Start `job` under its progress dialog: the dialog's Cancel cancels it; its progress goes to
+    `on_progress(done, total, text)`; its result, once the dialog has closed, to `on_finished`. A
+    failure closes the dialog and is shown (a line in the status bar when the person cancelled, an
+    error box otherwise), then `on_done(None, message)`. The window keeps the job until it reports."""
+
+    def finished(result: Any) -> None:
+        dialog.reset()
+        on_finished(result)
+
+    def failed(message: str) -> None:
+        dialog.reset()
+        if job.cancelled:
+            window.status.message(message, 15000)  # asked for: no error box
+        else:
+            window.show_error(message, modal=True)
+        if on_done is not None:
+            on_done(None, message)
+
+    dialog.canceled.connect(job.cancel)
+    job.progress.connect(on_progress)
+    job.finished.connect(finished)
+    job.failed.connect(failed)
+    jobs = getattr(window, "_background_jobs", None)
+    if jobs is None:
+        jobs = window._background_jobs = set()
+    jobs.add(job)
+    job.finished.connect(lambda _result: jobs.discard(job))
+    job.failed.connect(lambda _message: jobs.discard(job))
+    job.start()
+    return job

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
-from seem_annotator.gui.background import BackgroundJob, progress_dialog, show_progress
+from seem_annotator.gui.background import BackgroundJob, progress_dialog, show_progress, start_with_dialog
 from seem_annotator.model import hub
 from seem_annotator.model.config import ModelInfo, resolve_model_name
 
@@ -77,31 +77,15 @@ def download_model(window: MainWindow, name: str, then: Callable[[], None] | Non
         of = f" of {total}" if total else ""
         show_progress(dialog, done, total, f"Downloading {info.checkpoint}: {done}{of} MB")
 
-    def cancel() -> None:
-        job.cancel()  # the download stops at its next chunk
+    def cancel() -> None:  # the download stops at its next chunk
         window.status.message(f"Cancelling the download of {info.checkpoint}…", 5000)
 
     def finished(path: Any) -> None:
-        dialog.reset()
         window.status.message(f"Downloaded {info.checkpoint} to {path}.")
         if on_done is not None:
             on_done(Path(path), None)
         if then is not None:
             then()
 
-    def failed(message: str) -> None:
-        dialog.reset()
-        if job.cancelled:
-            window.status.message(message, 15000)  # asked for: no error box
-        else:
-            window.show_error(message, modal=True)
-        if on_done is not None:
-            on_done(None, message)
-
-    job.progress.connect(show_fetched)
     dialog.canceled.connect(cancel)
-    job.finished.connect(finished)
-    job.failed.connect(failed)
-    window._download_job = job  # keep it alive until it reports
-    job.start()
-    return job
+    return start_with_dialog(window, job, dialog, show_fetched, finished, on_done)

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from seem_annotator.core.project import Project
 from seem_annotator.errors import UserError
-from seem_annotator.gui.background import BackgroundJob, progress_dialog, show_progress
+from seem_annotator.gui.background import BackgroundJob, progress_dialog, show_progress, start_with_dialog
 from seem_annotator.gui.dialog_parts import note, ok_cancel, path_row
 from seem_annotator.video.importing import (
     SEQUENCES_DIR,
@@ -149,7 +149,6 @@ def import_video_to(window: MainWindow, path: str | Path, every: int = 1, name: 
 
     def finished(result: tuple[DecodedVideo, list]) -> None:
         decoded, scans = result
-        dialog.reset()
         if window.project is not project:  # the project was closed meanwhile: keep nothing of it
             shutil.rmtree(target.folder, ignore_errors=True)
             return
@@ -170,22 +169,7 @@ def import_video_to(window: MainWindow, path: str | Path, every: int = 1, name: 
         if on_done is not None:
             on_done(record, None)
 
-    def failed(message: str) -> None:
-        dialog.reset()
-        if job.cancelled:
-            window.status.message(message)
-        else:
-            window.show_error(message, modal=True)
-        if on_done is not None:
-            on_done(None, message)
-
-    dialog.canceled.connect(job.cancel)
-    job.progress.connect(progress)
-    job.finished.connect(finished)
-    job.failed.connect(failed)
-    window._video_import_job = job  # keep it alive until it reports
-    job.start()
-    return job
+    return start_with_dialog(window, job, dialog, progress, finished, on_done)
 
 
 def import_frames_interactive(window: MainWindow) -> None:
@@ -222,7 +206,6 @@ def import_frames_to(window: MainWindow, folder: Path, name: str | None = None,
                           + (" (copies, then reads)" if target.copy_to is not None else " frames read"))
 
     def finished(result: tuple[list[Path], list]) -> None:
-        dialog.reset()
         if window.project is not project:  # the project was closed meanwhile: keep nothing of it
             if target.copy_to is not None:
                 shutil.rmtree(target.copy_to, ignore_errors=True)
@@ -234,22 +217,7 @@ def import_frames_to(window: MainWindow, folder: Path, name: str | None = None,
         if on_done is not None:
             on_done(record, None)
 
-    def failed(message: str) -> None:  # gather_frames has removed its copies
-        dialog.reset()
-        if job.cancelled:
-            window.status.message(message)
-        else:
-            window.show_error(message, modal=True)
-        if on_done is not None:
-            on_done(None, message)
-
-    dialog.canceled.connect(job.cancel)
-    job.progress.connect(progress)
-    job.finished.connect(finished)
-    job.failed.connect(failed)
-    window._frames_import_job = job  # keep it alive until it reports
-    job.start()
-    return job
+    return start_with_dialog(window, job, dialog, progress, finished, on_done)  # a failed read left no copy
 
 
 def show_sequence(window: MainWindow, record: Any) -> None:
