@@ -305,3 +305,13 @@ def test_non_state_dict_objects_are_refused(tmp_path: Path) -> None:
     torch.save({"epoch": 3, "config": {"lr": 0.1}}, path)
     with pytest.raises(CheckpointError, match="not a SEEM state dict"):
         read_state_dict(path)
+
+
+def test_a_file_of_zeros_says_what_to_do_before_what_torch_said(tmp_path: Path) -> None:
+    # Found in the app: a download that landed as zeros; the status bar cut the line before its advice.
+    path = tmp_path / "seem_focalt_v1.pt"
+    path.write_bytes(b"\0" * 100_000)
+    with pytest.raises(CheckpointError) as info:
+        read_state_dict(path)
+    message = str(info.value)
+    assert message.index("delete it and download it again") < message.index("(torch:")

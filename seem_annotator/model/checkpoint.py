@@ -99,8 +99,9 @@ def read_state_dict(path: str | Path, mmap: bool = False) -> tuple[dict[str, tor
         msg = str(exc)
         if "zip" in msg.lower() or "archive" in msg.lower() or "storage" in msg.lower() or "file" in msg.lower():
             raise CheckpointError(
-                f"Checkpoint {path} is truncated or not a PyTorch file ({msg.splitlines()[0][:160]}); "
-                "delete it and download it again."
+                # The action first: in the status bar a long line is cut at its end.
+                f"Checkpoint {path} is truncated or not a PyTorch file; delete it and download it again "
+                f"(torch: {msg.splitlines()[0][:160]})."
             ) from exc
         raise CheckpointError(f"Checkpoint {path} cannot be read: {msg.splitlines()[0][:200]}.") from exc
     except (OSError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
