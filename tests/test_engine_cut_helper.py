@@ -130,3 +130,15 @@ def test_one_core_means_no_helper(monkeypatch):
     monkeypatch.setattr(classical_backend, "available_cores", lambda: 1)
     assert not ClassicalBackend().second_core
     assert ClassicalBackend(second_core=True).second_core
+
+
+def test_encoding_an_image_starts_the_helper_and_a_first_click_alone_does_not(monkeypatch):
+    own = CutHelper()
+    monkeypatch.setattr(classical_backend, "shared_helper", lambda: own)
+    backend = ClassicalBackend(second_core=True)
+    image = _chelsea()
+    backend.predict(DecodeRequest(image=image, object_id="o", round_index=0, prompts=(PointPrompt(170, 110),)))
+    assert own._process is None  # e.g. the video tracker's automatic prompts
+    backend.encode(image)
+    assert own._process is not None and own._process.poll() is None
+    own.close()

@@ -162,10 +162,14 @@ class ClassicalBackend:
     def encode(self, image: ImageInput) -> None:
         """Everything about the image that no prompt changes, made before the first click (the
         app encodes in the background when an image opens): the working grids, the min-cut
-        graph and the texture-smoothed copy."""
+        graph and the texture-smoothed copy; and the second-core helper is started (an image is
+        open for clicking; without encode, as in the video tracker's runs, a click that needs the
+        helper starts it)."""
         prep = self._prepared(image)
         if self.solver == "graph":
             prep.work.grid()
+            if self.second_core and self.rules:
+                shared_helper().start()  # an image is open for clicking: have the helper ready
         prep.work.texture()
 
     def predict(self, request: DecodeRequest) -> Candidate:
@@ -230,14 +234,13 @@ class ClassicalBackend:
         needs it when that cut adds only a speck). None: the rules cut it here if they need it."""
         if not self.second_core or self.solver != "graph" or not (masks.pos_clicks | masks.pos_strokes).any():
             return None
-        helper = shared_helper()
         if new is None or prev is None:
-            helper.start()  # a person is clicking: have it ready for the next round
             return None
         new_pos = (new.pos_clicks | new.pos_strokes) & ~prev
         if not new_pos.any():
             return None
         token = f"{request.image.key}:{prep.size}:{self.neighbours}"
+        helper = shared_helper()  # started by encode(), else now (then this cut waits for it once)
         ticket = helper.submit(token, prep.work, new_pos, masks.negative, s)
         if ticket is None:
             return None
