@@ -69,6 +69,7 @@ class CutHelper:
         self._job = 0
         self._done: dict[int, np.ndarray | None] = {}
         self._answered = 0  # the newest job answered
+        self._closed = False  # the helper's answers ended (it exited, or is exiting)
 
     def start(self) -> None:
         """Start the helper now (it takes a moment to import), if it is not running."""
@@ -97,8 +98,11 @@ class CutHelper:
         """The answer to a submitted cut: bool (h, w), or None when the helper did not give one."""
         with self._lock:
             process = self._process
+            # `_closed`, not only poll(): its pipe closes as it dies, a moment before it can be reaped,
+            # and no one would wake this wait again.
             arrived = self._lock.wait_for(lambda: ticket.job <= self._answered or self._process is not process
-                                          or process is None or process.poll() is not None, timeout)
+                                          or process is None or self._closed or process.poll() is not None,
+                                          timeout)
             if ticket.job not in self._done:
                 if ticket.job > self._answered and process is not None and process is self._process:
                     self._drop("it did not answer in time" if not arrived else "it stopped")
@@ -115,7 +119,7 @@ class CutHelper:
     # -- internals (hold _lock) ---------------------------------------------------------------
 
     def _ensure_running(self) -> bool:
-        if self._process is not None and self._process.poll() is None:
+        if self._process is not None and self._process.poll() is None and not self._closed:
             return True
         if self._process is not None:
             self._drop("it exited")
@@ -134,6 +138,7 @@ class CutHelper:
         self._process, self._outbox = process, queue.Queue()
         self._images.clear()
         self._answered = self._job  # the new helper answers only what is sent from now on
+        self._closed = False
         threading.Thread(target=self._write, args=(process, self._outbox), name="cut-helper-send", daemon=True).start()
         threading.Thread(target=self._read, args=(process,), name="cut-helper-receive", daemon=True).start()
         return True
@@ -168,6 +173,8 @@ class CutHelper:
                         del self._done[min(self._done)]
                 self._lock.notify_all()
         with self._lock:
+            if process is self._process:
+                self._closed = True
             self._lock.notify_all()
 
     def _drop(self, why: str | None) -> None:

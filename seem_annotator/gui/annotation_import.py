@@ -29,7 +29,7 @@ from seem_annotator.errors import UserError
 from seem_annotator.formats.common import rebase_dataset
 from seem_annotator.formats.labelme_read import label_files
 from seem_annotator.formats.registry import default_registry
-from seem_annotator.gui.background import BackgroundJob, progress_dialog, show_progress
+from seem_annotator.gui.background import BackgroundJob, progress_dialog, show_progress, start_with_dialog
 from seem_annotator.gui.dialog_parts import format_combo, note, ok_cancel, path_row
 
 if TYPE_CHECKING:
@@ -115,23 +115,25 @@ def import_annotations_to(window: MainWindow, name: str, source: str | Path, on_
     importer = importers()[name]
     source, options = Path(source), {"images": str(project.root)}
     dialog = progress_dialog(window, "Import annotations", f"Reading {source.name}…", None)
-    job = BackgroundJob(f"import-{name}", lambda job: importer.read(source, options, job.iterate),
-                        lambda exc: f"the {name} import failed: {type(exc).__name__}: {exc}")
 
-    def failed(message: str) -> None:
-        dialog.reset()
-        window.show_error(f"Nothing was imported: {message}", modal=True)
-        if on_done is not None:
-            on_done(None, message)
+    def read(job: BackgroundJob) -> Dataset:
+        try:
+            return importer.read(source, options, job.iterate)
+        except UserError as exc:
+            raise UserError(f"Nothing was imported: {exc}") from exc
+
+    job = BackgroundJob(f"import-{name}", read,
+                        lambda exc: f"Nothing was imported: the {name} import failed: {type(exc).__name__}: {exc}")
 
     def finished(dataset: Dataset) -> None:
-        dialog.reset()
         if window.project is not project:
             return  # the project was closed meanwhile
         try:
             summary = project.import_dataset(rebase_dataset(dataset, project.root))
         except UserError as exc:
-            failed(str(exc))
+            window.show_error(f"Nothing was imported: {exc}", modal=True)
+            if on_done is not None:
+                on_done(None, str(exc))
             return
         refresh_after_import(window)
         text = (f"Imported {_count(summary.get('annotations_added', 0), 'annotation')} on "
@@ -142,12 +144,8 @@ def import_annotations_to(window: MainWindow, name: str, source: str | Path, on_
         if on_done is not None:
             on_done(summary, None)
 
-    job.progress.connect(lambda done, total, _text: show_progress(dialog, done, total))
-    job.finished.connect(finished)
-    job.failed.connect(failed)
-    window._import_job = job  # keep it alive until it reports
-    job.start()
-    return job
+    return start_with_dialog(window, job, dialog, lambda done, total, _text: show_progress(dialog, done, total),
+                             finished, on_done)
 
 
 def _count(n: int, noun: str) -> str:
