@@ -130,3 +130,51 @@ def test_the_offer_of_a_folder_closed_before_its_walk_reports_is_not_shown(qtbot
     # The first folder's count came back while another project was open: not offered there.
     assert not offer.isVisible() and offer.files == 0
     window.close()
+
+
+def test_the_last_import_is_undone_from_the_file_menu(qtbot, tmp_path: Path, monkeypatch) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    window = make_window(qtbot, tmp_path)
+    window.open_folder(copy_samples(tmp_path / "samples"))
+    _settled(qtbot, window.labelme_offer)
+    open_image(window, "coffee.jpg")
+    coffee = window.project.image_by_name("coffee.jpg")
+    doc = {"images": [{"id": 7, "file_name": "coffee.jpg", "width": coffee.width, "height": coffee.height}],
+           "categories": [{"id": 1, "name": "cup"}],
+           "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "iscrowd": 0,
+                            "segmentation": [[200, 100, 400, 100, 400, 300, 200, 300]]}]}
+    (tmp_path / "cups.json").write_text(json.dumps(doc))
+    action = window.shortcuts.actions["undo_import"]
+    file_menu = next(m.menu() for m in window.menuBar().actions() if m.text() == "&File")
+    file_menu.aboutToShow.emit()
+    assert not action.isEnabled()  # nothing imported yet
+    file_menu.aboutToHide.emit()
+    outcome: list = []
+    import_annotations_to(window, "coco", tmp_path / "cups.json", on_done=lambda s, e: outcome.append((s, e)))
+    qtbot.waitUntil(lambda: bool(outcome), timeout=30000)
+    assert len(window.controller.annotations) == 1
+    file_menu.aboutToShow.emit()
+    assert action.isEnabled() and action.text() == "Undo import of cups.json…"
+    file_menu.aboutToHide.emit()
+    asked: list[str] = []
+
+    def answer(reply):
+        def question(_parent, _title, text, *args, **kwargs):
+            asked.append(text)
+            return reply
+        return question
+
+    monkeypatch.setattr(QMessageBox, "question", answer(QMessageBox.StandardButton.No))
+    QTest.keyClick(window, Qt.Key.Key_U, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert asked == ["Remove the 1 annotation imported from cups.json? Labels it added go too when nothing else "
+                     "uses them. This cannot be undone."]
+    assert len(window.controller.annotations) == 1  # declined: nothing changed
+    monkeypatch.setattr(QMessageBox, "question", answer(QMessageBox.StandardButton.Yes))
+    action.trigger()
+    assert window.controller.annotations == [] and window.project.annotations() == []
+    assert "cup" not in key_column(window.labels_panel)
+    assert "Undid the import of cups.json: removed 1 annotation, 1 label." in window.status.full_text()
+    action.trigger()
+    assert "There is no import to undo" in window.status.full_text()
+    window.close()

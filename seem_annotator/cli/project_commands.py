@@ -113,7 +113,7 @@ def _import(args: argparse.Namespace) -> int:
         rebased = rebase_dataset(dataset, project.root)
         bar = _CoreBar("importing")
         try:
-            summary = project.import_dataset(rebased, progress=bar)
+            summary = project.import_dataset(rebased, progress=bar, source=source.name)
         finally:
             bar.close()
     print(f"imported {summary.get('annotations_added', 0)} annotations on {len(dataset.images)} images "
@@ -169,6 +169,20 @@ def _scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _undo_import(args: argparse.Namespace) -> int:
+    from seem_annotator.core.project import Project
+    from seem_annotator.core.transfer import describe_undone_import
+
+    with Project.open(Path(args.project)) as project:
+        record = project.last_import()
+        if record is None:
+            print("There is no import to undo (only the newest import can be undone, once).")
+            return 1
+        summary = project.undo_last_import()
+    print(describe_undone_import(record.source, summary or {}))
+    return 0
+
+
 def _broken(message: str) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
         raise PluginError(message)
@@ -216,6 +230,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("--project", required=True, metavar="DIR", help="project folder (or store file)")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=_info)
+
+    undo = subparsers.add_parser("undo-import", help="take back the newest import: its annotations, new labels "
+                                 "and placeholder images")
+    undo.add_argument("--project", required=True, metavar="DIR", help="project folder (or store file)")
+    undo.set_defaults(func=_undo_import)
 
     scan = subparsers.add_parser("scan", help="rescan a project's folder: new, changed, resized and missing images")
     scan.add_argument("--project", required=True, metavar="DIR", help="project folder (or store file)")

@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Any
 
 from seem_annotator.core import annotations as ann_ops
-from seem_annotator.core import history, review, sessions
+from seem_annotator.core import history, review, sessions, transfer
 from seem_annotator.core import images as imgio
 from seem_annotator.core import labels as label_ops
 from seem_annotator.core import runs as run_store
@@ -40,6 +40,7 @@ from seem_annotator.core.rounds import OPEN, ObjectSession, Round
 from seem_annotator.core.sequences import Sequences
 from seem_annotator.core.store import DEFAULT_DIRNAME, DEFAULT_FILENAME, Store, now
 from seem_annotator.core.tracks import Tracks
+from seem_annotator.core.transfer import ImportRecord
 from seem_annotator.core.transfer import import_dataset as _import_dataset
 from seem_annotator.core.video_fields import with_video_fields
 from seem_annotator.errors import StoreError
@@ -424,11 +425,24 @@ class Project:
                 run_store.add_pending_to(dataset, self._store)
             return with_video_fields(self._store, dataset)
 
-    def import_dataset(self, dataset: Dataset, progress: Progress | None = None) -> dict[str, int]:
+    def import_dataset(self, dataset: Dataset, progress: Progress | None = None, source: str = "") -> dict[str, int]:
         """Add a Dataset in one transaction (all or nothing). Images match by file_name, labels by
         name (case-insensitive); annotations are added on top. Returns counts: images_added,
-        images_matched, labels_added, labels_matched, annotations_added."""
-        return _import_dataset(self._store, self._catalog, dataset, progress)
+        images_matched, labels_added, labels_matched, annotations_added. It becomes the import that
+        `undo_last_import` takes back; `source` names it for the user."""
+        return _import_dataset(self._store, self._catalog, dataset, progress, source)
+
+    def last_import(self) -> ImportRecord | None:
+        """The newest import, while it can be taken back (undo_last_import)."""
+        return transfer.last_import(self._store)
+
+    def import_still_present(self, record: ImportRecord) -> tuple[int, int]:
+        """(annotations of that import still in the project, those of them edited since)."""
+        return transfer.edited_since_import(self._store, record)
+
+    def undo_last_import(self) -> dict[str, int] | None:
+        """Take back the newest import (transfer.undo_last_import): counts of what went, or None."""
+        return transfer.undo_last_import(self._store)
 
     def info(self) -> dict[str, Any]:
         """Counts for `seem-annotator info`: images, annotations, labels (name -> count),

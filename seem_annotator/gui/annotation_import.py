@@ -1,12 +1,14 @@
 """File > Import annotations…: a COCO file, a folder of LabelMe files (or a plugin's format) added to
-the open project without the command line; and, when a folder opened with no annotations yet holds
-LabelMe files, a strip above the canvas that offers to bring them in (a labelme team's first step).
+the open project without the command line; File > Undo import…, which takes the newest import back;
+and, when a folder opened with no annotations yet holds LabelMe files, a strip above the canvas that
+offers to bring them in (a labelme team's first step).
 
 The file is read and validated on a background thread (a bad file imports nothing); the store
 takes it on the GUI thread, the store's one writer, in one transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,12 +21,14 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
 from seem_annotator.core.records import Dataset
+from seem_annotator.core.transfer import describe_undone_import
 from seem_annotator.errors import UserError
 from seem_annotator.formats.common import rebase_dataset
 from seem_annotator.formats.labelme_read import label_files
@@ -129,7 +133,7 @@ def import_annotations_to(window: MainWindow, name: str, source: str | Path, on_
         if window.project is not project:
             return  # the project was closed meanwhile
         try:
-            summary = project.import_dataset(rebase_dataset(dataset, project.root))
+            summary = project.import_dataset(rebase_dataset(dataset, project.root), source=source.name)
         except UserError as exc:
             window.show_error(f"Nothing was imported: {exc}", modal=True)
             if on_done is not None:
@@ -146,6 +150,48 @@ def import_annotations_to(window: MainWindow, name: str, source: str | Path, on_
 
     return start_with_dialog(window, job, dialog, lambda done, total, _text: show_progress(dialog, done, total),
                              finished, on_done)
+
+
+def undo_import_text(window: MainWindow) -> tuple[str, bool]:
+    """The File menu's entry for the newest import: its text and whether there is one to undo."""
+    record = window.project.last_import() if window.project is not None else None
+    if record is None:
+        return "Undo import", False
+    return f"Undo import of {record.source or 'annotations'}…", True
+
+
+def undo_import_interactive(window: MainWindow, ask: Callable[[str], bool] | None = None) -> dict[str, int] | None:
+    """Take back the newest import after saying what goes (`ask(question)` -> go ahead; a message
+    box when None). Returns what was removed, or None."""
+    project = window.project
+    if project is None:
+        window.status.message("Open a folder first.")
+        return None
+    record = project.last_import()
+    if record is None:
+        window.status.message("There is no import to undo: only the newest import can be undone, once.")
+        return None
+    present, edited = project.import_still_present(record)
+    question = f"Remove the {_count(present, 'annotation')} imported from {record.source or 'the last import'}?"
+    if edited:
+        question += f" {edited} of them were edited since; those edits go too."
+    if record.labels:
+        question += " Labels it added go too when nothing else uses them."
+    question += " This cannot be undone."
+    if ask is None:
+        def ask(text: str) -> bool:
+            answer = QMessageBox.question(window, "Undo import", text)
+            return answer == QMessageBox.StandardButton.Yes
+    if not ask(question):
+        return None
+    try:
+        summary = project.undo_last_import()
+    except UserError as exc:
+        window.show_error(f"The import was not undone: {exc}", modal=True)
+        return None
+    refresh_after_import(window)
+    window.status.message(describe_undone_import(record.source, summary or {}))
+    return summary
 
 
 def _count(n: int, noun: str) -> str:

@@ -8,7 +8,11 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QActionGroup, QKeySequence
 from PySide6.QtWidgets import QCompleter, QLabel, QLineEdit, QSlider, QSpinBox, QToolBar
 
-from seem_annotator.gui.annotation_import import import_annotations_interactive
+from seem_annotator.gui.annotation_import import (
+    import_annotations_interactive,
+    undo_import_interactive,
+    undo_import_text,
+)
 from seem_annotator.gui.edit_tools import TOOL_CLASSES
 from seem_annotator.gui.field_focus import LabelFieldFocus
 from seem_annotator.gui.video_import import import_frames_interactive, import_video_interactive
@@ -26,6 +30,7 @@ def bind_actions(window: MainWindow) -> None:
         "import_video": lambda: import_video_interactive(window),
         "import_frames": lambda: import_frames_interactive(window),
         "import_annotations": lambda: import_annotations_interactive(window),
+        "undo_import": lambda: undo_import_interactive(window),
         "quit": window.close,
         "accept": c.accept, "accept_as": lambda: window.ask_label(for_selection=False), "cancel": c.cancel,
         "undo": c.undo, "redo": c.redo, "delete": c.delete_selected, "relabel": c.relabel_selected,
@@ -61,6 +66,16 @@ def build_menus(window: MainWindow) -> None:
     file_menu.addAction(a["import_video"])
     file_menu.addAction(a["import_frames"])
     file_menu.addAction(a["import_annotations"])
+    file_menu.addAction(a["undo_import"])
+
+    def name_undo_import() -> None:
+        text, enabled = undo_import_text(window)
+        a["undo_import"].setText(text)
+        a["undo_import"].setEnabled(enabled)
+
+    file_menu.aboutToShow.connect(name_undo_import)
+    # Greyed only while the menu shows: its key must still work after the next import.
+    file_menu.aboutToHide.connect(lambda: a["undo_import"].setEnabled(True))
     file_menu.addAction(a["export"])
     window.sidecar_action = file_menu.addAction("Write LabelMe files beside images automatically")
     window.sidecar_action.setCheckable(True)

@@ -41,6 +41,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("import_video", "Import video…", ("Ctrl+I",), "File"),
     ActionSpec("import_frames", "Import frames folder…", ("Ctrl+Shift+I",), "File"),
     ActionSpec("import_annotations", "Import annotations (COCO, LabelMe)…", ("Ctrl+Shift+O",), "File"),
+    ActionSpec("undo_import", "Undo the last import…", ("Ctrl+Shift+U",), "File"),
     ActionSpec("export", "Export…", ("Ctrl+E",), "File"),
     ActionSpec("quit", "Quit", ("Ctrl+Q",), "File"),
     ActionSpec("accept", "Accept object", ("Return", "Enter"), "Object"),
