@@ -68,3 +68,19 @@ def test_stopwatch_gives_a_batch_the_time_its_first_result_came():
     watch = Stopwatch(Batches(), clock=lambda: now[0])
     assert [r.image_id for r in watch.map(None, [])] == list(range(6))
     assert [t for t, _ in watch.arrivals] == pytest.approx([1.501] * 3 + [3.004] * 3)
+
+
+def test_several_image_folders_are_linked_into_one_in_the_order_given(tmp_path):
+    from seem_annotator.bench.annotate import _images, _one_folder
+
+    first, second = tmp_path / "b", tmp_path / "a"
+    for folder, names in ((first, ("x 1.jpg", "y.png")), (second, ("a.jpg", "b.jpg", "notes.txt"))):
+        folder.mkdir()
+        for name in names:
+            (folder / name).write_bytes(b"not read here")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    linked = _images(_one_folder([first, second], 3, scratch), 10)
+    assert [p.name for p in linked] == ["000000_x_1.jpg", "000001_y.png", "000002_a.jpg"]
+    assert [p.resolve() for p in linked] == [first / "x 1.jpg", first / "y.png", second / "a.jpg"]
+    assert _one_folder([first], 3, scratch) == first  # one folder is used as it is

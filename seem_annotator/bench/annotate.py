@@ -49,8 +49,10 @@ def register(bench_subparsers: argparse._SubParsersAction) -> None:
     p = bench_subparsers.add_parser("annotate", help="auto-annotation run vs a bare model loop (images/s)")
     p.add_argument("--model", required=True, metavar="NAME", help="released model name or config YAML")
     p.add_argument("--checkpoint", metavar="FILE", help="weights (default: random weights of the config)")
-    p.add_argument("--images", required=True, metavar="DIR", help="folder of images")
-    p.add_argument("--limit", type=int, default=8, metavar="N", help="images used (default 8)")
+    p.add_argument("--images", required=True, nargs="+", metavar="DIR",
+                   help="folder(s) of images; several are taken in the order given (linked into one "
+                        "temporary folder, not copied)")
+    p.add_argument("--limit", type=int, default=8, metavar="N", help="images used, the first N (default 8)")
     p.add_argument("--mode", default="everything", help="annotation modes (default everything)")
     p.add_argument("--labels", default=DEFAULT_LABELS, metavar="a,b,c", help="label list for label scoring")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -73,6 +75,22 @@ def _images(folder: Path, limit: int) -> list[Path]:
     if not paths:
         raise UserError(f"--images {folder} holds no images.")
     return paths
+
+
+def _one_folder(folders: list[Path], limit: int, scratch: Path) -> Path:
+    """The folder the benchmark's projects are made over: the one given, or for several the first
+    `limit` images of them in the order given, linked into `scratch` (names numbered so that they
+    keep that order and cannot collide)."""
+    if len(folders) == 1:
+        return folders[0]
+    paths: list[Path] = []
+    for folder in folders:
+        paths += _images(folder, limit - len(paths))
+        if len(paths) >= limit:
+            break
+    for n, path in enumerate(paths):
+        (scratch / f"{n:06d}_{path.name.replace(' ', '_')}").symlink_to(path.resolve())
+    return scratch
 
 
 def _spec(args: argparse.Namespace) -> Any:
@@ -144,12 +162,17 @@ def _sync(device: str) -> None:
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA device is available; use --device cpu.")
+    with tempfile.TemporaryDirectory(prefix="seem-bench-images-") as scratch:
+        folder = _one_folder([Path(f).resolve() for f in args.images], args.limit, Path(scratch))
+        return _annotate(args, folder)
+
+
+def _annotate(args: argparse.Namespace, folder: Path) -> int:
     from seem_annotator.annotate.executor import LocalExecutor
     from seem_annotator.annotate.work import ImageTask
 
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but no CUDA device is available; use --device cpu.")
-    folder = Path(args.images).resolve()
     paths = _images(folder, args.limit)
     spec = _spec(args)
     annotator = spec.build()
