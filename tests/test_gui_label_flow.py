@@ -147,3 +147,36 @@ def test_relabel_acts_on_the_selection_and_starts_from_its_label(qtbot, tmp_path
     assert window.project.label(next(a for a in ctl.annotations if a.id == cat.id).label_id).name == second
     assert ctl.pending_label is None
     window.close()
+
+
+def test_the_last_label_follows_a_rename(qtbot, tmp_path: Path, samples: Path, monkeypatch) -> None:
+    """Found in the app: after renaming cat to kitty, Enter's dialog offered "cat" and accepting
+    it brought back a second label "cat"."""
+    window = make_window(qtbot, tmp_path)
+    window.open_folder(samples)
+    without_tiny_mask_check(window)
+    open_image(window, "chelsea.jpg")
+    click(window, *CHELSEA_CAT)
+    wait_candidate(qtbot, window)
+    accept_with_label(window, "cat")
+    cat = window.project.label_by_name("cat")
+    window.project.rename_label(cat.id, "kitty")
+    window.refresh_labels()
+    click(window, 60.0, 60.0)
+    wait_candidate(qtbot, window)
+    dialog = DialogAnswers("kitty")
+    monkeypatch.setattr(QInputDialog, "getItem", dialog)
+    key(window, Qt.Key.Key_Return)
+    items, offered = dialog.opened[0]
+    assert offered == "kitty" and "cat" not in items
+    # "Keep last label" accepts with the renamed label, and no "cat" comes back.
+    window.labels_panel.keep_last.setChecked(True)
+    click(window, 400.0, 250.0)
+    wait_candidate(qtbot, window)
+    key(window, Qt.Key.Key_Return)
+    assert label_names(window) == ["kitty", "kitty", "kitty"]
+    assert [label.name for label in window.project.labels()] == ["kitty"]
+    # A deleted label is not offered again either.
+    window.project.merge_labels(window.project.label_by_name("kitty").id, window.project.add_label("cat").id)
+    assert window.controller.last_label is None
+    window.close()

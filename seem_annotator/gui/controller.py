@@ -77,7 +77,9 @@ class AnnotationController(EditsMixin, QObject):
         self.stroke_width = 8.0
         self.brush_width = 12.0
         self.pending_label: str | None = None
-        self.last_label: str | None = None
+        # By id, not name: a label renamed since is still the one last used (found in the app:
+        # after renaming cat to kitty, Enter brought back a new "cat" label).
+        self._last_label_id: int | None = None
         self.keep_last_label = False
         # A mask this small is probably a slip: accepting it takes a second Enter (issue 15 item 1).
         self.tiny_mask_pixels = 64
@@ -335,6 +337,16 @@ class AnnotationController(EditsMixin, QObject):
         self.add_prompt(self.reference)
 
     # ------------------------------------------------------------------ accept / cancel
+    @property
+    def last_label(self) -> str | None:
+        """The current name of the label last accepted or set, or None (none yet, or deleted since)."""
+        if self._last_label_id is None:
+            return None
+        try:
+            return self.project.label(self._last_label_id).name
+        except UserError:  # deleted, or merged into another
+            return None
+
     def resolve_label(self, explicit: str | None = None) -> str | None:
         """Label for accepting: typed/spoken > chosen for this object > last used (only when "Keep
         last label" is on) > the model's top proposal; None means the user is asked."""
@@ -398,7 +410,7 @@ class AnnotationController(EditsMixin, QObject):
         except UserError as exc:
             self.error.emit(str(exc))
             return False
-        self.last_label = label_rec.name
+        self._last_label_id = label_rec.id
         self.pending_label = None
         self.labels_changed.emit()
         self.reload()
@@ -468,7 +480,7 @@ class AnnotationController(EditsMixin, QObject):
             label = self.ensure_label(name)
             for ann_id in list(self.selected):
                 self._edit_annotation(lambda a=ann_id: self.project.relabel(a, label.id))
-            self.last_label = label.name
+            self._last_label_id = label.id
             return
         self.pending_label = self.ensure_label(name).name
         self.candidate_changed.emit()
