@@ -521,3 +521,34 @@ def _light_pixels(canvas) -> int:
     rows = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())
     pixels = rows[:, :image.width() * 3].reshape(image.height(), image.width(), 3)
     return int((pixels.min(axis=2) > 180).sum())
+
+
+def test_the_key_dialog_starts_from_the_key_shown_and_keeps_the_others(qtbot, tmp_path: Path, samples: Path,
+                                                                       monkeypatch) -> None:
+    """Found in the app: the Key dialog of a label the column showed as 1 offered "none", and setting
+    a key by hand took every other label's key away."""
+    from PySide6.QtWidgets import QInputDialog
+
+    window = make_window(qtbot, tmp_path)
+    window.open_folder(samples)
+    panel = window.labels_panel
+    for name in ("cup", "saucer", "spoon"):
+        panel.add_requested.emit(name)
+    opened: list[str] = []
+    answers = ["2", "7"]
+
+    def get_item(_parent, _title, _text, items, current=0, *args, **kwargs):
+        opened.append(items[current])
+        return answers.pop(0), True
+
+    monkeypatch.setattr(QInputDialog, "getItem", get_item)
+    panel.tree.setCurrentItem(panel.tree.topLevelItem(1))  # saucer, shown as 2
+    panel._key()
+    assert opened == ["2"] and all(label.shortcut is None for label in window.project.labels())  # unchanged: nothing set
+    panel.tree.setCurrentItem(panel.tree.topLevelItem(2))  # spoon, shown as 3
+    panel._key()
+    assert opened == ["2", "3"]
+    assert key_column(panel) == {"cup": "1", "saucer": "2", "spoon": "7"}
+    key(window, Qt.Key.Key_2)
+    assert window.controller.pending_label == "saucer"
+    window.close()

@@ -145,7 +145,18 @@ class LabelsPanel(QWidget):
         if label is None:
             return
         items = ["none"] + [str(d) for d in range(1, 10)]
-        current = 0 if label.shortcut is None else int(label.shortcut)
-        text, ok = QInputDialog.getItem(self, "Label key", f"Digit key for {label.name!r}:", items, current, False)
-        if ok:
-            self.shortcut_requested.emit(label.id, None if text == "none" else int(text))
+        shown = self.digit_of(label)  # what the Key column says, list order while no key is set
+        text, ok = QInputDialog.getItem(self, "Label key", f"Digit key for {label.name!r}:", items,
+                                        0 if shown is None else shown, False)
+        digit = None if text == "none" else int(text)
+        if not ok or digit == shown:
+            return
+        if not any(other.shortcut for other in self.labels):
+            # The first key set by hand: the other labels keep the keys the column showed them
+            # (else they would all lose theirs, since digits then mean only keys set by hand).
+            # (Read them all first: each request refreshes this panel's labels.)
+            kept = [(other.id, self.digit_of(other)) for other in self.labels if other.id != label.id]
+            for other_id, implicit in kept:
+                if implicit is not None and implicit != digit:
+                    self.shortcut_requested.emit(other_id, implicit)
+        self.shortcut_requested.emit(label.id, digit)
