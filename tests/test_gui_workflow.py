@@ -105,8 +105,10 @@ def test_click_accept_undo_redo_relabel_export_reopen(qtbot, tmp_path: Path, sam
     key(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert ctl.annotations == [] and ctl.session is not None and len(ctl.session.rounds) == 2
     assert window.canvas.has_candidate()
+    assert "Undone: accept." in window.status.full_text()  # the status bar says what Ctrl+Z took back
     key(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
     assert len(ctl.annotations) == 1 and ctl.session is None
+    assert "Redone: accept." in window.status.full_text()
 
     # Relabel: select it with the select tool (Q), then choose another label.
     key(window, Qt.Key.Key_Q)
@@ -551,4 +553,32 @@ def test_the_key_dialog_starts_from_the_key_shown_and_keeps_the_others(qtbot, tm
     assert key_column(panel) == {"cup": "1", "saucer": "2", "spoon": "7"}
     key(window, Qt.Key.Key_2)
     assert window.controller.pending_label == "saucer"
+    window.close()
+
+
+def test_merge_split_and_their_undo_say_what_they_did(qtbot, tmp_path: Path, samples: Path) -> None:
+    window = make_window(qtbot, tmp_path)
+    window.open_folder(samples)
+    open_image(window, "coffee.jpg")
+    ctl = window.controller
+    key(window, Qt.Key.Key_M)
+    for square in (((20, 20), (80, 20), (80, 80), (20, 80), (20, 20)),
+                   ((200, 200), (260, 200), (260, 260), (200, 260), (200, 200))):
+        for x, y in square:
+            click(window, x, y)
+        window.commands.accept("cup")
+    first, second = (a.id for a in ctl.annotations)
+    ctl.select_annotation(first)
+    ctl.select_annotation(second, add=True)
+    key(window, Qt.Key.Key_M, Qt.KeyboardModifier.ControlModifier)
+    assert len(ctl.annotations) == 1
+    assert "Merged 2 annotations into one (Ctrl+Z undoes)." in window.status.full_text()
+    ctl.select_annotation(ctl.annotations[0].id)
+    key(window, Qt.Key.Key_K, Qt.KeyboardModifier.ControlModifier)
+    assert len(ctl.annotations) == 2 and "Split into 2 annotations" in window.status.full_text()
+    ctl.select_annotation(ctl.annotations[0].id)
+    key(window, Qt.Key.Key_K, Qt.KeyboardModifier.ControlModifier)
+    assert "only one connected part" in window.status.full_text()
+    key(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert len(ctl.annotations) == 1 and "Undone: split." in window.status.full_text()
     window.close()

@@ -42,6 +42,20 @@ def refined_proposal(session: Any) -> int | None:
         return None
 
 
+# What an undo-history action was, in the status bar's words (Ctrl+Z says what it took back).
+ACTION_WORDS = {
+    "round": "a prompt", "accept": "accept", "discard": "discard", "relabel": "relabel", "merge": "merge",
+    "subtract": "subtract", "split": "split", "delete": "delete", "reorder": "z-order change",
+    "edit_mask": "mask edit", "accept_proposal": "proposal accepted", "reject_proposal": "proposal rejected",
+    "relabel_proposal": "proposal relabelled", "accept_proposals": "proposals accepted above the threshold",
+    "track_keyframe": "keyframe", "propagate": "propagation",
+}
+
+
+def describe_action(action: str) -> str:
+    return ACTION_WORDS.get(action, action.replace("_", " "))
+
+
 class AnnotationController(EditsMixin, QObject):
     """Holds the current image, object session and selection; implements the tool host."""
 
@@ -499,14 +513,16 @@ class AnnotationController(EditsMixin, QObject):
         if self.pending or self._latest is not None:
             self.cancel()  # an unanswered prompt is undone by forgetting it
             return
-        if self.image_id is not None and self.project.undo(self.image_id) is None:
-            self.message.emit("Nothing to undo on this image.")
+        if self.image_id is not None:
+            action = self.project.undo(self.image_id)
+            self.message.emit("Nothing to undo on this image." if action is None else f"Undone: {describe_action(action)}.")
         self.reload()
 
     @reports_errors
     def redo(self) -> None:
-        if self.image_id is not None and self.project.redo(self.image_id) is None:
-            self.message.emit("Nothing to redo on this image.")
+        if self.image_id is not None:
+            action = self.project.redo(self.image_id)
+            self.message.emit("Nothing to redo on this image." if action is None else f"Redone: {describe_action(action)}.")
         self.reload()
 
     def counts(self) -> dict[str, int]:

@@ -106,13 +106,19 @@ class EditsMixin:
     def _annotation(self, ann_id: int) -> AnnotationRecord:
         return next(a for a in self.annotations if a.id == ann_id)
 
-    def _edit_annotation(self, action: Callable[[], object]) -> None:
+    def _edit_annotation(self, action: Callable[[], object], done: str | None = None) -> object:
+        """Run one stored edit and show the result; `done`: what the status bar says when it worked."""
+        result = None
         try:
-            action()
+            result = action()
         except UserError as exc:
             self.error.emit(str(exc))
+            done = None
         self.labels_changed.emit()
         self.reload()
+        if done:
+            self.message.emit(done)
+        return result
 
     def select_annotation(self, ann_id: int | None, add: bool = False) -> None:
         if ann_id is None:
@@ -139,7 +145,8 @@ class EditsMixin:
         if len(self.selected) < 2:
             self.message.emit("Select two or more annotations (Shift+click) to merge.")
             return
-        self._edit_annotation(lambda: self.project.merge(list(self.selected)))
+        self._edit_annotation(lambda: self.project.merge(list(self.selected)),
+                              f"Merged {len(self.selected)} annotations into one (Ctrl+Z undoes).")
 
     @reports_errors
     def subtract_selected(self) -> None:
@@ -155,7 +162,9 @@ class EditsMixin:
         if len(self.selected) != 1:
             self.message.emit("Select one annotation to split into its connected parts.")
             return
-        self._edit_annotation(lambda: self.project.split(self.selected[0]))
+        parts = self._edit_annotation(lambda: self.project.split(self.selected[0]))
+        if isinstance(parts, list):  # (one connected part is refused, with the store's message)
+            self.message.emit(f"Split into {len(parts)} annotations (Ctrl+Z undoes).")
 
     @reports_errors
     def move_selected(self, step: int) -> None:
