@@ -112,6 +112,9 @@ class SequenceStrip(QWidget):
         self.relay.finished.connect(self._finished)
         self.title = QLabel()
         self.tracks = QComboBox()
+        # Wide enough for "track 12: person" (found in the app: "track 1: c" for a camel).
+        self.tracks.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.tracks.setMinimumContentsLength(16)
         self.tracks.currentIndexChanged.connect(lambda _i: self.refresh())
         self.new_track = QPushButton("New track from selection")
         self.new_track.setToolTip("Make the selected object on this frame a track (its keyframe)")
