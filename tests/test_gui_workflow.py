@@ -258,8 +258,8 @@ def test_brush_manual_polygon_and_edits(qtbot, tmp_path: Path, samples: Path) ->
     qtbot.waitUntil(lambda: window.model._review is not None and window.model._review.isVisible(), timeout=60000)
     review = window.model._review
     assert review.list.count() >= 3
-    for row in range(3, review.list.count()):
-        review.list.item(row).setCheckState(Qt.CheckState.Unchecked)
+    for row in range(review.list.count()):
+        review.list.item(row).setCheckState(Qt.CheckState.Checked if row < 3 else Qt.CheckState.Unchecked)
     assert not window.canvas._review_item.pixmap().isNull()
     QTest.mouseClick(review.accept_checked, Qt.MouseButton.LeftButton)
     assert len(ctl.annotations) == before + 3
@@ -414,6 +414,26 @@ def test_everything_review_keeps_the_ranking_of_unnamed_regions_and_sorts_named_
     named = EverythingReview([region(40, "cup", 0.9), region(300, "table", 0.2)])
     qtbot.addWidget(named)
     assert [c.labels[0][0] for c in named.candidates] == ["table", "cup"]
+    assert named.checked_indices() == [0, 1]  # SEEM's regions do not overlap: all start checked
+
+
+def test_everything_review_starts_with_the_best_regions_that_do_not_overlap(qtbot) -> None:
+    """Found in the app: the classical backend's 30 regions on coffee.jpg (parts and the wholes
+    they belong to) all started checked, so Accept checked labelled most pixels several times."""
+    from seem_annotator.engine.types import Candidate
+    from seem_annotator.gui.everything_review import EverythingReview
+
+    def rect(y0: int, y1: int, x0: int, x1: int, score: float) -> Candidate:
+        mask = np.zeros((40, 40), bool)
+        mask[y0:y1, x0:x1] = True
+        return Candidate(mask=mask, score=score, labels=[("unknown", score)])
+
+    cup, handle, cup_and_handle, table = (rect(0, 20, 0, 20, 0.9), rect(5, 10, 20, 25, 0.8),
+                                          rect(0, 20, 0, 25, 0.7), rect(25, 40, 0, 40, 0.6))
+    review = EverythingReview([table, cup_and_handle, handle, cup])
+    qtbot.addWidget(review)
+    assert [c.score for c in review.candidates] == [0.9, 0.8, 0.7, 0.6]
+    assert review.checked_indices() == [0, 1, 3]  # cup, handle, table; not the whole they make
 
 
 def test_images_added_to_the_folder_appear_on_rescan_and_reopen(qtbot, tmp_path: Path, samples: Path) -> None:
@@ -479,6 +499,8 @@ def test_segment_everything_review_sits_beside_the_image_and_shows_the_selected_
         qtbot, tmp_path: Path, samples: Path) -> None:
     # Found under Xvfb: the review opened in the middle of the window, over the regions it previews,
     # and with twenty-odd rows a person could not tell which region a row was.
+    from PySide6.QtWidgets import QPushButton
+
     from seem_annotator.gui.everything_review import HIGHLIGHT
 
     window = make_window(qtbot, tmp_path)
@@ -490,6 +512,8 @@ def test_segment_everything_review_sits_beside_the_image_and_shows_the_selected_
     assert review.frameGeometry().left() > centre.x()
     shown: list = []
     review.preview.connect(shown.append)
+    QTest.mouseClick(next(b for b in review.findChildren(QPushButton) if b.text() == "Check all"),
+                     Qt.MouseButton.LeftButton)
     review.list.item(1).setCheckState(Qt.CheckState.Unchecked)
     review.list.setCurrentRow(1)  # unchecked, yet shown while selected
     layers = shown[-1]

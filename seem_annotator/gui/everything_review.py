@@ -29,6 +29,23 @@ def top_label(candidate: Candidate) -> str:
 
 
 HIGHLIGHT = (255, 255, 255)  # the selected row's region
+OVERLAP = 0.1  # a region sharing more than this fraction of itself with a better one starts unchecked
+
+
+def without_overlaps(masks: list) -> list[bool]:
+    """Which regions, taken in order (best first), do not overlap the ones kept before them: the
+    classical backend's regions come from a merge hierarchy, so a part and the whole it belongs to
+    are both offered, and accepting both would label the same pixels twice."""
+    kept: list[bool] = []
+    taken = None
+    for mask in masks:
+        area = int(mask.sum())
+        shared = 0 if taken is None else int((mask & taken).sum())
+        keep = area > 0 and shared <= OVERLAP * area
+        kept.append(keep)
+        if keep:
+            taken = mask.copy() if taken is None else taken | mask
+    return kept
 
 
 class EverythingReview(QDialog):
@@ -53,9 +70,11 @@ class EverythingReview(QDialog):
         order = (lambda c: -float(c.score)) if unnamed else (lambda c: -int(c.mask.sum()))
         self.candidates = sorted(candidates, key=order)
         layout = QVBoxLayout(self)
-        ranking = " Unnamed regions, most object-like first." if unnamed else ""
-        header = QLabel(f"{len(self.candidates)} candidates.{ranking} Uncheck what you do not want, "
-                        "then accept. Labels can be changed afterwards.", self)
+        ranking = (" Unnamed regions, most object-like first; the best ones that do not overlap are checked."
+                   if unnamed else "")
+        checked = without_overlaps([c.mask for c in self.candidates]) if unnamed else [True] * len(self.candidates)
+        header = QLabel(f"{len(self.candidates)} candidates.{ranking} Check or uncheck, then accept. Labels "
+                        "can be changed afterwards.", self)
         header.setWordWrap(True)  # the dialog keeps its width; it sits over the canvas it previews on
         layout.addWidget(header)
         self.list = QListWidget(self)
@@ -63,7 +82,7 @@ class EverythingReview(QDialog):
             color = REVIEW_PALETTE[i % len(REVIEW_PALETTE)]
             item = QListWidgetItem(swatch(color), f"{top_label(cand)}  ({cand.score:.2f}, {int(cand.mask.sum())} px)")
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(Qt.CheckState.Checked)
+            item.setCheckState(Qt.CheckState.Checked if checked[i] else Qt.CheckState.Unchecked)
             item.setData(Qt.ItemDataRole.UserRole, i)
             self.list.addItem(item)
         self.list.itemChanged.connect(lambda _item: self._emit_preview())
