@@ -180,3 +180,28 @@ def test_the_last_label_follows_a_rename(qtbot, tmp_path: Path, samples: Path, m
     window.project.merge_labels(window.project.label_by_name("kitty").id, window.project.add_label("cat").id)
     assert window.controller.last_label is None
     window.close()
+
+
+def test_a_spoken_label_is_made_only_when_its_object_is_accepted(qtbot, tmp_path: Path, samples: Path) -> None:
+    """Found in the app: "label it as whiskers", then Esc, left an empty label "whiskers" behind."""
+    window = make_window(qtbot, tmp_path)
+    window.open_folder(samples)
+    without_tiny_mask_check(window)
+    ctl = window.controller
+    open_image(window, "chelsea.jpg")
+    click(window, *CHELSEA_CAT)
+    wait_candidate(qtbot, window)
+    window.voice_panel.transcript.setText("label it as whiskers")
+    window.voice_panel.run_button.click()
+    assert ctl.pending_label == "whiskers" and window.project.label_by_name("whiskers") is None
+    key(window, Qt.Key.Key_Escape)
+    assert window.project.label_by_name("whiskers") is None
+    click(window, *CHELSEA_CAT)
+    wait_candidate(qtbot, window)
+    ctl.set_label("  Whiskers ")
+    assert ctl.pending_label == "Whiskers"
+    key(window, Qt.Key.Key_Return)
+    assert label_names(window) == ["Whiskers"]
+    ctl.set_label("WHISKERS")  # an existing label is named as it is spelt in the project
+    assert ctl.pending_label == "Whiskers"
+    window.close()

@@ -18,6 +18,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from seem_annotator.core import masks
+from seem_annotator.core.labels import normalize_name
 from seem_annotator.core.prompts import Prompt, ReferringPrompt, TextPrompt, VoicePrompt
 from seem_annotator.core.records import AnnotationRecord, ImageRecord, LabelRecord
 from seem_annotator.engine.types import Candidate, DecodeRequest, ImageInput
@@ -496,7 +497,10 @@ class AnnotationController(EditsMixin, QObject):
                 self._edit_annotation(lambda a=ann_id: self.project.relabel(a, label.id))
             self._last_label_id = label.id
             return
-        self.pending_label = self.ensure_label(name).name
+        # Named now, made when the object is accepted: a discarded object leaves no empty label
+        # behind (found in the app: "label it as whiskers", then Esc, kept a label "whiskers").
+        existing = self.label_by_name(name)
+        self.pending_label = existing.name if existing is not None else normalize_name(name)
         self.candidate_changed.emit()
 
     def selection_label(self) -> str | None:
