@@ -277,3 +277,16 @@ def test_a_refinement_whose_proposal_was_reviewed_meanwhile_is_kept_as_a_new_obj
     assert ctl.session is None and len(ctl.annotations) == 1
     assert "proposal_id" not in ctl.annotations[0].source  # an interactive object, not the proposal
     window.close()
+
+
+def test_review_mode_is_not_entered_when_the_project_has_no_proposals(qtbot, tmp_path: Path) -> None:
+    """Found in the app: Start review in a project without proposals turned the button into "Stop
+    review", a mode with nothing in it."""
+    window = make_window(qtbot, tmp_path)
+    assert window.open_folder(copy_samples(tmp_path / "samples"))
+    open_image(window, "chelsea.jpg")
+    key(window, Qt.Key.Key_P, CTRL)
+    assert not window.review.active
+    assert "No proposals in this project yet" in window.status.full_text()
+    assert window.review_ui.panel.toggle.text() == "Start review"
+    window.close()

@@ -73,6 +73,13 @@ class ProposalReview(QObject):
     def start(self, scope: str | None = None, label: str | None = None) -> None:
         if scope is not None:
             self.scope, self.label = scope, label
+        project = self.window.project
+        if project is not None and project.pending_proposal_count() == 0:
+            # Nothing anywhere to review: say where proposals come from instead of entering a
+            # mode with nothing in it (found in the app: "Stop review" with nothing to stop).
+            self.window.status.message("No proposals in this project yet: Auto-annotate… (Ctrl+Shift+A) "
+                                       "makes them with SEEM.")
+            return
         self.active = True
         self._ctl.seed_object = self.seed_object
         self.refresh(keep_index=False)
