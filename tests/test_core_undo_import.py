@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
+from test_core_transfer import H, W, make_root
 
 from seem_annotator.cli.main import main
 from seem_annotator.core import masks
@@ -12,20 +12,11 @@ from seem_annotator.core.project import Project
 from seem_annotator.core.prompts import PointPrompt
 from seem_annotator.core.records import AnnotationRecord, Dataset, ImageRecord, LabelRecord
 
-H, W = 24, 32
-
 
 def blob(y: int, x: int) -> dict:
     m = np.zeros((H, W), bool)
     m[y:y + 5, x:x + 6] = True
     return masks.encode(m)
-
-
-def make_root(path, names=("a.png", "b.png")):
-    path.mkdir()
-    for name in names:
-        Image.fromarray(np.full((H, W, 3), 120, np.uint8)).save(path / name)
-    return path
 
 
 def accept(proj: Project, image_id: int, label_id: int, pos: tuple[int, int]) -> int:
@@ -49,7 +40,7 @@ def dataset() -> Dataset:
 
 @pytest.fixture
 def project(tmp_path):
-    with Project.create(make_root(tmp_path / "p")) as proj:
+    with Project.create(make_root(tmp_path / "p", names=("a.png", "b.png"))) as proj:
         yield proj
 
 
@@ -110,7 +101,7 @@ def test_an_import_that_adds_nothing_leaves_nothing_to_undo(project):
 
 
 def test_cli_undo_import(tmp_path, capsys):
-    root = make_root(tmp_path / "q")
+    root = make_root(tmp_path / "q", names=("a.png", "b.png"))
     with Project.create(root) as proj:
         proj.import_dataset(dataset(), source="instances.json")
     assert main(["undo-import", "--project", str(root)]) == 0

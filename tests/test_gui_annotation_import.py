@@ -74,17 +74,22 @@ def test_declining_the_offer_is_remembered(qtbot, tmp_path: Path) -> None:
     window.close()
 
 
+def _one_cup(window) -> dict:
+    """A COCO document with one cup on coffee.jpg, sized as the open project has it."""
+    coffee = window.project.image_by_name("coffee.jpg")
+    return {"images": [{"id": 7, "file_name": "coffee.jpg", "width": coffee.width, "height": coffee.height}],
+            "categories": [{"id": 1, "name": "cup"}],
+            "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "iscrowd": 0,
+                             "segmentation": [[200, 100, 400, 100, 400, 300, 200, 300]]}]}
+
+
 def test_importing_coco_from_the_window_all_or_nothing(qtbot, tmp_path: Path) -> None:
     window = make_window(qtbot, tmp_path)
     window.open_folder(copy_samples(tmp_path / "samples"))
     _settled(qtbot, window.labelme_offer)
     assert not window.labelme_offer.isVisible()  # no LabelMe files here
     open_image(window, "coffee.jpg")
-    coffee = window.project.image_by_name("coffee.jpg")
-    good = {"images": [{"id": 7, "file_name": "coffee.jpg", "width": coffee.width, "height": coffee.height}],
-            "categories": [{"id": 1, "name": "cup"}],
-            "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "iscrowd": 0,
-                             "segmentation": [[200, 100, 400, 100, 400, 300, 200, 300]]}]}
+    good = _one_cup(window)
     bad = json.loads(json.dumps(good))
     bad["annotations"].append({"id": 2, "image_id": 99, "category_id": 1, "iscrowd": 0,
                                "segmentation": [[1, 1, 5, 1, 5, 5]]})
@@ -139,12 +144,7 @@ def test_the_last_import_is_undone_from_the_file_menu(qtbot, tmp_path: Path, mon
     window.open_folder(copy_samples(tmp_path / "samples"))
     _settled(qtbot, window.labelme_offer)
     open_image(window, "coffee.jpg")
-    coffee = window.project.image_by_name("coffee.jpg")
-    doc = {"images": [{"id": 7, "file_name": "coffee.jpg", "width": coffee.width, "height": coffee.height}],
-           "categories": [{"id": 1, "name": "cup"}],
-           "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "iscrowd": 0,
-                            "segmentation": [[200, 100, 400, 100, 400, 300, 200, 300]]}]}
-    (tmp_path / "cups.json").write_text(json.dumps(doc))
+    (tmp_path / "cups.json").write_text(json.dumps(_one_cup(window)))
     action = window.shortcuts.actions["undo_import"]
     file_menu = next(m.menu() for m in window.menuBar().actions() if m.text() == "&File")
     file_menu.aboutToShow.emit()

@@ -57,6 +57,7 @@ class ImportRecord:
     last_annotation: int
     labels: tuple[int, ...]
     images: tuple[int, ...]
+    history_before: int = 0  # the newest undo-history entry then: only later ones can name these ids
 
     @property
     def annotations(self) -> int:
@@ -155,8 +156,10 @@ def import_dataset(store: Store, catalog: Catalog, dataset: Dataset,
                 progress(done, total)
         if added_annotations or added_labels or added_images:
             first, last = (min(added_annotations), max(added_annotations)) if added_annotations else (0, -1)
-            record = ImportRecord(source, now(), first, last, tuple(added_labels), tuple(added_images))
-            store.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (LAST_IMPORT, dumps(asdict(record))))
+            history_before = store.one("SELECT COALESCE(MAX(id), 0) AS id FROM history")["id"]
+            record = ImportRecord(source, now(), first, last, tuple(added_labels), tuple(added_images),
+                                  int(history_before))
+            store.set_meta(LAST_IMPORT, dumps(asdict(record)))  # joins this transaction
         else:  # nothing to take back: an older import's record would now mislead
             store.execute("DELETE FROM meta WHERE key = ?", (LAST_IMPORT,))
     return summary
@@ -171,7 +174,7 @@ def last_import(store: Store) -> ImportRecord | None:
         raw = json.loads(text)
         return ImportRecord(str(raw["source"]), float(raw["at"]), int(raw["first_annotation"]),
                             int(raw["last_annotation"]), tuple(int(i) for i in raw["labels"]),
-                            tuple(int(i) for i in raw["images"]))
+                            tuple(int(i) for i in raw["images"]), int(raw.get("history_before", 0)))
     except (ValueError, KeyError, TypeError):
         return None  # written by a newer version in another shape: not ours to interpret
 
@@ -186,9 +189,9 @@ def edited_since_import(store: Store, record: ImportRecord) -> tuple[int, int]:
 def undo_last_import(store: Store) -> dict[str, int] | None:
     """Take back the newest import in one transaction: its annotations still in the project (with
     any edits made to them since), the labels it created that nothing uses now, and the images it
-    created for files it could not read (missing from the folder) that hold no other work. The undo-history entries
-    that touched those annotations go too (undoing them would bring the annotations back). None
-    when there is no import to take back."""
+    created for files it could not read (missing from the folder) that hold no other work. The
+    undo-history entries that touched those annotations go too (undoing them would bring the
+    annotations back). None when there is no import to take back."""
     with store.transaction():
         record = last_import(store)
         if record is None:
@@ -196,11 +199,10 @@ def undo_last_import(store: Store) -> dict[str, int] | None:
         present, edited = edited_since_import(store, record)
         store.execute("DELETE FROM annotations WHERE id BETWEEN ? AND ?",
                       (record.first_annotation, record.last_annotation))
-        entries = _drop_history_of(store, record.first_annotation, record.last_annotation)
-        if store.one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'track_frames'"):
-            # A track whose keyframe was an imported annotation loses that frame, not its other ones.
-            store.execute("DELETE FROM track_frames WHERE annotation_id BETWEEN ? AND ?",
-                          (record.first_annotation, record.last_annotation))
+        entries = _drop_history_of(store, record)
+        # A track whose keyframe was an imported annotation loses that frame, not its other ones.
+        store.execute("DELETE FROM track_frames WHERE annotation_id BETWEEN ? AND ?",
+                      (record.first_annotation, record.last_annotation))
         labels = 0
         for label_id in record.labels:
             if store.one("SELECT 1 FROM annotations WHERE label_id = ? LIMIT 1", (label_id,)) is None:
@@ -225,12 +227,14 @@ def describe_undone_import(source: str, summary: dict[str, int]) -> str:
     return text + (f", {' and '.join(extras)}" if extras else "") + "."
 
 
-def _drop_history_of(store: Store, first: int, last: int) -> int:
-    """Delete the undo-history entries that changed an annotation with an id in first..last."""
+def _drop_history_of(store: Store, record: ImportRecord) -> int:
+    """Delete the undo-history entries that changed one of the import's annotations. Only entries
+    made after it are read: each holds whole row images, and a project's history can be large."""
     return store.execute(
         "DELETE FROM history WHERE id IN (SELECT DISTINCT history.id FROM history, json_each(history.changes) "
-        "WHERE json_extract(value, '$.table') = 'annotations' AND json_extract(value, '$.id') BETWEEN ? AND ?)",
-        (first, last)).rowcount
+        "WHERE history.id > ? AND json_extract(value, '$.table') = 'annotations' "
+        "AND json_extract(value, '$.id') BETWEEN ? AND ?)",
+        (record.history_before, record.first_annotation, record.last_annotation)).rowcount
 
 
 # An image row is work in the project when any of these refer to it.
@@ -244,9 +248,7 @@ def _drop_placeholder_image(store: Store, image_id: int) -> int:
     row = store.one("SELECT readable FROM images WHERE id = ?", (image_id,))
     if row is None or row["readable"]:
         return 0
-    for table in _IMAGE_USES:
-        if store.one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)) is None:
-            continue
+    for table in _IMAGE_USES:  # a writable store is at the current schema: all of them exist
         if store.one(f"SELECT 1 FROM {table} WHERE image_id = ? LIMIT 1", (image_id,)) is not None:
             return 0
     return store.execute("DELETE FROM images WHERE id = ?", (image_id,)).rowcount
