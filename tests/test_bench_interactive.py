@@ -233,9 +233,12 @@ def test_several_backends_run_interleaved_and_the_json_maps_each_name(tmp_path, 
     assert "fast" in capsys.readouterr().out
 
 
-def test_classical_one_core_is_the_classical_backend_without_its_helper():
+def test_classical_variants_switch_off_one_addition_each():
     one = bench.make_backend("classical-one-core", "cpu")
-    assert one.name == "classical-one-core" and one.second_core is False
+    assert one.name == "classical-one-core" and one.second_core is False and one.local_refine
+    whole = bench.make_backend("classical-whole-outline", "cpu")
+    assert whole.name == "classical-whole-outline" and whole.local_refine is False
+    assert bench.make_backend("classical", "cpu").local_refine
 
 
 def _berkeley_sample(stem: str = "42049"):

@@ -176,3 +176,27 @@ def test_negative_click_keeps_what_lies_nearer_a_positive_click(backend):
     near = (xx - 411) ** 2 + (yy - 234) ** 2 <= 20 ** 2
     # the click's hard disc alone is about 290 px of the 1,257 px the click added there
     assert (removed.mask & near).sum() > 0.3 * (added.mask & near).sum()
+
+
+def test_a_later_click_that_changes_the_answer_locally_keeps_the_rest_of_the_refined_outline(monkeypatch):
+    from seem_annotator.engine import classical_backend
+
+    patched = []
+    real = classical_backend.refine_locally
+    monkeypatch.setattr(classical_backend, "refine_locally",
+                        lambda *a, **k: patched.append(real(*a, **k)) or patched[-1])
+    image = _photo("chelsea")
+    local, whole = ClassicalBackend(), ClassicalBackend(local_refine=False)
+    clicks = [PointPrompt(170, 110), PointPrompt(300, 200), PointPrompt(250, 120, positive=False)]
+    answers = {}
+    for name, backend in (("local", local), ("whole", whole)):
+        previous = None
+        for n in range(1, len(clicks) + 1):
+            previous = _ask(backend, image, clicks[:n], previous)
+            assert previous.memory.fine is not None  # what the next round refines from
+        answers[name] = previous.mask
+    # The click far off made a new part (refined whole); the negative click changed one stretch.
+    assert [p is not None for p in patched] == [False, True]
+    # The same object either way; only the stretch of outline near each change was re-cut alone.
+    assert mask_iou(answers["local"], answers["whole"]) > 0.97
+    assert answers["local"][200, 300] and not answers["local"][120, 250]

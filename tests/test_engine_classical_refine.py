@@ -6,7 +6,14 @@ import cv2
 import numpy as np
 
 from seem_annotator.core.masks import mask_iou
-from seem_annotator.engine.classical_refine import RefinedParts, band_width, refine_outline, seed_discs
+from seem_annotator.engine.classical_refine import (
+    RefinedAnswer,
+    RefinedParts,
+    band_width,
+    refine_locally,
+    refine_outline,
+    seed_discs,
+)
 
 
 def _scene() -> tuple[np.ndarray, np.ndarray]:
@@ -81,3 +88,73 @@ def test_a_part_the_round_left_unchanged_is_not_cut_again_and_comes_back_the_sam
     pos[80, 100] = True  # a seed inside the disc's window changes what the disc is refined from
     refine_outline(bgr, coarse | grown, *seed_discs(pos, none, 3), 3, memo=memo)
     assert memo.hits == 2  # only the grown part, far from the seed, was found
+
+
+def _bumped(truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A round's coarse answer and the next one's, which differs only by a small bump on the left
+    of the disc (a click there corrected that stretch of the outline)."""
+    before = _coarse(truth)
+    after = before.copy()
+    after[72:88, 47:56] = True
+    return before, after
+
+
+def test_a_local_change_re_cuts_the_band_near_it_and_keeps_the_rest_as_refined():
+    # The object has a knob on its left that the previous round's answer missed; this round's
+    # coarse answer has it.
+    bgr, truth = _scene()
+    knob = np.zeros_like(truth)
+    knob[70:90, 15:58] = True  # reaching farther out than the band
+    bgr[knob & ~truth] = bgr[truth][: int((knob & ~truth).sum())]  # the disc's own noisy colours
+    before, after = _coarse(truth), _coarse(truth | knob)
+    none = np.zeros_like(truth)
+    band = band_width(4.0)
+    refined = refine_outline(bgr, before, none, none, band)
+    assert refined[knob & ~truth].mean() < 0.4
+    previous = RefinedAnswer.of(before, refined, none, none, None)
+    local = refine_locally(bgr, after, none, none, band, previous)
+    assert local is not None
+    changed = after ^ before
+    ys, xs = np.nonzero(changed)
+    grow = 2 * band + 4
+    window = np.zeros_like(truth)
+    window[max(0, ys.min() - grow):ys.max() + 1 + grow, max(0, xs.min() - grow):xs.max() + 1 + grow] = True
+    assert np.array_equal(local[~window], refined[~window])  # far from the change: as refined before
+    # Near it the band is cut anew: the knob joins, with an outline as a whole refinement gives it.
+    assert local[knob & ~truth].mean() > 0.9
+    whole = refine_outline(bgr, after, none, none, band)
+    assert mask_iou(local, truth | knob) > 0.97
+    assert mask_iou(local, whole) > 0.99
+
+
+def test_local_refinement_declines_what_is_not_a_local_change():
+    bgr, truth = _scene()
+    before, after = _bumped(truth)
+    none = np.zeros_like(truth)
+    band = band_width(4.0)
+    refined = refine_outline(bgr, before, none, none, band)
+    previous = RefinedAnswer.of(before, refined, none, none, None)
+    # Nothing changed: the previous answer, not a cut.
+    assert np.array_equal(refine_locally(bgr, before, none, none, band, previous), refined)
+    # A box or polygon that came or went changes the whole outline's rules.
+    limit = np.ones_like(truth)
+    assert refine_locally(bgr, after, none, none, band, previous, limit=limit) is None
+    # A new part is refined whole (as the first click there would give it), not as a patch.
+    apart = before.copy()
+    apart[10:40, 160:190] = True
+    assert refine_locally(bgr, apart, none, none, band, previous) is None
+    # A change over most of the answer: the whole outline.
+    grown = cv2.dilate(before.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
+    assert refine_locally(bgr, grown, none, none, band, previous) is None
+    # Another image size (the memory of another image): declined.
+    assert refine_locally(bgr[:80], after[:80], none[:80], none[:80], band, previous) is None
+
+
+def test_a_refined_answer_packs_and_gives_back_its_masks():
+    rng = np.random.default_rng(1)
+    masks = [rng.random((37, 53)) > 0.5 for _ in range(4)]
+    answer = RefinedAnswer.of(*masks, None)
+    for got, want in zip((answer.coarse, answer.refined, answer.fg, answer.bg), masks, strict=True):
+        assert got.dtype == bool and np.array_equal(got, want)
+    assert answer.limit is None
+    assert sum(p.nbytes for p in answer.packed if p is not None) <= 4 * (37 * 53 // 8 + 1)

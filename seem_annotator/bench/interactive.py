@@ -303,25 +303,25 @@ def _table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+# The classical backend with one of its additions switched off, to compare side by side.
+CLASSICAL_VARIANTS = {
+    "classical-opencv": {"solver": "opencv"},  # cv2.grabCut as its cut (before its own GrabCut)
+    "classical-one-core": {"second_core": False},  # without the second-core helper (cut_helper.py)
+    "classical-whole-outline": {"local_refine": False},  # the whole outline refined every round
+}
+
+
 def make_backend(name: str, device: str) -> SegmentationBackend:
-    """A backend by name; `grabcut-plain` is the benchmark's own textbook reference,
-    `classical-opencv` the classical backend with cv2.grabCut as its cut (what it used before its
-    own GrabCut with kept graphs), and `classical-one-core` the classical backend without its
-    second-core helper process (engine/cut_helper.py), to compare them side by side."""
+    """A backend by name; `grabcut-plain` is the benchmark's own textbook reference, the names in
+    CLASSICAL_VARIANTS the classical backend with one addition switched off."""
     if name == "grabcut-plain":
         from seem_annotator.bench.grabcut_plain import GrabCutPlainBackend
 
         return GrabCutPlainBackend()
-    if name == "classical-opencv":
+    if name in CLASSICAL_VARIANTS:
         from seem_annotator.engine.classical_backend import ClassicalBackend
 
-        backend = ClassicalBackend(solver="opencv")
-        backend.name = name
-        return backend
-    if name == "classical-one-core":
-        from seem_annotator.engine.classical_backend import ClassicalBackend
-
-        backend = ClassicalBackend(second_core=False)
+        backend = ClassicalBackend(**CLASSICAL_VARIANTS[name])
         backend.name = name
         return backend
     from seem_annotator.engine.backends import create_backend
@@ -371,7 +371,8 @@ def register(bench_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="classical",
                    help="'classical', 'grabcut-plain' (the textbook GrabCut clicker, for reference), "
                         "'classical-opencv' (the classical backend cutting with cv2.grabCut), "
-                        "'classical-one-core' (the classical backend without its second-core helper) or a SEEM "
+                        "'classical-one-core' (the classical backend without its second-core helper), "
+                        "'classical-whole-outline' (refining the whole outline every round) or a SEEM "
                         "model name (e.g. focalt_v1); comma-separated to compare them on the same "
                         "samples, interleaved")
     p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")

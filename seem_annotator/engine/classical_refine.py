@@ -6,6 +6,12 @@ around that outline: pixels farther inside than the band are fixed foreground, f
 fixed background. The colour models still learn from the object's whole neighbourhood (a crop
 around the band), while the graph cut only decides the ribbon - boundaries at the image's own
 precision for the cost of a thin crop, a couple of iterations.
+
+A later round whose change is local (a click corrects one stretch of a large object's outline)
+re-cuts only the band near that change (`refine_locally`): the previous round's refined outline
+stays everywhere else, as the click said nothing about it. On the first 24 COCO MVal images the
+change of a click over 250 ms covered a median 8% of the answer's bounding box, and refining the
+whole outline was about two fifths of such a click.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -20,6 +27,50 @@ import numpy as np
 from seem_annotator.engine.classical_cut import clean, dilate, disk, grabcut, roi_around
 
 FITTING = 16384  # at most about this many pixels of a part's crop teach its colour models
+# A change whose window is over this share of the answer's is refined as a whole outline: the
+# local cut would cost about as much, and the colour models of a whole part are then better.
+LOCAL_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class RefinedAnswer:
+    """What a round's refinement started from and gave, all bool (h, w) at the refinement's
+    resolution, packed (a round's memory keeps it; a large image's answer is megabytes as bool)."""
+
+    shape: tuple[int, int]
+    packed: tuple[np.ndarray | None, ...]  # coarse, refined, fg, bg, limit
+
+    @classmethod
+    def of(cls, coarse: np.ndarray, refined: np.ndarray, fg: np.ndarray, bg: np.ndarray,
+           limit: np.ndarray | None) -> RefinedAnswer:
+        return cls(coarse.shape, tuple(None if a is None else np.packbits(a, axis=None)
+                                       for a in (coarse, refined, fg, bg, limit)))
+
+    def _unpacked(self, i: int) -> np.ndarray | None:
+        bits = self.packed[i]
+        if bits is None:
+            return None
+        return np.unpackbits(bits, count=self.shape[0] * self.shape[1]).reshape(self.shape).astype(bool)
+
+    @property
+    def coarse(self) -> np.ndarray:
+        return self._unpacked(0)
+
+    @property
+    def refined(self) -> np.ndarray:
+        return self._unpacked(1)
+
+    @property
+    def fg(self) -> np.ndarray:
+        return self._unpacked(2)
+
+    @property
+    def bg(self) -> np.ndarray:
+        return self._unpacked(3)
+
+    @property
+    def limit(self) -> np.ndarray | None:
+        return self._unpacked(4)
 
 
 class RefinedParts:
@@ -105,6 +156,66 @@ def refine_outline(bgr: np.ndarray, coarse: np.ndarray, fg: np.ndarray, bg: np.n
     # bits the band cut made outside every part may go.
     core = cv2.erode(coarse.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     return clean(out, (fg | core) & out, bg)
+
+
+def refine_locally(bgr: np.ndarray, coarse: np.ndarray, fg: np.ndarray, bg: np.ndarray, band: int,
+                   previous: RefinedAnswer, iterations: int = 2, limit: np.ndarray | None = None,
+                   solver: str = "graph") -> np.ndarray | None:
+    """refine_outline's answer for a round that changed the previous one (`previous`, refined
+    on the same image) only locally: the band is re-cut in a window around what changed (the
+    coarse answer, the seeds), the previous refined answer holds everywhere else. None when the
+    change is not local (a different limit, or a window over LOCAL_SHARE of the answer's): then
+    refine the whole outline."""
+    if previous.shape != coarse.shape:
+        return None
+    before_limit = previous.limit
+    if (limit is None) != (before_limit is None) or (limit is not None and not np.array_equal(limit, before_limit)):
+        return None
+    before = previous.coarse
+    changed = (coarse ^ before) | (fg ^ previous.fg) | (bg ^ previous.bg)
+    refined = previous.refined
+    if not changed.any():
+        return refined
+    if _has_new_part(coarse, before, (2 * band) ** 2):
+        return None  # a new part is refined whole, as refine_outline does (and its memo keeps the others)
+    h, w = coarse.shape
+    # The free window: the band around what changed and as much again; the crop around it gives
+    # the colour models their context (as a part's crop does), its pixels held as last refined.
+    y0, y1, x0, x1 = roi_around(changed, 0.0, minimum=2 * band + 4)
+    ey0, ey1, ex0, ex1 = roi_around(coarse | before, 0.0, minimum=4 * band + 8)
+    if (y1 - y0) * (x1 - x0) > LOCAL_SHARE * (ey1 - ey0) * (ex1 - ex0):
+        return None
+    context = 3 * band + 8
+    cy0, cy1, cx0, cx1 = max(0, y0 - context), min(h, y1 + context), max(0, x0 - context), min(w, x1 + context)
+    crop = (slice(cy0, cy1), slice(cx0, cx1))
+    free = np.zeros((cy1 - cy0, cx1 - cx0), bool)
+    free[y0 - cy0:y1 - cy0, x0 - cx0:x1 - cx0] = True
+    part = coarse[crop]
+    kernel = disk(band)
+    inner = cv2.erode(part.astype(np.uint8), kernel).astype(bool)
+    near = cv2.dilate(part.astype(np.uint8), kernel).astype(bool)
+    gc = np.where(refined[crop], cv2.GC_FGD, cv2.GC_BGD).astype(np.uint8)
+    gc[free] = cv2.GC_BGD
+    gc[free & near] = cv2.GC_PR_BGD
+    gc[free & part] = cv2.GC_PR_FGD
+    gc[free & inner] = cv2.GC_FGD
+    if limit is not None:
+        gc[free & ~limit[crop]] = cv2.GC_BGD
+    gc[free & bg[crop] & near] = cv2.GC_BGD
+    gc[free & fg[crop] & near & ~bg[crop]] = cv2.GC_FGD
+    cut = grabcut(bgr[crop], gc, iterations, solver=solver, fitting=FITTING)
+    out = refined.copy()
+    out[y0:y1, x0:x1] = cut[free].reshape(y1 - y0, x1 - x0)
+    core = cv2.erode(coarse.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return clean(out, (fg | core) & out, bg)
+
+
+def _has_new_part(coarse: np.ndarray, before: np.ndarray, least: int) -> bool:
+    """Whether `coarse` has a part of at least `least` pixels that does not touch `before`."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(coarse.astype(np.uint8), connectivity=8)
+    touching = np.zeros(count, bool)
+    touching[np.unique(labels[before & coarse])] = True
+    return bool(((stats[1:, cv2.CC_STAT_AREA] >= least) & ~touching[1:]).any())
 
 
 def _refine_part(bgr: np.ndarray, part: np.ndarray, fg: np.ndarray, bg: np.ndarray, band: int,
