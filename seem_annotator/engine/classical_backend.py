@@ -13,7 +13,9 @@ made a good one, in two steps:
    texture-homogeneous area around it rather than a speck;
 2. at the image's own resolution (up to `refine_side`): that answer's outline re-cut by GrabCut in
    a narrow band around it, everything farther inside or outside fixed (classical_refine.py), so
-   the outline is as precise as the image for the cost of a thin ribbon.
+   the outline is as precise as the image for the cost of a thin ribbon; a later round that
+   changed the answer locally re-cuts only the ribbon near that change (the round's memory keeps
+   its refinement for the next).
 
 `bench interactive --backend classical,grabcut-plain` compares it with the plain textbook clicker.
 
