@@ -62,6 +62,13 @@ def key(window, key_code, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
     QTest.keyClick(window.canvas, key_code, modifiers)
 
 
+def draw_square(window, x0: float, y0: float, x1: float, y1: float) -> None:
+    """Manual polygon (M): click the four corners, close it by clicking the first again."""
+    key(window, Qt.Key.Key_M)
+    for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)):
+        click(window, x, y)
+
+
 def wait_candidate(qtbot, window, timeout: int = 60000) -> np.ndarray:
     ctl = window.controller
     qtbot.waitUntil(lambda: ctl._latest is None and ctl.candidate_mask is not None, timeout=timeout)
@@ -181,9 +188,7 @@ def test_brush_manual_polygon_and_edits(qtbot, tmp_path: Path, samples: Path) ->
     open_image(window, "coffee.jpg")
     ctl = window.controller
     # Manual polygon (M): click four corners, close by clicking the first vertex; no model involved.
-    key(window, Qt.Key.Key_M)
-    for x, y in ((100, 100), (200, 100), (200, 200), (100, 200), (100, 100)):
-        click(window, x, y)
+    draw_square(window, 100, 100, 200, 200)
     assert ctl.candidate_mask is not None and abs(int(ctl.candidate_mask.sum()) - 101 * 101) < 400
     assert ctl.session.rounds[-1].backend == "edit:manual"
     # Brush (R) paints onto the candidate: a drag with real mouse events.
@@ -203,9 +208,7 @@ def test_brush_manual_polygon_and_edits(qtbot, tmp_path: Path, samples: Path) ->
     assert [s["label"] for s in json.loads(sidecar.read_text())["shapes"]] == ["saucer"]
     window.sidecar_action.setChecked(False)
     # Second object, then merge the two with Shift+click selection and split them again.
-    key(window, Qt.Key.Key_M)
-    for x, y in ((300, 300), (350, 300), (350, 350), (300, 350), (300, 300)):
-        click(window, x, y)
+    draw_square(window, 300, 300, 350, 350)
     window.commands.accept("saucer")
     assert len(ctl.annotations) == 2
     key(window, Qt.Key.Key_Q)
@@ -315,9 +318,7 @@ def test_labels_panel_actions_are_stored(qtbot, tmp_path: Path, samples: Path) -
     window.open_folder(samples)
     open_image(window, "coffee.jpg")
     ctl = window.controller
-    key(window, Qt.Key.Key_M)
-    for x, y in ((100, 100), (200, 100), (200, 200), (100, 200), (100, 100)):
-        click(window, x, y)
+    draw_square(window, 100, 100, 200, 200)
     window.commands.accept("cup")
     panel = window.labels_panel
     cup = window.project.label_by_name("cup")
@@ -585,11 +586,8 @@ def test_merge_split_and_their_undo_say_what_they_did(qtbot, tmp_path: Path, sam
     window.open_folder(samples)
     open_image(window, "coffee.jpg")
     ctl = window.controller
-    key(window, Qt.Key.Key_M)
-    for square in (((20, 20), (80, 20), (80, 80), (20, 80), (20, 20)),
-                   ((200, 200), (260, 200), (260, 260), (200, 260), (200, 200))):
-        for x, y in square:
-            click(window, x, y)
+    for corners in ((20, 20, 80, 80), (200, 200, 260, 260)):
+        draw_square(window, *corners)
         window.commands.accept("cup")
     first, second = (a.id for a in ctl.annotations)
     ctl.select_annotation(first)
