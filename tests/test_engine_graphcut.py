@@ -53,9 +53,8 @@ def test_mixture_log_likelihoods_match_the_gaussian_densities() -> None:
     colours = np.concatenate([rng.normal((30, 80, 200), (5, 9, 4), (400, 3)),
                               rng.normal((150, 20, 60), (12, 3, 7), (600, 3))])
     components = np.repeat([0, 1], [400, 600])
-    features = graphcut.quadratic_features(colours)
-    mixture = graphcut.ColourMixture(features, components, k=2)
-    got = mixture.component_log_likelihoods(features)
+    mixture = graphcut.ColourMixture(np.ascontiguousarray(colours.T), components, k=2)
+    got = mixture.component_log_likelihoods(colours.T)
     for c, rows in ((0, slice(0, 400)), (1, slice(400, 1000))):
         own = colours[rows]
         mean = own.mean(axis=0)
@@ -67,22 +66,52 @@ def test_mixture_log_likelihoods_match_the_gaussian_densities() -> None:
 
 
 def test_mixture_skips_empty_components_and_pixels_that_are_not_its_own() -> None:
-    colours = np.array([[10.0, 20, 30], [12, 21, 33], [11, 19, 29], [200, 200, 200]])
-    features = graphcut.quadratic_features(colours)
-    mixture = graphcut.ColourMixture(features, np.array([0, 0, 0, -1]), k=3)
+    colours = np.array([[10.0, 20, 30], [12, 21, 33], [11, 19, 29], [200, 200, 200]]).T.copy()
+    mixture = graphcut.ColourMixture(colours, np.array([0, 0, 0, -1]), k=3)
     assert np.allclose(mixture.weights, [1.0, 0.0, 0.0])
-    comp = mixture.component_log_likelihoods(features)
+    comp = mixture.component_log_likelihoods(colours)
     assert np.isneginf(comp[1:]).all() and np.isfinite(comp[0]).all()
     # The far colour is far less likely than the cluster's own colours.
     assert comp[0, 3] < comp[0, :3].min() - 100
 
 
-def test_best_components_is_argmax_with_ties_and_empty_components() -> None:
+def _mixture_with_ties(rng: np.random.Generator) -> graphcut.ColourMixture:
+    """A 5-component mixture of grey levels whose component 2 is empty and whose components 0
+    and 3 are the same Gaussian (every colour ties between them)."""
+    colours = np.repeat(rng.integers(0, 256, (1, 3000)).astype(np.float64), 3, axis=0)
+    colours += rng.normal(0, 2, colours.shape)
+    components = rng.choice([0, 1, 4], 3000)
+    mixture = graphcut.ColourMixture(colours, components)
+    mixture.quadratic_weights[3] = mixture.quadratic_weights[0]
+    mixture.weights[3] = mixture.weights[0]
+    return mixture
+
+
+def test_refit_counts_each_member_for_its_most_likely_component_ties_to_the_first() -> None:
     rng = np.random.default_rng(3)
-    comp = rng.integers(-3, 3, (5, 2000)).astype(np.float64)  # many exact ties
-    comp[2] = -np.inf  # an empty component
-    comp[:, :10] = -np.inf  # no component at all
-    assert np.array_equal(graphcut._best_components(comp), np.argmax(comp, axis=0))
+    mixture = _mixture_with_ties(rng)
+    colours = rng.integers(0, 256, (3, 2000)).astype(np.float64)
+    member = rng.random(2000) < 0.6
+    expected = np.argmax(mixture.component_log_likelihoods(colours), axis=0)  # numpy: ties to the first
+    reference = graphcut.ColourMixture(colours, np.where(member, expected, -1))
+    mixture.refit(colours, member)
+    assert 3 not in expected and (expected == 0).any()
+    assert np.allclose(mixture.weights, reference.weights, rtol=0, atol=1e-12)
+    assert np.allclose(mixture.quadratic_weights, reference.quadratic_weights, rtol=1e-9, atol=1e-9)
+
+
+def test_neg_log_likelihood_is_minus_the_log_of_the_summed_densities() -> None:
+    rng = np.random.default_rng(4)
+    mixture = _mixture_with_ties(rng)
+    colours = np.concatenate([rng.integers(0, 256, (3, 500)), [[0, 255], [255, 0], [0, 0]]], axis=1).astype(float)
+    comp = mixture.component_log_likelihoods(colours)
+    top = comp.max(axis=0)
+    expected = -(top + np.log(np.exp(comp - top).sum(axis=0)))  # far colours: terms far below 1e-300
+    got = mixture.neg_log_likelihood(colours)
+    assert got.dtype == np.float32 and np.isfinite(got).all()
+    assert np.allclose(got, expected, rtol=1e-6, atol=1e-4)
+    empty = graphcut.ColourMixture(colours, np.full(colours.shape[1], -1))
+    assert np.isposinf(empty.neg_log_likelihood(colours)).all()
 
 
 @pytest.mark.parametrize("neighbours", [4, 8])
@@ -253,9 +282,10 @@ def test_degenerate_colours_give_finite_costs_and_a_cut(kind: str) -> None:
     gc = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
     gc[0], gc[:, 0] = cv2.GC_BGD, cv2.GC_BGD
     gc[h // 2, w // 2 - (w > 3) * 10] = cv2.GC_FGD
-    features = graphcut.quadratic_features(bgr.reshape(-1, 3))
-    mixture = graphcut.ColourMixture(features, np.zeros(h * w, int))
+    colours = np.ascontiguousarray(bgr.reshape(-1, 3).T, dtype=np.float64)
+    mixture = graphcut.ColourMixture(colours, np.zeros(h * w, int))
     with np.errstate(all="raise"):
-        assert np.isfinite(mixture.component_log_likelihoods(features)[0]).all()
+        assert np.isfinite(mixture.component_log_likelihoods(colours)[0]).all()
+        assert np.isfinite(mixture.neg_log_likelihood(colours)).all()
     out = graphcut.grabcut(bgr, gc, 5)
     assert out[gc == cv2.GC_FGD].tolist() == [cv2.GC_FGD] and (out[gc == cv2.GC_BGD] == cv2.GC_BGD).all()

@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from seem_annotator.core.prompts import SPATIAL_KINDS
+from seem_annotator.engine import mixture_kernels
 from seem_annotator.engine.classical_cut import CutSettings, WorkingImage, guided_upsample
 from seem_annotator.engine.classical_everything import object_regions
 from seem_annotator.engine.classical_refine import (
@@ -176,10 +177,11 @@ class ClassicalBackend:
     def encode(self, image: ImageInput) -> None:
         """Everything about the image that no prompt changes, made before the first click (the
         app encodes in the background when an image opens): the working grids, the min-cut
-        graph and the texture-smoothed copy; and the second-core helper is started (an image is
-        open for clicking; without encode, as in the video tracker's runs, a click that needs the
-        helper starts it)."""
+        graph and the texture-smoothed copy, the colour mixtures' compiled loops loaded; and the
+        second-core helper is started (an image is open for clicking; without encode, as in the
+        video tracker's runs, a click that needs the helper starts it)."""
         prep = self._prepared(image)
+        mixture_kernels.warm_up()  # compiled (first use) or loaded before the first click
         if self.solver == "graph":
             prep.work.grid()
             if self.second_core and self.rules:

@@ -11,8 +11,9 @@ iteration: assign components, re-learn the mixtures, cut. What differs is the co
   once per image, and each cut, of the next iteration or of the next round, starts from the
   previous flow (dynamic graph cuts) instead of from nothing;
 - the cut is the Boykov-Kolmogorov max-flow of PyMaxflow, its grid built from whole arrays;
-- a mixture's moments and log-likelihoods are matrix products with quadratic colour features, and
-  unaries are computed only for the pixels the cut decides.
+- a mixture is its log-density expanded over quadratic colour features; assigning pixels to
+  components, learning the moments and the unaries are one compiled pass over the pixels each
+  (mixture_kernels.py), and unaries are computed only for the pixels the cut decides.
 
 `bench interactive --backend classical,classical-opencv` measures what this is worth in clicks.
 """
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 import cv2
 import maxflow
 import numpy as np
+
+from seem_annotator.engine import mixture_kernels
 
 GAMMA = 50.0
 HARD = 9 * GAMMA  # the cost that holds GC_FGD / GC_BGD pixels (cv2.grabCut's lambda)
@@ -93,8 +96,8 @@ def pairwise_weights(bgr: np.ndarray) -> PairwiseWeights:
 
 def quadratic_features(pixels: np.ndarray) -> np.ndarray:
     """(10, n) features of (n, 3) colours: x_i x_j for i <= j, x_i, 1. A mixture's
-    `quadratic_weights` (k, 10) times them give every component's log-likelihood at once, and a
-    one-hot matrix of components times them gives every component's moments at once."""
+    `quadratic_weights` (k, 10) times them give every component's log-likelihood at once, and
+    their sums per component are its moments (mixture_kernels computes both pixel by pixel)."""
     x = pixels.astype(np.float64).T
     out = np.empty((10, x.shape[1]))
     out[0], out[1], out[2] = x[0] * x[0], x[1] * x[1], x[2] * x[2]
@@ -106,20 +109,27 @@ def quadratic_features(pixels: np.ndarray) -> np.ndarray:
 
 class ColourMixture:
     """A Gaussian mixture of colours (OpenCV GrabCut's GMM: full covariances, a small ridge where
-    one would be singular), fitted and evaluated on quadratic_features."""
+    one would be singular) on planar float64 colours (3, n). Its `quadratic_weights` (k, 10) are
+    its log-densities expanded over quadratic_features; the per-pixel loops are mixture_kernels'."""
 
-    def __init__(self, features: np.ndarray, components: np.ndarray, k: int = COMPONENTS) -> None:
+    def __init__(self, colours: np.ndarray, components: np.ndarray, k: int = COMPONENTS) -> None:
         self.k = k
-        self.fit(features, components)
+        self.fit(colours, components)
 
-    def fit(self, features: np.ndarray, components: np.ndarray) -> None:
-        """features (10, n), components (n,): each pixel's component in [0, k), or -1 for a
-        pixel that is not the mixture's."""
-        onehot = (components[None, :] == np.arange(self.k)[:, None]).astype(np.float64)
-        moments = onehot @ features.T  # (k, 10): sums of x_i x_j, of x_i, and the counts
-        n = int((components >= 0).sum())
+    def fit(self, colours: np.ndarray, components: np.ndarray) -> None:
+        """Learn from colours (3, n) and each one's component (n,) in [0, k), or -1 for a colour
+        that is not the mixture's."""
+        self.fit_moments(mixture_kernels.moments_of(colours, np.asarray(components, np.intp), self.k))
+
+    def refit(self, colours: np.ndarray, member: np.ndarray) -> None:
+        """GrabCut's iteration: each member colour (member: bool (n,)) joins its most likely
+        component of this mixture, and the mixture is learned again from them."""
+        self.fit_moments(mixture_kernels.moments_of_best(colours, member, self.quadratic_weights, self.weights > 0))
+
+    def fit_moments(self, moments: np.ndarray) -> None:
+        """Learn from per-component sums (k, 10) of quadratic_features (mixture_kernels)."""
         counts = moments[:, 9]
-        self.weights = counts / max(1, n)
+        self.weights = counts / max(1.0, counts.sum())
         # Row c: log(weight_c) - log(det_c) / 2 - (x - mu_c)' inv_c (x - mu_c) / 2, expanded.
         # All components at once (stacked 3 x 3 algebra): per-component calls cost more in
         # numpy's overhead than in arithmetic.
@@ -146,47 +156,34 @@ class ColourMixture:
         q[:, 9] = np.log(self.weights[used]) - 0.5 * log_det - 0.5 * np.einsum("ki,ki->k", mean, inv_mean)
         self.quadratic_weights[used] = q
 
-    def component_log_likelihoods(self, features: np.ndarray) -> np.ndarray:
-        """(k, n): log(weight_c * N_c(x)) up to a constant (-inf for empty components)."""
-        out = self.quadratic_weights @ features
+    def component_log_likelihoods(self, colours: np.ndarray) -> np.ndarray:
+        """(k, n): log(weight_c * N_c(x)) of colours (3, n) up to a constant (-inf for empty
+        components)."""
+        out = self.quadratic_weights @ quadratic_features(colours.T)
         out[self.weights <= 0] = -np.inf
         return out
 
-
-def _neg_log_sum(comp: np.ndarray) -> np.ndarray:
-    """(n,): -log(sum_c exp(comp[c])) of (k, n) log-likelihoods, stably."""
-    top = comp.max(axis=0)
-    # float32 is plenty once the largest term is taken out, and halves the exp's cost.
-    return -(top + np.log(np.exp((comp - top).astype(np.float32)).sum(axis=0)))
+    def neg_log_likelihood(self, colours: np.ndarray) -> np.ndarray:
+        """(n,) float32: -log of the mixture's density (up to a constant) at colours (3, n): the
+        unary cost of giving them this mixture's label's opposite."""
+        return mixture_kernels.neg_log_mixture(colours, self.quadratic_weights, self.weights > 0)
 
 
-def _best_components(comp: np.ndarray) -> np.ndarray:
-    """(n,) the most likely component of each column of (k, n) log-likelihoods (np.argmax over
-    axis 0, ties to the first; a running maximum is twice as fast for k = 5)."""
-    best = comp[0].copy()
-    out = np.zeros(comp.shape[1], np.intp)
-    for c in range(1, comp.shape[0]):
-        better = comp[c] > best
-        np.copyto(best, comp[c], where=better)
-        out[better] = c
-    return out
-
-
-def _kmeans_components(features: np.ndarray, members: np.ndarray, k: int = COMPONENTS, sample: int = 4096
+def _kmeans_components(colours: np.ndarray, members: np.ndarray, k: int = COMPONENTS, sample: int = 4096
                        ) -> np.ndarray:
-    """(n,) k-means (k-means++ start) clusters of the colours of `members` (bool, (n,)) in
-    `features` (10, n), -1 elsewhere: the centres are found on an even subsample of at most
-    `sample` colours, then every member colour takes the nearest."""
-    out = np.full(members.shape, -1)
-    colours = features[6:9, members].T.astype(np.float32)
-    if len(colours) <= k:
-        out[members] = np.arange(len(colours)) % k
+    """(n,) k-means (k-means++ start) clusters of the colours (3, n) of `members` (bool, (n,)),
+    -1 elsewhere: the centres are found on an even subsample of at most `sample` colours, then
+    every member colour takes the nearest."""
+    out = np.full(members.shape, -1, np.intp)
+    own = colours[:, members].T.astype(np.float32)
+    if len(own) <= k:
+        out[members] = np.arange(len(own)) % k
         return out
-    step = max(1, len(colours) // sample)
+    step = max(1, len(own) // sample)
     criteria = (cv2.TERM_CRITERIA_MAX_ITER, 10, 0)
-    _, _, centres = cv2.kmeans(np.ascontiguousarray(colours[::step]), k, None, criteria, 1, cv2.KMEANS_PP_CENTERS)
+    _, _, centres = cv2.kmeans(np.ascontiguousarray(own[::step]), k, None, criteria, 1, cv2.KMEANS_PP_CENTERS)
     # |x - c|^2 = |x|^2 - 2 x.c + |c|^2, and |x|^2 is the same for every centre.
-    out[members] = np.argmin((centres * centres).sum(axis=1) - 2.0 * colours @ centres.T, axis=1)
+    out[members] = np.argmin((centres * centres).sum(axis=1) - 2.0 * own @ centres.T, axis=1)
     return out
 
 
@@ -228,7 +225,7 @@ class GridCut(_KeptFlow):
         if neighbours not in (4, 8):
             raise ValueError(f"a grid has 4 or 8 neighbours, not {neighbours}")
         self.shape = bgr.shape[:2]
-        self.features = quadratic_features(bgr.reshape(-1, 3))
+        self.colours = np.ascontiguousarray(bgr.reshape(-1, 3).T, dtype=np.float64)  # planar (3, h * w)
         self._graph = maxflow.GraphFloat()
         self._nodes = self._graph.add_grid_nodes(self.shape)
         for (dy, dx), weight in zip(OFFSETS, pairwise_weights(bgr).arrays(), strict=True):
@@ -239,9 +236,9 @@ class GridCut(_KeptFlow):
             self._graph.add_grid_edges(self._nodes, weights=weight, structure=structure, symmetric=True)
         self.lock = threading.Lock()
 
-    def features_at(self, which: np.ndarray) -> np.ndarray:
-        """quadratic_features of the pixels where `which` (bool, (h * w,)) holds."""
-        return self.features[:, which]
+    def colours_at(self, which: np.ndarray) -> np.ndarray:
+        """The planar colours (3, m) of the pixels where `which` (bool, (h * w,)) holds."""
+        return self.colours[:, which]
 
     def cut(self, source: np.ndarray, sink: np.ndarray) -> np.ndarray:
         """The minimum cut for these terminal capacities (h, w): True on the source (foreground)
@@ -290,10 +287,10 @@ class BandCut(_KeptFlow):
                     fold += np.bincount(own[m], weights=wt[m], minlength=count)
         self._fold = fold_source.astype(np.float32), fold_sink.astype(np.float32)
 
-    def features_at(self, which: np.ndarray) -> np.ndarray:
-        """quadratic_features of the pixels where `which` (bool, (h * w,)) holds, made for only
-        those (a crop's sample and band are a fraction of it)."""
-        return quadratic_features(self._colours[which])
+    def colours_at(self, which: np.ndarray) -> np.ndarray:
+        """The planar colours (3, m) of the pixels where `which` (bool, (h * w,)) holds, made for
+        only those (a crop's sample and band are a fraction of it)."""
+        return np.ascontiguousarray(self._colours[which].T, dtype=np.float64)
 
     def cut(self, source: np.ndarray, sink: np.ndarray) -> np.ndarray:
         """As GridCut.cut: True on the source (foreground) side, for the whole label map."""
@@ -335,14 +332,14 @@ def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, grid: GridCut | Ba
         # Mostly decided (a band): a graph of the undecided pixels alone; else the whole grid.
         grid = BandCut(bgr, labels) if np.count_nonzero(free) < BAND * free.size else GridCut(bgr)
     sample = fitting_sample(labels.shape, fitting)
-    learn = grid.features_at(sample)  # the pixels the models learn from
+    learn = grid.colours_at(sample)  # the pixels the models learn from
     free_flat = free.ravel()
-    undecided = grid.features_at(free_flat)  # the pixels the cut decides: the only unaries needed
+    undecided = grid.colours_at(free_flat)  # the pixels the cut decides: the only unaries needed
     cv2.setRNGSeed(0)
     fg_learn = is_fg.ravel()[sample]
     if not fg_learn.any() or fg_learn.all():
         sample[:] = True  # the sample misses one label (a tiny object): learn from every pixel
-        learn, fg_learn = grid.features_at(sample), is_fg.ravel()
+        learn, fg_learn = grid.colours_at(sample), is_fg.ravel()
     fg_model = ColourMixture(learn, _kmeans_components(learn, fg_learn))
     bg_model = ColourMixture(learn, _kmeans_components(learn, ~fg_learn))
     source = np.zeros(labels.size, np.float32)
@@ -353,11 +350,11 @@ def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, grid: GridCut | Ba
         fg_learn = ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).ravel()[sample]
         if fg_learn.all() or not fg_learn.any():
             break  # one label took everything: no colour model left to compare with
-        fg_model.fit(learn, np.where(fg_learn, _best_components(fg_model.component_log_likelihoods(learn)), -1))
-        bg_model.fit(learn, np.where(fg_learn, -1, _best_components(bg_model.component_log_likelihoods(learn))))
+        fg_model.refit(learn, fg_learn)
+        bg_model.refit(learn, ~fg_learn)
         # A pixel's cost of being background (its source edge) is its unlikeliness as background.
-        source[free_flat] = _neg_log_sum(bg_model.component_log_likelihoods(undecided))
-        sink[free_flat] = _neg_log_sum(fg_model.component_log_likelihoods(undecided))
+        source[free_flat] = bg_model.neg_log_likelihood(undecided)
+        sink[free_flat] = fg_model.neg_log_likelihood(undecided)
         fg = grid.cut(source.reshape(labels.shape), sink.reshape(labels.shape))
         labels[free & fg] = cv2.GC_PR_FGD
         labels[free & ~fg] = cv2.GC_PR_BGD
