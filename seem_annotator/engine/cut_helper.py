@@ -211,7 +211,7 @@ def serve(inbox: IO[bytes], outbox: IO[bytes]) -> None:
     """The helper's loop: working grids by token (one more than the caller counts on, so that each
     one it counts on is here), cuts answered in order, until the inbox closes."""
     from seem_annotator.engine.classical_rules import first_answer
-    from seem_annotator.engine.mixture_kernels import warm_up
+    from seem_annotator.engine.grabcut_kernels import warm_up
 
     warm_up()  # compiled code loaded before the first cut, not during it
     images: OrderedDict[str, WorkingImage] = OrderedDict()

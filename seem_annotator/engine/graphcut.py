@@ -13,7 +13,7 @@ iteration: assign components, re-learn the mixtures, cut. What differs is the co
 - the cut is the Boykov-Kolmogorov max-flow of PyMaxflow, its grid built from whole arrays;
 - a mixture is its log-density expanded over quadratic colour features; assigning pixels to
   components, learning the moments and the unaries are one compiled pass over the pixels each
-  (mixture_kernels.py), and unaries are computed only for the pixels the cut decides.
+  (grabcut_kernels.py), and unaries are computed only for the pixels the cut decides.
 
 `bench interactive --backend classical,classical-opencv` measures what this is worth in clicks.
 """
@@ -27,7 +27,7 @@ import cv2
 import maxflow
 import numpy as np
 
-from seem_annotator.engine import mixture_kernels
+from seem_annotator.engine import grabcut_kernels
 
 GAMMA = 50.0
 HARD = 9 * GAMMA  # the cost that holds GC_FGD / GC_BGD pixels (cv2.grabCut's lambda)
@@ -97,7 +97,7 @@ def pairwise_weights(bgr: np.ndarray) -> PairwiseWeights:
 def quadratic_features(pixels: np.ndarray) -> np.ndarray:
     """(10, n) features of (n, 3) colours: x_i x_j for i <= j, x_i, 1. A mixture's
     `quadratic_weights` (k, 10) times them give every component's log-likelihood at once, and
-    their sums per component are its moments (mixture_kernels computes both pixel by pixel)."""
+    their sums per component are its moments (grabcut_kernels computes both pixel by pixel)."""
     x = pixels.astype(np.float64).T
     out = np.empty((10, x.shape[1]))
     out[0], out[1], out[2] = x[0] * x[0], x[1] * x[1], x[2] * x[2]
@@ -110,7 +110,7 @@ def quadratic_features(pixels: np.ndarray) -> np.ndarray:
 class ColourMixture:
     """A Gaussian mixture of colours (OpenCV GrabCut's GMM: full covariances, a small ridge where
     one would be singular) on planar float64 colours (3, n). Its `quadratic_weights` (k, 10) are
-    its log-densities expanded over quadratic_features; the per-pixel loops are mixture_kernels'."""
+    its log-densities expanded over quadratic_features; the per-pixel loops are grabcut_kernels'."""
 
     def __init__(self, colours: np.ndarray, components: np.ndarray, k: int = COMPONENTS) -> None:
         self.k = k
@@ -119,15 +119,15 @@ class ColourMixture:
     def fit(self, colours: np.ndarray, components: np.ndarray) -> None:
         """Learn from colours (3, n) and each one's component (n,) in [0, k), or -1 for a colour
         that is not the mixture's."""
-        self.fit_moments(mixture_kernels.moments_of(colours, np.asarray(components, np.intp), self.k))
+        self.fit_moments(grabcut_kernels.moments_of(colours, np.asarray(components, np.intp), self.k))
 
     def refit(self, colours: np.ndarray, member: np.ndarray) -> None:
         """GrabCut's iteration: each member colour (member: bool (n,)) joins its most likely
         component of this mixture, and the mixture is learned again from them."""
-        self.fit_moments(mixture_kernels.moments_of_best(colours, member, self.quadratic_weights, self.weights > 0))
+        self.fit_moments(grabcut_kernels.moments_of_best(colours, member, self.quadratic_weights, self.weights > 0))
 
     def fit_moments(self, moments: np.ndarray) -> None:
-        """Learn from per-component sums (k, 10) of quadratic_features (mixture_kernels)."""
+        """Learn from per-component sums (k, 10) of quadratic_features (grabcut_kernels)."""
         counts = moments[:, 9]
         self.weights = counts / max(1.0, counts.sum())
         # Row c: log(weight_c) - log(det_c) / 2 - (x - mu_c)' inv_c (x - mu_c) / 2, expanded.
@@ -166,7 +166,7 @@ class ColourMixture:
     def neg_log_likelihood(self, colours: np.ndarray) -> np.ndarray:
         """(n,) float32: -log of the mixture's density (up to a constant) at colours (3, n): the
         unary cost of giving them this mixture's label's opposite."""
-        return mixture_kernels.neg_log_mixture(colours, self.quadratic_weights, self.weights > 0)
+        return grabcut_kernels.neg_log_mixture(colours, self.quadratic_weights, self.weights > 0)
 
 
 def _kmeans_components(colours: np.ndarray, members: np.ndarray, k: int = COMPONENTS, sample: int = 4096
@@ -260,31 +260,14 @@ class BandCut(_KeptFlow):
         self._colours = bgr.reshape(-1, 3)
         self._free = (labels == cv2.GC_PR_FGD) | (labels == cv2.GC_PR_BGD)
         self._hard_fg = labels == cv2.GC_FGD
-        count = int(np.count_nonzero(self._free))
-        ids = np.full(self.shape, -1, np.int64)
-        ids[self._free] = np.arange(count)
+        # beta is the whole crop's, as cv2.grabCut's; only edges with an undecided end are made.
+        a, b, weights, fold_source, fold_sink, count = grabcut_kernels.band_graph(
+            np.ascontiguousarray(bgr), np.ascontiguousarray(labels), np.array(OFFSETS), GAMMA,
+            cv2.GC_PR_BGD, cv2.GC_PR_FGD, cv2.GC_FGD, cv2.GC_BGD)
         self._graph = maxflow.GraphFloat()
         self._graph.add_nodes(count)
         self._nodes = np.arange(count)  # a new graph numbers its nodes from 0
-        fold_source = np.zeros(count)
-        fold_sink = np.zeros(count)
-        h, w = self.shape
-        hard_bg = labels == cv2.GC_BGD
-        diffs, beta = squared_differences(bgr)  # beta is the whole crop's, as cv2.grabCut's
-        for (dy, dx), d in zip(OFFSETS, diffs, strict=True):
-            x0, x1 = (0, w - dx) if dx >= 0 else (1, w)
-            here = (slice(0, h - dy), slice(x0, x1))
-            there = (slice(dy, h), slice(x0 + dx, x1 + dx))
-            a, b = ids[here], ids[there]
-            touched = (a >= 0) | (b >= 0)  # only edges with an undecided end are needed
-            a, b = a[touched], b[touched]
-            wt = edge_weights(d[here][touched], beta, (dy, dx))
-            both = (a >= 0) & (b >= 0)
-            self._graph.add_edges(a[both], b[both], wt[both], wt[both])
-            for own, other_at in ((a, there), (b, here)):
-                for hard, fold in ((self._hard_fg[other_at], fold_source), (hard_bg[other_at], fold_sink)):
-                    m = (own >= 0) & hard[touched]
-                    fold += np.bincount(own[m], weights=wt[m], minlength=count)
+        self._graph.add_edges(a, b, weights, weights)
         self._fold = fold_source.astype(np.float32), fold_sink.astype(np.float32)
 
     def colours_at(self, which: np.ndarray) -> np.ndarray:

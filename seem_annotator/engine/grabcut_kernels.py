@@ -1,10 +1,12 @@
-"""The per-pixel loops of GrabCut's colour mixtures (graphcut.ColourMixture), compiled with numba.
+"""The per-pixel loops of our GrabCut (graphcut.py), compiled with numba: the colour mixtures' and a
+band's graph.
 
 Each GrabCut iteration assigns every pixel to its most likely component of its label's mixture,
 re-learns the mixtures from those assignments, and turns both mixtures into the cut's unary costs.
 In numpy that is a dozen passes over (k, n) temporaries per iteration; here each is one pass over
 the pixels that keeps a pixel's k log-likelihoods in registers (about twice as fast on a click's
-grid). numba comes with openai-whisper; compiled code is cached beside this module (or in the
+grid). A band's graph (graphcut.BandCut) likewise: its crop's contrast, its edges and the edges
+folded into terminal capacities are two passes over the crop instead of numpy's many. numba comes with openai-whisper; compiled code is cached beside this module (or in the
 user's cache when that is read-only), and `warm_up` compiles or loads it before a first click.
 
 Colours are planar, float64 (3, n). A mixture is its `quadratic_weights` (k, 10): row c dotted with
@@ -107,6 +109,64 @@ def neg_log_mixture(colours: np.ndarray, weights: np.ndarray, used: np.ndarray) 
     return out
 
 
+@njit(cache=True, nogil=True)
+def band_graph(bgr: np.ndarray, labels: np.ndarray, offsets: np.ndarray, gamma: float, free_label_a: int,
+               free_label_b: int, fg_label: int, bg_label: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """The graph of a band: bgr (h, w, 3) uint8, labels (h, w) GC_* (free: the two free labels),
+    offsets (e, 2) the forward neighbours (dy, dx). GrabCut's smoothness weight of an edge is
+    gamma / length * exp(-beta * |colour difference|^2), beta the inverse of twice the mean squared
+    difference over all the crop's neighbour pairs. Free pixels are numbered in row order. Returns
+    (a, b, weight) of the edges between two free pixels, offset by offset in row order; the
+    weights of edges from a free pixel to a fg_label / bg_label one summed per free pixel (its
+    source / sink fold); and the number of free pixels."""
+    h, w = labels.shape
+    total, pairs = 0, 0  # integers: exact, and the loop vectorises
+    for e in range(offsets.shape[0]):
+        dy, dx = offsets[e, 0], offsets[e, 1]
+        for y in range(h - dy):
+            for x in range(max(0, -dx), min(w, w - dx)):
+                for ch in range(3):
+                    t = np.int64(bgr[y, x, ch]) - np.int64(bgr[y + dy, x + dx, ch])
+                    total += t * t
+                pairs += 1
+    beta = 0.0 if total <= 0 else pairs / (2.0 * total)
+    ids = np.full((h, w), -1, np.int64)
+    count = 0
+    for y in range(h):
+        for x in range(w):
+            if labels[y, x] == free_label_a or labels[y, x] == free_label_b:
+                ids[y, x] = count
+                count += 1
+    most = offsets.shape[0] * count
+    a, b, weight = np.empty(most, np.int64), np.empty(most, np.int64), np.empty(most, np.float32)
+    fold_source, fold_sink = np.zeros(count), np.zeros(count)
+    m = 0
+    for e in range(offsets.shape[0]):
+        dy, dx = offsets[e, 0], offsets[e, 1]
+        scale = gamma / (math.sqrt(2.0) if dy != 0 and dx != 0 else 1.0)
+        for y in range(h - dy):
+            for x in range(max(0, -dx), min(w, w - dx)):
+                i, j = ids[y, x], ids[y + dy, x + dx]
+                if i < 0 and j < 0:
+                    continue
+                s = 0
+                for ch in range(3):
+                    t = np.int64(bgr[y, x, ch]) - np.int64(bgr[y + dy, x + dx, ch])
+                    s += t * t
+                wt = scale * math.exp(-beta * s)
+                if i >= 0 and j >= 0:
+                    a[m], b[m], weight[m] = i, j, wt
+                    m += 1
+                    continue
+                own, other = (i, labels[y + dy, x + dx]) if i >= 0 else (j, labels[y, x])
+                if other == fg_label:
+                    fold_source[own] += wt
+                elif other == bg_label:
+                    fold_sink[own] += wt
+    return a[:m], b[:m], weight[:m], fold_source, fold_sink, count
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel, on a few pixels."""
     colours = np.arange(12, dtype=np.float64).reshape(3, 4)
@@ -115,3 +175,5 @@ def warm_up() -> None:
     moments_of(colours, np.array([0, 1, -1, 0]), 2)
     moments_of_best(colours, np.ones(4, np.bool_), weights, used)
     neg_log_mixture(colours, weights, used)
+    labels = np.array([[0, 2, 3], [1, 3, 2]], np.uint8)
+    band_graph(np.zeros((2, 3, 3), np.uint8), labels, np.array([[0, 1], [1, 0]]), 50.0, 2, 3, 1, 0)
