@@ -96,13 +96,17 @@ def neg_log_mixture(colours: np.ndarray, weights: np.ndarray, used: np.ndarray) 
             v = _log_likelihood(q, a[i], b[i], d[i])
             row[i] = v
             top[i] = max(top[i], v)
-    total = np.zeros(n)
+    # The largest term is 1 (no overflow, no underflow of all). float32 is plenty for the sum (the
+    # result is float32), and its exp costs half; a term under exp(-20) is below its resolution.
+    total = np.zeros(n, np.float32)
     for c in range(k):
         if not used[c]:
             continue
         row = rows[c]
         for i in range(n):
-            total[i] += math.exp(row[i] - top[i])  # the largest term is 1: no overflow, no underflow of all
+            e = row[i] - top[i]
+            if e > -20.0:
+                total[i] += math.exp(np.float32(e))
     out = np.empty(n, np.float32)
     for i in range(n):
         out[i] = np.inf if total[i] == 0.0 else -(top[i] + math.log(total[i]))
