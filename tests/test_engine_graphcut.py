@@ -114,6 +114,19 @@ def test_neg_log_likelihood_is_minus_the_log_of_the_summed_densities() -> None:
     assert np.isposinf(empty.neg_log_likelihood(colours)).all()
 
 
+def test_kmeans_mixture_finds_separate_colour_clusters_among_its_members() -> None:
+    rng = np.random.default_rng(6)
+    centres = np.array([[20.0, 200, 40], [180, 30, 90], [90, 90, 250]])
+    colours = np.concatenate([rng.normal(c, 4, (700, 3)) for c in centres] + [rng.normal(128, 4, (900, 3))]).T.copy()
+    members = np.arange(colours.shape[1]) < 2100  # the grey cluster is not the mixture's
+    mixture = graphcut.kmeans_mixture(colours, members, k=3)
+    best = np.argmax(mixture.component_log_likelihoods(centres.T), axis=1)
+    assert sorted(best.tolist()) == [0, 1, 2]  # each cluster's centre is its own component's
+    assert np.allclose(np.sort(mixture.weights), [1 / 3] * 3, atol=0.01)
+    few = graphcut.kmeans_mixture(colours, np.arange(colours.shape[1]) < 2)  # fewer colours than components
+    assert np.count_nonzero(few.weights) == 2
+
+
 @pytest.mark.parametrize("neighbours", [4, 8])
 def test_a_grid_has_the_edges_of_its_neighbourhood(neighbours: int) -> None:
     h, w = 7, 9

@@ -116,6 +116,14 @@ class ColourMixture:
         self.k = k
         self.fit(colours, components)
 
+    @classmethod
+    def of_moments(cls, moments: np.ndarray) -> ColourMixture:
+        """The mixture of per-component sums (k, 10) of quadratic_features."""
+        mixture = cls.__new__(cls)
+        mixture.k = len(moments)
+        mixture.fit_moments(moments)
+        return mixture
+
     def fit(self, colours: np.ndarray, components: np.ndarray) -> None:
         """Learn from colours (3, n) and each one's component (n,) in [0, k), or -1 for a colour
         that is not the mixture's."""
@@ -169,22 +177,21 @@ class ColourMixture:
         return grabcut_kernels.neg_log_mixture(colours, self.quadratic_weights, self.weights > 0)
 
 
-def _kmeans_components(colours: np.ndarray, members: np.ndarray, k: int = COMPONENTS, sample: int = 4096
-                       ) -> np.ndarray:
-    """(n,) k-means (k-means++ start) clusters of the colours (3, n) of `members` (bool, (n,)),
-    -1 elsewhere: the centres are found on an even subsample of at most `sample` colours, then
-    every member colour takes the nearest."""
-    out = np.full(members.shape, -1, np.intp)
-    own = colours[:, members].T.astype(np.float32)
-    if len(own) <= k:
-        out[members] = np.arange(len(own)) % k
-        return out
-    step = max(1, len(own) // sample)
+def kmeans_mixture(colours: np.ndarray, members: np.ndarray, k: int = COMPONENTS, sample: int = 4096
+                   ) -> ColourMixture:
+    """GrabCut's start: the mixture of k-means (k-means++ start) clusters of the colours (3, n) of
+    `members` (bool, (n,)). The centres are found on an even subsample of at most `sample` colours,
+    then every member colour joins the nearest."""
+    at = np.flatnonzero(members)
+    if len(at) <= k:
+        components = np.full(members.shape, -1, np.intp)
+        components[at] = np.arange(len(at)) % k
+        return ColourMixture(colours, components, k)
+    step = max(1, len(at) // sample)
     criteria = (cv2.TERM_CRITERIA_MAX_ITER, 10, 0)
-    _, _, centres = cv2.kmeans(np.ascontiguousarray(own[::step]), k, None, criteria, 1, cv2.KMEANS_PP_CENTERS)
-    # |x - c|^2 = |x|^2 - 2 x.c + |c|^2, and |x|^2 is the same for every centre.
-    out[members] = np.argmin((centres * centres).sum(axis=1) - 2.0 * own @ centres.T, axis=1)
-    return out
+    picked = np.ascontiguousarray(colours[:, at[::step]].T, dtype=np.float32)
+    _, _, centres = cv2.kmeans(picked, k, None, criteria, 1, cv2.KMEANS_PP_CENTERS)
+    return ColourMixture.of_moments(grabcut_kernels.moments_of_nearest(colours, members, centres.astype(np.float64)))
 
 
 class _KeptFlow:
@@ -323,8 +330,8 @@ def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, grid: GridCut | Ba
     if not fg_learn.any() or fg_learn.all():
         sample[:] = True  # the sample misses one label (a tiny object): learn from every pixel
         learn, fg_learn = grid.colours_at(sample), is_fg.ravel()
-    fg_model = ColourMixture(learn, _kmeans_components(learn, fg_learn))
-    bg_model = ColourMixture(learn, _kmeans_components(learn, ~fg_learn))
+    fg_model = kmeans_mixture(learn, fg_learn)
+    bg_model = kmeans_mixture(learn, ~fg_learn)
     source = np.zeros(labels.size, np.float32)
     sink = np.zeros(labels.size, np.float32)
     source[(labels == cv2.GC_FGD).ravel()] = HARD
