@@ -59,25 +59,6 @@ def moments_of(colours: np.ndarray, components: np.ndarray, k: int) -> np.ndarra
 
 
 @njit(cache=True, nogil=True)
-def moments_of_nearest(colours: np.ndarray, member: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """(k, 10) moments of the colours (3, n) where member (n,) holds, each counted for its nearest
-    of the centres (k, 3) (squared distance; ties to the lowest): a k-means start's mixture."""
-    k = centres.shape[0]
-    moments = np.zeros((k, 10))
-    for i in range(colours.shape[1]):
-        if not member[i]:
-            continue
-        a, b, d = colours[0, i], colours[1, i], colours[2, i]
-        best, chosen = np.inf, 0
-        for c in range(k):
-            v = (a - centres[c, 0]) ** 2 + (b - centres[c, 1]) ** 2 + (d - centres[c, 2]) ** 2
-            if v < best:
-                best, chosen = v, c
-        _add(moments, chosen, a, b, d)
-    return moments
-
-
-@njit(cache=True, nogil=True)
 def moments_of_best(colours: np.ndarray, member: np.ndarray, weights: np.ndarray, used: np.ndarray) -> np.ndarray:
     """(k, 10) moments of the colours (3, n) where member (n,) holds, each counted for its most
     likely used component of the mixture `weights` (k, 10) (ties to the lowest; with no used
@@ -197,7 +178,6 @@ def warm_up() -> None:
     used = np.array([True, False])
     moments_of(colours, np.array([0, 1, -1, 0]), 2)
     moments_of_best(colours, np.ones(4, np.bool_), weights, used)
-    moments_of_nearest(colours, np.ones(4, np.bool_), np.zeros((2, 3)))
     neg_log_mixture(colours, weights, used)
     labels = np.array([[0, 2, 3], [1, 3, 2]], np.uint8)
     band_graph(np.zeros((2, 3, 3), np.uint8), labels, np.array([[0, 1], [1, 0]]), 50.0, 2, 3, 1, 0)

@@ -191,7 +191,14 @@ def kmeans_mixture(colours: np.ndarray, members: np.ndarray, k: int = COMPONENTS
     criteria = (cv2.TERM_CRITERIA_MAX_ITER, 10, 0)
     picked = np.ascontiguousarray(colours[:, at[::step]].T, dtype=np.float32)
     _, _, centres = cv2.kmeans(picked, k, None, criteria, 1, cv2.KMEANS_PP_CENTERS)
-    return ColourMixture.of_moments(grabcut_kernels.moments_of_nearest(colours, members, centres.astype(np.float64)))
+    # The nearest centre is the most likely component of equal spherical Gaussians:
+    # -|x - c|^2 = -|x|^2 + 2 c.x - |c|^2, expanded over quadratic_features like a mixture's rows.
+    centres = centres.astype(np.float64)
+    nearness = np.zeros((k, 10))
+    nearness[:, 0:3] = -1.0
+    nearness[:, 6:9] = 2.0 * centres
+    nearness[:, 9] = -(centres * centres).sum(axis=1)
+    return ColourMixture.of_moments(grabcut_kernels.moments_of_best(colours, members, nearness, np.ones(k, bool)))
 
 
 class _KeptFlow:
