@@ -6,8 +6,11 @@ re-learns the mixtures from those assignments, and turns both mixtures into the 
 In numpy that is a dozen passes over (k, n) temporaries per iteration; here each is one pass over
 the pixels that keeps a pixel's k log-likelihoods in registers (about twice as fast on a click's
 grid). A band's graph (graphcut.BandCut) likewise: its crop's contrast, its edges and the edges
-folded into terminal capacities are two passes over the crop instead of numpy's many. numba comes with openai-whisper; compiled code is cached beside this module (or in the
-user's cache when that is read-only), and `warm_up` compiles or loads it before a first click.
+folded into terminal capacities are two passes over the crop instead of numpy's many.
+
+numba comes with openai-whisper. Compiled code is cached beside this module (or in the user's
+cache when that is read-only; with neither writable, compiled in each process), and `warm_up`
+compiles or loads it before a first click.
 
 Colours are planar, float64 (3, n). A mixture is its `quadratic_weights` (k, 10): row c dotted with
 a colour's quadratic features (x0^2, x1^2, x2^2, x0 x1, x0 x2, x1 x2, x0, x1, x2, 1) is
@@ -17,22 +20,40 @@ Moments (k, 10) are the per-component sums of the same features (the last column
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numba import njit
+
+log = logging.getLogger(__name__)
 
 # Reordering and fusing float operations is safe here; assuming no infinities (fastmath's
 # default) is not: an empty mixture's maximum starts at -inf.
 _FAST = {"reassoc", "contract", "arcp"}
 
 
-@njit(cache=True, nogil=True, fastmath=_FAST)
+def _compiled(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """numba's njit, its code cached on disk where numba finds a writable place (beside this module,
+    else the user's cache folder); where it finds none (a read-only install and home), compiled
+    anew in each process rather than failing to import."""
+    def decorate(function: Callable[..., Any]) -> Any:
+        try:
+            return njit(cache=True, nogil=True, **options)(function)
+        except RuntimeError as exc:  # "cannot cache function ...: no locator available"
+            log.info("GrabCut's compiled loops are not cached: %s", exc)
+            return njit(cache=False, nogil=True, **options)(function)
+    return decorate
+
+
+@_compiled(fastmath=_FAST)
 def _log_likelihood(q: np.ndarray, a: float, b: float, d: float) -> float:
     return a * (q[0] * a + q[3] * b + q[4] * d + q[6]) + b * (q[1] * b + q[5] * d + q[7]) + d * (q[2] * d + q[8]) + q[9]
 
 
-@njit(cache=True, nogil=True)
+@_compiled()
 def _add(moments: np.ndarray, c: int, a: float, b: float, d: float) -> None:
     m = moments[c]
     m[0] += a * a
@@ -47,7 +68,7 @@ def _add(moments: np.ndarray, c: int, a: float, b: float, d: float) -> None:
     m[9] += 1.0
 
 
-@njit(cache=True, nogil=True)
+@_compiled()
 def moments_of(colours: np.ndarray, components: np.ndarray, k: int) -> np.ndarray:
     """(k, 10) moments of colours (3, n) by component (n,) in [0, k); -1: not counted."""
     moments = np.zeros((k, 10))
@@ -58,7 +79,7 @@ def moments_of(colours: np.ndarray, components: np.ndarray, k: int) -> np.ndarra
     return moments
 
 
-@njit(cache=True, nogil=True)
+@_compiled()
 def moments_of_best(colours: np.ndarray, member: np.ndarray, weights: np.ndarray, used: np.ndarray) -> np.ndarray:
     """(k, 10) moments of the colours (3, n) where member (n,) holds, each counted for its most
     likely used component of the mixture `weights` (k, 10) (ties to the lowest; with no used
@@ -79,7 +100,7 @@ def moments_of_best(colours: np.ndarray, member: np.ndarray, weights: np.ndarray
     return moments
 
 
-@njit(cache=True, nogil=True, fastmath=_FAST)
+@_compiled(fastmath=_FAST)
 def neg_log_mixture(colours: np.ndarray, weights: np.ndarray, used: np.ndarray) -> np.ndarray:
     """(n,) float32: -log(sum_c weight_c N_c(x)) (up to the mixture's constant) of colours (3, n),
     over the used components of `weights` (k, 10); +inf with none. Component by component, so
@@ -113,7 +134,7 @@ def neg_log_mixture(colours: np.ndarray, weights: np.ndarray, used: np.ndarray) 
     return out
 
 
-@njit(cache=True, nogil=True)
+@_compiled()
 def band_graph(bgr: np.ndarray, labels: np.ndarray, offsets: np.ndarray, gamma: float, free_label_a: int,
                free_label_b: int, fg_label: int, bg_label: int
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
