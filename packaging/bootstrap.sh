@@ -64,5 +64,9 @@ if ! "$VENV/bin/python" -m pip install -q "${constraints[@]}" -e ".[test,bench,r
     die "pip install failed (see above)"
   fi
 fi
+# GrabCut's per-pixel loops are compiled on first use (numba, several seconds); do it now, not
+# at the user's first click. A failure here only moves that cost to the first click.
+"$VENV/bin/python" -c "from seem_annotator.engine.grabcut_kernels import warm_up; warm_up()" \
+  || say "could not compile the classical backend's loops now; the first click will"
 echo "$digest" > "$stamp"
 say "environment ready in $VENV"
