@@ -16,7 +16,7 @@ from seem_annotator.video.colour import ColourModel
 from seem_annotator.video.flow import FlowWarper
 from seem_annotator.video.frames import make_frame
 from seem_annotator.video.metrics import boundary_f, region_j
-from seem_annotator.video.prompts import prompts_from_mask
+from seem_annotator.video.prompts import farthest_points, prompts_from_mask
 from seem_annotator.video.tracker import Anchor, MaskTracker
 
 DAVIS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "video"
@@ -50,6 +50,26 @@ def test_prompts_from_mask():
     box = prompts[-1]
     assert box.x0 < 40 and box.y0 < 30 and box.x1 > 90 and box.y1 > 80
     assert prompts_from_mask(np.zeros_like(mask), ClassicalBackend()) == ()
+
+
+@pytest.mark.parametrize("where", ["small in a large frame", "against the corner"])
+def test_prompts_ring_negatives_are_those_of_a_whole_frame_dilation(where):
+    """The ring the negative clicks come from is dilated in a window around the object only: the
+    same clicks as from dilating the whole frame."""
+    mask = np.zeros((480, 854), bool)
+    if where == "against the corner":
+        mask[:90, :140] = True
+    else:
+        cv2.ellipse(mask.view(np.uint8), (600, 300), (25, 15), 30, 0, 360, 1, -1)
+    y0, y1, x0, x1 = masks.bounds(mask)
+    gap = max(3, int(round(max(y1 - y0, x1 - x0) * 0.12)))
+    disc = lambda r: cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))  # noqa: E731
+    near = cv2.dilate(mask.astype(np.uint8), disc(gap)).astype(bool)
+    ring = cv2.dilate(mask.astype(np.uint8), disc(2 * gap)).astype(bool) & ~near
+    expected = [(x + 0.5, y + 0.5) for x, y in farthest_points(ring, 8)]
+    prompts = prompts_from_mask(mask, ClassicalBackend(), box_negatives=0)
+    got = [(p.x, p.y) for p in prompts if isinstance(p, PointPrompt) and not p.positive]
+    assert got == expected
 
 
 def test_prompts_click_the_background_inside_the_box():
