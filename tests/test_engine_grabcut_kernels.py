@@ -58,3 +58,19 @@ def test_a_process_with_nowhere_to_cache_compiles_anew_instead_of_failing() -> N
     colours = np.array([[10.0, 12, 200], [20, 22, 210], [30, 31, 220]])
     here = graphcut.ColourMixture(colours, np.array([0, 0, 1]), k=2).neg_log_likelihood(colours).round(3).tolist()
     assert done.stdout.strip() == str(here)
+
+
+def test_the_backend_imports_without_numba_which_its_first_encode_loads() -> None:
+    """numba takes about half a second to import: not on the app's start (the window builds the
+    classical backend on its own thread), but with an image's first encode (a background thread)."""
+    code = ("import sys\n"
+            "import numpy as np\n"
+            "from seem_annotator.engine.classical_backend import ClassicalBackend\n"
+            "from seem_annotator.engine.types import ImageInput\n"
+            "backend = ClassicalBackend(second_core=False)\n"
+            "print('numba' in sys.modules)\n"
+            "backend.encode(ImageInput(key='k', pixels=np.zeros((20, 30, 3), np.uint8), full_size=(20, 30)))\n"
+            "print('numba' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "True"]

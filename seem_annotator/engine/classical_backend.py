@@ -35,7 +35,6 @@ import cv2
 import numpy as np
 
 from seem_annotator.core.prompts import SPATIAL_KINDS
-from seem_annotator.engine import grabcut_kernels
 from seem_annotator.engine.classical_cut import CutSettings, WorkingImage, guided_upsample
 from seem_annotator.engine.classical_everything import object_regions
 from seem_annotator.engine.classical_refine import (
@@ -181,7 +180,9 @@ class ClassicalBackend:
         second-core helper is started (an image is open for clicking; without encode, as in the
         video tracker's runs, a click that needs the helper starts it)."""
         prep = self._prepared(image)
-        grabcut_kernels.warm_up()  # compiled (first use) or loaded before the first click
+        from seem_annotator.engine.grabcut_kernels import warm_up  # numba: not at the app's start
+
+        warm_up()  # compiled (first use) or loaded before the first click
         if self.solver == "graph":
             prep.work.grid()
             if self.second_core and self.rules:

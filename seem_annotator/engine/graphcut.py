@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from types import ModuleType
 
 import cv2
 import maxflow
 import numpy as np
-
-from seem_annotator.engine import grabcut_kernels
 
 GAMMA = 50.0
 HARD = 9 * GAMMA  # the cost that holds GC_FGD / GC_BGD pixels (cv2.grabCut's lambda)
@@ -49,6 +48,14 @@ class PairwiseWeights:
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return self.right, self.down, self.down_right, self.down_left
+
+
+def _kernels() -> ModuleType:
+    """grabcut_kernels, imported on first use: importing numba takes about half a second, which
+    belongs to an image's first encode (a background thread), not to the app's start."""
+    from seem_annotator.engine import grabcut_kernels
+
+    return grabcut_kernels
 
 
 def squared_differences(bgr: np.ndarray) -> tuple[list[np.ndarray], float]:
@@ -127,12 +134,12 @@ class ColourMixture:
     def fit(self, colours: np.ndarray, components: np.ndarray) -> None:
         """Learn from colours (3, n) and each one's component (n,) in [0, k), or -1 for a colour
         that is not the mixture's."""
-        self.fit_moments(grabcut_kernels.moments_of(colours, np.asarray(components, np.intp), self.k))
+        self.fit_moments(_kernels().moments_of(colours, np.asarray(components, np.intp), self.k))
 
     def refit(self, colours: np.ndarray, member: np.ndarray) -> None:
         """GrabCut's iteration: each member colour (member: bool (n,)) joins its most likely
         component of this mixture, and the mixture is learned again from them."""
-        self.fit_moments(grabcut_kernels.moments_of_best(colours, member, self.quadratic_weights, self.weights > 0))
+        self.fit_moments(_kernels().moments_of_best(colours, member, self.quadratic_weights, self.weights > 0))
 
     def fit_moments(self, moments: np.ndarray) -> None:
         """Learn from per-component sums (k, 10) of quadratic_features (grabcut_kernels)."""
@@ -174,7 +181,7 @@ class ColourMixture:
     def neg_log_likelihood(self, colours: np.ndarray) -> np.ndarray:
         """(n,) float32: -log of the mixture's density (up to a constant) at colours (3, n): the
         unary cost of giving them this mixture's label's opposite."""
-        return grabcut_kernels.neg_log_mixture(colours, self.quadratic_weights, self.weights > 0)
+        return _kernels().neg_log_mixture(colours, self.quadratic_weights, self.weights > 0)
 
 
 def kmeans_mixture(colours: np.ndarray, members: np.ndarray, k: int = COMPONENTS, sample: int = 4096
@@ -198,7 +205,7 @@ def kmeans_mixture(colours: np.ndarray, members: np.ndarray, k: int = COMPONENTS
     nearness[:, 0:3] = -1.0
     nearness[:, 6:9] = 2.0 * centres
     nearness[:, 9] = -(centres * centres).sum(axis=1)
-    return ColourMixture.of_moments(grabcut_kernels.moments_of_best(colours, members, nearness, np.ones(k, bool)))
+    return ColourMixture.of_moments(_kernels().moments_of_best(colours, members, nearness, np.ones(k, bool)))
 
 
 class _KeptFlow:
@@ -275,7 +282,7 @@ class BandCut(_KeptFlow):
         self._free = (labels == cv2.GC_PR_FGD) | (labels == cv2.GC_PR_BGD)
         self._hard_fg = labels == cv2.GC_FGD
         # beta is the whole crop's, as cv2.grabCut's; only edges with an undecided end are made.
-        a, b, weights, fold_source, fold_sink, count = grabcut_kernels.band_graph(
+        a, b, weights, fold_source, fold_sink, count = _kernels().band_graph(
             np.ascontiguousarray(bgr), np.ascontiguousarray(labels), np.array(OFFSETS), GAMMA,
             cv2.GC_PR_BGD, cv2.GC_PR_FGD, cv2.GC_FGD, cv2.GC_BGD)
         self._graph = maxflow.GraphFloat()
