@@ -91,7 +91,7 @@ def test_language_and_referring_prompts_say_how_to_get_seem(prompt):
         _predict(ClassicalBackend(), image, [PointPrompt(110, 120), prompt])
 
 
-def test_the_grid_is_cut_4_connected_and_a_box_crop_8_connected(monkeypatch):
+def test_a_persons_prompts_are_cut_4_connected_and_a_box_refitting_an_answer_8_connected(monkeypatch):
     from seem_annotator.engine import graphcut
 
     made = []
@@ -107,9 +107,19 @@ def test_the_grid_is_cut_4_connected_and_a_box_crop_8_connected(monkeypatch):
     assert mask_iou(_predict(backend, image, [PointPrompt(110, 120)]).mask, truth) > 0.9
     assert [n for _, n in made] == [4]  # the image's kept grid
     made.clear()
-    assert mask_iou(_predict(backend, image, [BoxPrompt(45, 70, 175, 170)]).mask, truth) > 0.9
-    assert made and all(n == 8 for _, n in made)  # the box's crop, made for the cut
+    box = BoxPrompt(45, 70, 175, 170)
+    first = _predict(backend, image, [box])
+    assert mask_iou(first.mask, truth) > 0.9
+    assert made and all(n == 4 for _, n in made)  # a person's box: its crop, made for the cut
     assert all(shape != (240, 320) for shape, _ in made)
+    made.clear()
+    # The video tracker's request: clicks in and around a carried mask, then a box that refits it.
+    carried = np.zeros_like(truth)
+    carried[80:165, 60:160] = True
+    tracked = backend.predict(DecodeRequest(image=image, object_id="t", round_index=1, previous_mask=carried,
+                                            prompts=(PointPrompt(110, 120), PointPrompt(20, 20, False), box)))
+    assert mask_iou(tracked.mask, truth) > 0.9
+    assert made and all(n == 8 for _, n in made)
 
 
 def test_one_click_box_and_stroke_find_the_object():

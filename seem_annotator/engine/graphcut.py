@@ -319,12 +319,13 @@ def fitting_sample(shape: tuple[int, int], budget: int) -> np.ndarray:
 
 
 def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, grid: GridCut | BandCut | None = None,
-            fitting: int = 0) -> np.ndarray:
+            fitting: int = 0, neighbours: int = 8) -> np.ndarray:
     """GrabCut from a GC_* label map (GC_BGD, GC_FGD, GC_PR_BGD, GC_PR_FGD), like
     `cv2.grabCut(..., GC_INIT_WITH_MASK)`: the label map (uint8, (h, w)) after `iterations`
     rounds; only GC_PR_* pixels change. `fitting`: the colour models learn from at most about this
     many pixels, a regular grid of them (0: from all, as cv2.grabCut does). `grid`: this image's
-    kept GridCut (the caller holds its lock), else one is made for this call (8-connected).
+    kept GridCut (the caller holds its lock), else one is made for this call (`neighbours`: 8 or 4;
+    a mostly decided map's BandCut is always 8-connected).
     Deterministic for a fresh grid (k-means starts from a fixed seed); a kept grid can resolve exact
     ties differently."""
     labels = gc.copy()
@@ -334,7 +335,7 @@ def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, grid: GridCut | Ba
         return labels
     if grid is None:
         # Mostly decided (a band): a graph of the undecided pixels alone; else the whole grid.
-        grid = BandCut(bgr, labels) if np.count_nonzero(free) < BAND * free.size else GridCut(bgr)
+        grid = BandCut(bgr, labels) if np.count_nonzero(free) < BAND * free.size else GridCut(bgr, neighbours)
     sample = fitting_sample(labels.shape, fitting)
     learn = grid.colours_at(sample)  # the pixels the models learn from
     free_flat = free.ravel()
