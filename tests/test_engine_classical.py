@@ -374,3 +374,19 @@ def test_clean_within_the_masks_box_is_cleaning_the_whole_image():
         for negative in (None, bg):
             kept = mask if negative is None else mask & ~negative
             assert np.array_equal(clean(mask, fg, negative), _clean_within(kept, fg, negative, 0.05)), trial
+
+
+def test_roi_around_is_the_bounding_box_grown_by_its_margin():
+    from seem_annotator.engine.classical_cut import roi_around
+
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        h, w = rng.integers(1, 50, 2)
+        region = rng.random((h, w)) < rng.choice([0.002, 0.05, 0.4])
+        region[rng.integers(h), rng.integers(w)] = True
+        margin, minimum = float(rng.choice([0.0, 0.1, 0.3])), int(rng.integers(0, 12))
+        ys, xs = np.nonzero(region)
+        my = max(minimum, int(margin * (ys.max() - ys.min() + 1)))
+        mx = max(minimum, int(margin * (xs.max() - xs.min() + 1)))
+        expected = (max(0, ys.min() - my), min(h, ys.max() + 1 + my), max(0, xs.min() - mx), min(w, xs.max() + 1 + mx))
+        assert roi_around(region, margin, minimum) == tuple(int(v) for v in expected)

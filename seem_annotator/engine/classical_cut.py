@@ -120,11 +120,12 @@ def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, roi: tuple[int, in
 
 def roi_around(region: np.ndarray, margin: float, minimum: int = 12) -> tuple[int, int, int, int]:
     """(y0, y1, x0, x1): the region's bounding box grown by `margin` of its size on each side."""
-    ys, xs = np.nonzero(region)
+    ys, xs = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))  # not every pixel's
     h, w = region.shape
-    my = max(minimum, int(margin * (ys.max() - ys.min() + 1)))
-    mx = max(minimum, int(margin * (xs.max() - xs.min() + 1)))
-    return max(0, ys.min() - my), min(h, ys.max() + 1 + my), max(0, xs.min() - mx), min(w, xs.max() + 1 + mx)
+    y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+    my = max(minimum, int(margin * (y1 - y0)))
+    mx = max(minimum, int(margin * (x1 - x0)))
+    return max(0, y0 - my), min(h, y1 + my), max(0, x0 - mx), min(w, x1 + mx)
 
 
 def click_cut(image: WorkingImage, pos: np.ndarray, neg: np.ndarray, prev: np.ndarray | None,
@@ -202,23 +203,20 @@ def clean(mask: np.ndarray, fg: np.ndarray, bg: np.ndarray | None = None, floor:
 def _clean_within(mask: np.ndarray, fg: np.ndarray, bg: np.ndarray | None, floor: float) -> np.ndarray:
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     keep = stats[:, cv2.CC_STAT_AREA] >= floor * int(mask.sum())
+    keep[labels[fg & mask]] = True  # the parts a seed lies on (a list of labels, not a set)
     keep[0] = False
-    seeded = np.unique(labels[fg & mask])
-    keep[seeded[seeded > 0]] = True
     if not keep.any():  # a box or polygon alone says "in here", not where: keep its largest part
-        keep[1 + int(np.argmax(np.bincount(labels.ravel())[1:]))] = True
+        keep[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))] = True
     out = keep[labels]
     holes = (~out).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(holes, connectivity=4)
     limit = max(16, int(out.sum()) // 100)
     hh, ww = mask.shape
-    small = np.zeros(count, bool)
-    for k in range(1, count):
-        x, y, bw, bh, area = stats[k]
-        touches_border = x == 0 or y == 0 or x + bw == ww or y + bh == hh
-        small[k] = area <= limit and not touches_border
+    x, y, bw, bh, area = (stats[:, i] for i in range(5))
+    touches_border = (x == 0) | (y == 0) | (x + bw == ww) | (y + bh == hh)
+    small = (area <= limit) & ~touches_border
     if bg is not None:
-        small[np.unique(labels[bg & (holes > 0)])] = False  # a hole a negative seed made stays open
+        small[labels[bg & (holes > 0)]] = False  # a hole a negative seed made stays open
     small[0] = False
     out |= small[labels]
     if bg is not None:
@@ -238,11 +236,9 @@ def guided_upsample(mask: np.ndarray, guide_rgb: np.ndarray) -> np.ndarray:
     r = max(2, int(round(2 * factor)))
     band = (soft > 0.02) & (soft < 0.98)
     band = cv2.dilate(band.astype(np.uint8), disk(r)).astype(bool)
-    ys, xs = np.nonzero(band)
-    if not len(ys):
+    if not band.any():
         return soft >= 0.5
-    y0, y1 = max(0, ys.min() - 2 * r), min(hh, ys.max() + 1 + 2 * r)
-    x0, x1 = max(0, xs.min() - 2 * r), min(ww, xs.max() + 1 + 2 * r)
+    y0, y1, x0, x1 = roi_around(band, 0.0, minimum=2 * r)
     gray = cv2.cvtColor(np.ascontiguousarray(guide_rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
     p = soft[y0:y1, x0:x1]
     k = (2 * r + 1, 2 * r + 1)

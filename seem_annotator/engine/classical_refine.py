@@ -214,7 +214,7 @@ def _has_new_part(coarse: np.ndarray, before: np.ndarray, least: int) -> bool:
     """Whether `coarse` has a part of at least `least` pixels that does not touch `before`."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(coarse.astype(np.uint8), connectivity=8)
     touching = np.zeros(count, bool)
-    touching[np.unique(labels[before & coarse])] = True
+    touching[labels[before & coarse]] = True
     return bool(((stats[1:, cv2.CC_STAT_AREA] >= least) & ~touching[1:]).any())
 
 

@@ -122,8 +122,7 @@ def _component_at(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:
         return np.zeros_like(mask)
     count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
     keep = np.zeros(count, bool)
-    hit = np.unique(labels[seed & mask])
-    keep[hit[hit > 0]] = True
+    keep[labels[seed & mask]] = True
     return keep[labels]
 
 
