@@ -123,9 +123,10 @@ class ClassicalBackend:
     classical_refine.refine_locally; off: the whole outline every round), first_iterations (GrabCut
     iterations of a cut on the whole grid: every round while margin is 0; three needed as few clicks
     as the textbook's five, at about a quarter less time), iterations (a round's on a crop, margin
-    > 0), neighbours (of the whole grid's cut: 4, only horizontal and vertical edges, a weaker
-    smoothness that follows thin parts and a cheaper cut; 8, cv2.grabCut's; a box's or polygon's
-    crop is always cut 8-connected, see classical_cut.click_cut), refine_side (the largest side the
+    > 0), neighbours (of the whole grid's cut and a box's or polygon's crop: 4, only horizontal
+    and vertical edges, a weaker smoothness that follows thin parts and a cheaper cut; 8,
+    cv2.grabCut's; a box that refits a previous answer, as the video tracker asks, is always cut
+    8-connected, see classical_cut.click_cut), refine_side (the largest side the
     refinement works at), second_core (make the cut a positive click may also need, what it gives
     alone, in a helper process beside the round's own cut, cut_helper.py; None: when this process
     may use two cores or more), solver ("graph": our GrabCut with each image's min-cut
