@@ -178,10 +178,11 @@ def test_negative_click_keeps_what_lies_nearer_a_positive_click(monkeypatch):
     assert added.mask[293, 403] and (added.mask & near).sum() > 1000
     real = classical_rules.click_cut
 
-    def losing(image, pos, neg, prev, s, **kwargs):  # the working grid is 320 / 512 of the photo
+    def losing(image, pos, neg, prev, s, **kwargs):
         cut = real(image, pos, neg, prev, s, **kwargs)
+        scale = cut.shape[1] / 512  # the working grid against the photo
         gy, gx = np.mgrid[:cut.shape[0], :cut.shape[1]]
-        return cut & ((gx - 411 * 0.625) ** 2 + (gy - 234 * 0.625) ** 2 > (20 * 0.625) ** 2) | pos
+        return cut & ((gx - 411 * scale) ** 2 + (gy - 234 * scale) ** 2 > (20 * scale) ** 2) | pos
 
     monkeypatch.setattr(classical_rules, "click_cut", losing)
     removed = _ask(ClassicalBackend(), image, [on_orbiter, on_table], added)
