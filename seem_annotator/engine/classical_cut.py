@@ -93,8 +93,8 @@ def grabcut(bgr: np.ndarray, gc: np.ndarray, iterations: int, roi: tuple[int, in
             neighbours: int = 8) -> np.ndarray:
     """GrabCut from a GC_* label map (optionally only inside roi = (y0, y1, x0, x1)): bool mask.
     `grid`: the whole image's kept graph, used when the cut covers the whole image (else a graph
-    is made for this cut, `neighbours`-connected, or its undecided band's, graphcut.grabcut); `fitting`: at most about this many pixels
-    teach the colour models (0: all; graphcut.grabcut)."""
+    is made for this cut: `neighbours`-connected, or only its undecided band's, graphcut.grabcut);
+    `fitting`: at most about this many pixels teach the colour models (0: all; graphcut.grabcut)."""
     gc = gc.copy()
     y0, y1, x0, x1 = roi if roi is not None else (0, gc.shape[0], 0, gc.shape[1])
     crop = np.ascontiguousarray(gc[y0:y1, x0:x1])
