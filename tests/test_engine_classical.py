@@ -97,9 +97,9 @@ def test_a_persons_prompts_are_cut_4_connected_and_a_box_refitting_an_answer_8_c
     made = []
     real = graphcut.GridCut.__init__
 
-    def recording(self, bgr, neighbours=8):
+    def recording(self, bgr, neighbours=8, separate_openings=False):
         made.append((bgr.shape[:2], neighbours))
-        real(self, bgr, neighbours)
+        real(self, bgr, neighbours, separate_openings)
 
     monkeypatch.setattr(graphcut.GridCut, "__init__", recording)
     image, truth = _scene()

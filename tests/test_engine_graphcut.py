@@ -190,6 +190,27 @@ def test_a_kept_grid_answers_as_a_fresh_one_after_other_cuts() -> None:
         assert _iou(_fg(on_kept), _fg(fresh)) > 0.999
 
 
+def test_a_grid_with_separate_openings_cuts_each_grabcuts_first_iteration_on_its_own_graph() -> None:
+    """The opening graph takes every GrabCut's first iteration, the other graph the rest; the
+    labels are the exact minimum cuts all the same (those of a grid with one graph)."""
+    bgr, truth = _scene(2)
+    first = _labels(truth)
+    second = first.copy()
+    cv2.circle(second, (70, 60), 4, cv2.GC_BGD, -1)  # a negative click on the object
+    one = graphcut.GridCut(bgr, 4)
+    two = graphcut.GridCut(bgr, 4, separate_openings=True)
+    assert one._opening is one._flow and two._opening is not two._flow
+    for gc in (first, second, first):
+        with one.lock, two.lock:
+            on_one = graphcut.grabcut(bgr, gc, 3, one)
+            on_two = graphcut.grabcut(bgr, gc, 3, two)
+        assert _iou(_fg(on_one), _fg(on_two)) > 0.999
+        # Each graph holds the terminal capacities of its own last cut: the first iteration's on
+        # the opening graph, the third's on the other.
+        assert not np.array_equal(two._opening._terminals[0], two._flow._terminals[0])
+        assert np.array_equal(two._flow._terminals[0], one._flow._terminals[0])
+
+
 def test_pairwise_weights_are_zero_off_the_image_and_weaker_across_edges() -> None:
     bgr, truth = _scene()
     weights = graphcut.pairwise_weights(bgr)

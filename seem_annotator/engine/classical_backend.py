@@ -72,7 +72,9 @@ class _Prepared:
         self._fine_bgr: np.ndarray | None = None
         self.fine_size = self.fine_rgb.shape[:2]
         self.rgb = _shrunk(self.fine_rgb, max_side)
-        self.work = WorkingImage(cv2.cvtColor(self.rgb, cv2.COLOR_RGB2BGR), neighbours)
+        # The helper's grids (cut_helper.py) keep one graph: its cuts are first answers of
+        # unrelated clicks, not one person's rounds.
+        self.work = WorkingImage(cv2.cvtColor(self.rgb, cv2.COLOR_RGB2BGR), neighbours, separate_openings=True)
         self.size = self.rgb.shape[:2]
         # Prompts are in full-resolution pixels: grid pixels per full-resolution pixel.
         self.scale = self.size[0] / image.full_size[0]
@@ -239,7 +241,7 @@ class ClassicalBackend:
             self._cache[image.key] = prep
             while len(self._cache) > self._cache_images:
                 self._cache.popitem(last=False)
-            # A kept min-cut graph holds ~20 MB on a 320-pixel grid (28 MB 8-connected): only the
+            # A kept grid holds ~40 MB on a 320-pixel grid (two graphs of ~20 MB, 4-connected): only the
             # newest images keep one.
             for older in list(self._cache.values())[:-KEPT_GRAPHS]:
                 older.work.drop_grid()

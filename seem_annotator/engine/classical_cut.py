@@ -42,11 +42,15 @@ class CutSettings:
 
 class WorkingImage:
     """An image on the working grid (BGR, uint8) and what every round on it shares, each made on
-    first use: its texture-smoothed copy and its kept min-cut graph (graphcut.GridCut)."""
+    first use: its texture-smoothed copy and its kept min-cut graph (graphcut.GridCut; with
+    `separate_openings` a second graph for the rounds' first iterations, where one person's rounds
+    follow each other)."""
 
-    def __init__(self, bgr: np.ndarray, neighbours: int = 8, texture: np.ndarray | None = None) -> None:
+    def __init__(self, bgr: np.ndarray, neighbours: int = 8, texture: np.ndarray | None = None,
+                 separate_openings: bool = False) -> None:
         self.bgr = bgr
         self.neighbours = neighbours  # of its min-cut graph (graphcut.GridCut)
+        self.separate_openings = separate_openings
         self._texture = texture  # made on first use when not given
         self._grid: graphcut.GridCut | None = None
         self._lock = threading.Lock()
@@ -60,7 +64,7 @@ class WorkingImage:
     def grid(self) -> graphcut.GridCut:
         with self._lock:
             if self._grid is None:
-                self._grid = graphcut.GridCut(self.bgr, self.neighbours)
+                self._grid = graphcut.GridCut(self.bgr, self.neighbours, self.separate_openings)
             return self._grid
 
     def drop_grid(self) -> None:
