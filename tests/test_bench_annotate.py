@@ -84,3 +84,12 @@ def test_several_image_folders_are_linked_into_one_in_the_order_given(tmp_path):
     assert [p.name for p in linked] == ["000000_x_1.jpg", "000001_y.png", "000002_a.jpg"]
     assert [p.resolve() for p in linked] == [first / "x 1.jpg", first / "y.png", second / "a.jpg"]
     assert _one_folder([first], 3, scratch) == first  # one folder is used as it is
+
+
+def test_engines_alternate_their_order_between_rounds():
+    from seem_annotator.bench.annotate import engine_order
+
+    assert engine_order(0, [1, 2]) == ["local", 1, 2]
+    assert engine_order(1, [1, 2]) == [2, 1, "local"]
+    assert engine_order(2, [1, 2]) == ["local", 1, 2]
+    assert engine_order(3, [4]) == [4, "local"]

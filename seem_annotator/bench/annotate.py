@@ -12,7 +12,8 @@ The same images go through, in the same process, interleaved round by round:
 rounds' own ratios (target >= 0.9: the run overlaps reading and writing with
 the model). With `--engine ray --workers 1,2` it also compares, like for like (every model with
 the same torch threads: `--threads`, default 1, and each Ray worker as many CPUs), the local
-engine with the Ray engine per worker count, in each round, every run into a fresh project:
+engine with the Ray engine per worker count, in each round (every other round in reverse order,
+so that drift over a run weighs on every engine alike), every run into a fresh project:
 
 * end-to-end (`ray_images_per_s`, `ray_overhead` = local / 1 worker, `scaling` = 2 / 1 workers):
   the whole run with its model loading (the local engine builds its model; each Ray actor starts
@@ -286,6 +287,14 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 4) if a and b else None
 
 
+def engine_order(round_index: int, counts: list[int]) -> list[str | int]:
+    """The engines of one round: the local engine, then Ray with each worker count; every other
+    round in reverse, so that a machine slowing (or speeding up) over a run counts against each
+    engine alike over an even number of rounds."""
+    order: list[str | int] = ["local", *counts]
+    return order if round_index % 2 == 0 else order[::-1]
+
+
 def ray_figures(args: argparse.Namespace, spec: Any, folder: Path, names: set[str]) -> dict[str, Any]:
     """The local engine and the Ray engine per worker count, like for like: every run uses
     `spec.threads` torch threads per model (the local engine one model, each Ray worker one
@@ -306,10 +315,12 @@ def ray_figures(args: argparse.Namespace, spec: Any, folder: Path, names: set[st
     load_before = _load()
     local: list[dict[str, Any]] = []
     ray_runs: dict[str, list[dict[str, Any]]] = {str(w): [] for w in counts}
-    for _ in range(max(1, args.rounds)):  # interleaved: the machine's load changes over minutes
-        local.append(timed_engine(folder, spec, LocalExecutor(), names))  # builds its model inside the timing
-        for workers in counts:
-            executor = make_executor("ray", workers=workers, cpus_per_worker=threads)
+    for round_index in range(max(1, args.rounds)):  # interleaved: the machine's load changes over minutes
+        for engine in engine_order(round_index, counts):
+            if engine == "local":
+                local.append(timed_engine(folder, spec, LocalExecutor(), names))  # builds its model inside the timing
+                continue
+            executor = make_executor("ray", workers=engine, cpus_per_worker=threads)
             try:
                 begun = time.perf_counter()
                 executor.connect()
@@ -318,7 +329,7 @@ def ray_figures(args: argparse.Namespace, spec: Any, folder: Path, names: set[st
             finally:
                 executor.close()
             figures["ray_start_s"] = round(started, 4)
-            ray_runs[str(workers)].append(figures)
+            ray_runs[str(engine)].append(figures)
     out: dict[str, Any] = {"threads_per_worker": threads, "load_average": load_before,
                            "load_average_after": _load(), "local": _mean(local),
                            "ray": {w: _mean(runs) for w, runs in ray_runs.items()}}
