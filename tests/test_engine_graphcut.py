@@ -134,7 +134,7 @@ def test_a_grid_has_the_edges_of_its_neighbourhood(neighbours: int) -> None:
     straight = h * (w - 1) + (h - 1) * w
     diagonal = 2 * (h - 1) * (w - 1)
     edges = straight if neighbours == 4 else straight + diagonal
-    assert grid._graph.get_edge_count() == 2 * edges  # PyMaxflow counts both directions of an edge
+    assert grid._flow._graph.get_edge_count() == 2 * edges  # PyMaxflow counts both directions of an edge
 
 
 def test_a_grid_refuses_other_neighbourhoods() -> None:

@@ -72,8 +72,8 @@ class _Prepared:
         self._fine_bgr: np.ndarray | None = None
         self.fine_size = self.fine_rgb.shape[:2]
         self.rgb = _shrunk(self.fine_rgb, max_side)
-        # The helper's grids (cut_helper.py) keep one graph: its cuts are first answers of
-        # unrelated clicks, not one person's rounds.
+        # One person's rounds follow each other here: their first iterations get a graph of their
+        # own (the helper's grids, cut_helper.py, keep one: its cuts are unrelated first answers).
         self.work = WorkingImage(cv2.cvtColor(self.rgb, cv2.COLOR_RGB2BGR), neighbours, separate_openings=True)
         self.size = self.rgb.shape[:2]
         # Prompts are in full-resolution pixels: grid pixels per full-resolution pixel.

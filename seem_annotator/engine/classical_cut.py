@@ -193,9 +193,8 @@ def clean(mask: np.ndarray, fg: np.ndarray, bg: np.ndarray | None = None, floor:
         return mask
     # Everything happens within a pixel of the mask's bounding box: a hole reaching that margin is
     # open to the outside, as one reaching the image's edge is, so the answer is the whole image's.
-    ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
     h, w = mask.shape
-    y0, y1, x0, x1 = max(0, ys[0] - 1), min(h, ys[-1] + 2), max(0, xs[0] - 1), min(w, xs[-1] + 2)
+    y0, y1, x0, x1 = roi_around(mask, 0.0, minimum=1)
     if (y1 - y0) * (x1 - x0) < 0.8 * h * w:
         window = (slice(y0, y1), slice(x0, x1))
         out = np.zeros_like(mask)

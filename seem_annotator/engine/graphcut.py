@@ -273,11 +273,6 @@ class GridCut:
         self._opening = _GridFlow(self.shape, weights, neighbours) if separate_openings else self._flow
         self.lock = threading.Lock()
 
-    @property
-    def _graph(self) -> maxflow.GraphFloat:
-        """The graph of the iterations after the first (the only one without separate openings)."""
-        return self._flow._graph
-
     def colours_at(self, which: np.ndarray) -> np.ndarray:
         """The planar colours (3, m) of the pixels where `which` (bool, (h * w,)) holds."""
         return self.colours[:, which]
